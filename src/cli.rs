@@ -1,0 +1,294 @@
+//! Command line: parsing, exit codes, human and JSON output. Everything the
+//! commands do lives in the library; this file only wires and prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::pipeline::{Outcome, short};
+use crate::status::Status;
+use crate::watch::Agent;
+
+/// Where the config lives unless `--config` says otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/chanvault/chanvault.toml";
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    /// Success; for `backup --once`: a new backup was stored and delivered everywhere.
+    pub const OK: u8 = 0;
+    /// An error: bad config, LND unreachable or refusing, unusable state dir.
+    pub const ERROR: u8 = 1;
+    /// Bad command-line usage (clap).
+    pub const USAGE: u8 = 2;
+    /// `backup --once`: LND's channel set is unchanged; nothing new was stored.
+    pub const UNCHANGED: u8 = 3;
+    /// `backup --once`: a new backup was stored but flagged suspect (shrink guard).
+    pub const SUSPECT: u8 = 4;
+    /// `backup --once`: stored, but at least one target did not take it (retried later).
+    pub const UNDELIVERED: u8 = 5;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "chanvault",
+    version,
+    about = "Keeps LND's static channel backups sealed with age, durable and delivered",
+    long_about = None,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive); RUST_LOG also works.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// Config file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the event loop: follow LND's channel backup stream and keep every target current.
+    Watch(ConfigArg),
+    /// One export through the pipeline, one delivery attempt per target, then exit (for a timer).
+    Backup {
+        /// Required: run once and exit (the daemon is `watch`).
+        #[arg(long, required = true)]
+        once: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show what the spool holds and what each target has received.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config and print it as it will be used (it names secret files, never their contents).
+    CheckConfig(ConfigArg),
+    /// Run the whole pipeline against a built-in LND simulator, with no external services.
+    Demo {
+        /// Directory for the demo's config, identity, state and targets (must be new or empty).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Channels the simulated node opens.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=2000))]
+        channels: u16,
+    },
+    /// Developer tools.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevCommand {
+    /// Run the LND simulator standalone; reads commands (open, close, list, drop, restart, lose-db, quit) from stdin.
+    LndSim {
+        /// Directory for tls.cert, macaroons and the node key (reused if present).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Address to listen on (loopback only is sensible).
+        #[arg(long, default_value = "127.0.0.1:10009")]
+        listen: std::net::SocketAddr,
+        /// Behave like lnd < 0.19: VerifyChanBackup answers with an empty message.
+        #[arg(long)]
+        old_verify: bool,
+    },
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging(cli.log_level.as_deref());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    rt.block_on(run(cli.command))
+}
+
+fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).ok(),
+        None => EnvFilter::try_from_default_env().ok(),
+    }
+    .unwrap_or_else(|| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// One line on stderr, exit 1.
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("chanvault: error: {msg}");
+    ExitCode::from(exit::ERROR)
+}
+
+fn load(path: &Path) -> Result<Config, String> {
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+async fn run(cmd: Command) -> ExitCode {
+    match cmd {
+        Command::Watch(c) => match watch_cmd(&c.config).await {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => fail(&e),
+        },
+        Command::Backup { config, .. } => match backup_once(&config.config).await {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => fail(&e),
+        },
+        Command::Status { config, json } => match status(&config.config, json) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => fail(&e),
+        },
+        Command::CheckConfig(c) => match check_config(&c.config) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => fail(&e),
+        },
+        Command::Demo { dir, channels } => match crate::demo::run(&dir, channels.into()).await {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => fail(&e),
+        },
+        Command::Dev(DevCommand::LndSim {
+            dir,
+            listen,
+            old_verify,
+        }) => {
+            let mut opts = crate::sim::SimOptions::new(dir);
+            opts.listen = listen;
+            opts.verify_returns_chan_points = !old_verify;
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            match crate::sim::run_standalone(opts, stdin, std::io::stdout()).await {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+    }
+}
+
+async fn watch_cmd(path: &Path) -> Result<(), String> {
+    let cfg = load(path)?;
+    let agent = Agent::new(cfg).map_err(|e| e.to_string())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; finishing the step in flight");
+        let _ = tx.send(true);
+    });
+    agent.watch(rx).await.map_err(|e| e.to_string())
+}
+
+/// SIGTERM (systemd) or SIGINT (Ctrl-C).
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn backup_once(path: &Path) -> Result<u8, String> {
+    let cfg = load(path)?;
+    let agent = Agent::new(cfg).map_err(|e| e.to_string())?;
+    let report = agent.backup_once().await.map_err(|e| e.to_string())?;
+    let mut code = match &report.outcome {
+        Outcome::Stored(r) if r.is_suspect() => {
+            println!(
+                "stored SUSPECT backup {} ({} channels): {}",
+                short(&r.id),
+                r.channels,
+                r.suspect.as_deref().unwrap_or_default()
+            );
+            exit::SUSPECT
+        }
+        Outcome::Stored(r) => {
+            println!(
+                "stored backup {} ({} channels, fingerprint {})",
+                short(&r.id),
+                r.channels,
+                short(&r.fingerprint)
+            );
+            exit::OK
+        }
+        Outcome::Duplicate { fingerprint } => {
+            println!(
+                "unchanged: the newest backup already has fingerprint {}",
+                short(fingerprint)
+            );
+            exit::UNCHANGED
+        }
+    };
+    for (target, err) in &report.failures {
+        eprintln!("chanvault: delivery to {target} failed (will be retried): {err}");
+        code = exit::UNDELIVERED;
+    }
+    Ok(code)
+}
+
+fn status(path: &Path, json: bool) -> Result<(), String> {
+    let cfg = load(path)?;
+    let st = Status::read(&cfg).map_err(|e| e.to_string())?;
+    if json {
+        let text = serde_json::to_string_pretty(&st).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", st.human());
+    }
+    Ok(())
+}
+
+fn check_config(path: &Path) -> Result<(), String> {
+    let cfg = load(path)?;
+    // Everything that can be checked without LND: recipients parse, secret
+    // files are readable, the state dir is usable.
+    let recipients =
+        crate::seal::Recipients::from_config(&cfg.seal.recipients, &cfg.seal.recipients_files)
+            .map_err(|e| format!("config {}: {e}", cfg.source.display()))?;
+    crate::lnd::load_cert(&cfg.lnd.tls_cert).map_err(|e| e.to_string())?;
+    let macaroon = crate::lnd::load_macaroon(&cfg.lnd.macaroon).map_err(|e| e.to_string())?;
+    crate::spool::Spool::open(&cfg.state_dir, cfg.backup.keep).map_err(|e| e.to_string())?;
+    println!("# {}: OK", cfg.source.display());
+    println!(
+        "# {} recipient(s); macaroon {} is readable ({} bytes, contents not shown)",
+        recipients.len(),
+        cfg.lnd.macaroon.display(),
+        macaroon.len()
+    );
+    print!("{}", cfg.to_toml());
+    Ok(())
+}

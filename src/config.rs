@@ -1,0 +1,409 @@
+//! The one configuration type, read from TOML and validated once at start-up.
+//!
+//! Unknown keys are refused, every error names the file and the key, and
+//! relative paths are resolved against the config file's directory so that a
+//! config can be moved together with the files it names. The config holds
+//! paths to secrets, never secrets themselves.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default cron schedule (seconds field first) for the baseline export.
+pub const DEFAULT_SCHEDULE: &str = "0 */15 * * * *";
+/// Default number of backups kept in the spool (the last good one is always kept).
+pub const DEFAULT_KEEP: usize = 50;
+/// Default first retry delay of a failed delivery.
+pub const DEFAULT_RETRY_INITIAL_SECONDS: u64 = 2;
+/// Default cap of the delivery retry delay.
+pub const DEFAULT_RETRY_MAX_SECONDS: u64 = 300;
+/// Default cap of the LND reconnect delay.
+pub const DEFAULT_RECONNECT_MAX_SECONDS: u64 = 60;
+/// Default LND RPC timeout.
+pub const DEFAULT_LND_TIMEOUT_SECONDS: u64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// The file as written by the user.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the spool and journal live. Created 0700 if missing.
+    pub state_dir: PathBuf,
+    pub lnd: LndConfig,
+    #[serde(default)]
+    pub backup: BackupConfig,
+    pub seal: SealConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetConfig>,
+    /// Path of the file this was read from (not a key).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LndConfig {
+    /// `host:port`, `https://host:port`, `[::1]:port`.
+    pub address: String,
+    /// lnd's `tls.cert`; its exact bytes are pinned.
+    pub tls_cert: PathBuf,
+    /// A macaroon with at least `offchain:read` (`lncli bakemacaroon offchain:read`).
+    pub macaroon: PathBuf,
+    #[serde(default = "default_lnd_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Cron expression (with a seconds field) for the periodic full export.
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// How many backups the spool keeps; the last good one is kept regardless.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            schedule: default_schedule(),
+            keep: default_keep(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealConfig {
+    /// age recipients: `age1…`, `ssh-ed25519 …`, `ssh-rsa …`.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Files in the age CLI's `-R` format.
+    #[serde(default)]
+    pub recipients_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_seconds: u64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_initial_seconds: default_retry_initial(),
+            retry_max_seconds: default_retry_max(),
+        }
+    }
+}
+
+/// One delivery target; `kind` selects the variant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TargetConfig {
+    /// A directory (local disk, NFS) that PBS or another backup picks up.
+    Dir(DirTargetConfig),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirTargetConfig {
+    /// Unique name, used in the journal, logs and `status`.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl TargetConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            TargetConfig::Dir(d) => &d.name,
+        }
+    }
+}
+
+fn default_schedule() -> String {
+    DEFAULT_SCHEDULE.to_string()
+}
+fn default_keep() -> usize {
+    DEFAULT_KEEP
+}
+fn default_retry_initial() -> u64 {
+    DEFAULT_RETRY_INITIAL_SECONDS
+}
+fn default_retry_max() -> u64 {
+    DEFAULT_RETRY_MAX_SECONDS
+}
+fn default_reconnect_max() -> u64 {
+    DEFAULT_RECONNECT_MAX_SECONDS
+}
+fn default_lnd_timeout() -> u64 {
+    DEFAULT_LND_TIMEOUT_SECONDS
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate config text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: parse_message(text, &e),
+        })?;
+        cfg.source = path.to_path_buf();
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        cfg.resolve_paths(&base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.state_dir);
+        abs(&mut self.lnd.tls_cert);
+        abs(&mut self.lnd.macaroon);
+        self.seal.recipients_files.iter_mut().for_each(abs);
+        for t in &mut self.targets {
+            match t {
+                TargetConfig::Dir(d) => abs(&mut d.path),
+            }
+        }
+    }
+
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        crate::lnd::parse_address(&self.lnd.address).map_err(|m| self.invalid("lnd.address", m))?;
+        if self.lnd.timeout_seconds == 0 {
+            return Err(self.invalid("lnd.timeout_seconds", "must be at least 1"));
+        }
+        if self.lnd.reconnect_max_seconds == 0 {
+            return Err(self.invalid("lnd.reconnect_max_seconds", "must be at least 1"));
+        }
+        self.schedule()
+            .map_err(|m| self.invalid("backup.schedule", m))?;
+        if self.backup.keep == 0 {
+            return Err(self.invalid("backup.keep", "must be at least 1"));
+        }
+        if self.seal.recipients.is_empty() && self.seal.recipients_files.is_empty() {
+            return Err(self.invalid(
+                "seal.recipients",
+                "no recipients: add at least one age1… or ssh- public key, or a recipients_files entry",
+            ));
+        }
+        let d = &self.delivery;
+        if d.retry_initial_seconds == 0 {
+            return Err(self.invalid("delivery.retry_initial_seconds", "must be at least 1"));
+        }
+        if d.retry_max_seconds < d.retry_initial_seconds {
+            return Err(self.invalid(
+                "delivery.retry_max_seconds",
+                "must not be smaller than delivery.retry_initial_seconds",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let key = format!("target[{i}].name");
+            let name = t.name();
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                return Err(self.invalid(
+                    key,
+                    format!(
+                        "{:?} is not a valid name (1-64 characters: letters, digits, '-', '_')",
+                        name
+                    ),
+                ));
+            }
+            if !names.insert(name) {
+                return Err(self.invalid(key, format!("duplicate target name {name:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed export schedule.
+    pub fn schedule(&self) -> Result<cron::Schedule, String> {
+        cron::Schedule::from_str(&self.backup.schedule).map_err(|e| {
+            format!(
+                "{:?} is not a cron expression with a seconds field (e.g. \"0 */15 * * * *\"): {e}",
+                self.backup.schedule
+            )
+        })
+    }
+
+    pub fn lnd_timeout(&self) -> Duration {
+        Duration::from_secs(self.lnd.timeout_seconds)
+    }
+
+    /// The effective config as TOML. It holds no secrets (only paths to them).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// toml's own Display spans several lines with a source excerpt; say
+/// "line L, column C: message" on one line instead.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {col}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+state_dir = "state"
+[lnd]
+address = "127.0.0.1:10009"
+tls_cert = "tls.cert"
+macaroon = "/abs/chanvault.macaroon"
+[seal]
+recipients = ["age1xyz"]
+[[target]]
+name = "pbs"
+kind = "dir"
+path = "targets/pbs"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/chanvault/chanvault.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolved_paths() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/etc/chanvault/state"));
+        assert_eq!(c.lnd.tls_cert, PathBuf::from("/etc/chanvault/tls.cert"));
+        assert_eq!(c.lnd.macaroon, PathBuf::from("/abs/chanvault.macaroon"));
+        assert_eq!(c.backup.keep, DEFAULT_KEEP);
+        assert_eq!(c.backup.schedule, DEFAULT_SCHEDULE);
+        match &c.targets[0] {
+            TargetConfig::Dir(d) => {
+                assert_eq!(d.path, PathBuf::from("/etc/chanvault/targets/pbs"))
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let text = MIN.replace("[seal]", "[seal]\nrecipeints = []");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config /etc/chanvault/chanvault.toml:"),
+            "{e}"
+        );
+        assert!(e.contains("recipeints"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_in_target_is_refused() {
+        let text = MIN.replace("path = \"targets/pbs\"", "path = \"x\"\npth = \"y\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("pth"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            (
+                MIN.replace("[seal]", "[backup]\nschedule = \"every minute\"\n[seal]"),
+                "backup.schedule",
+            ),
+            (
+                MIN.replace("[seal]", "[backup]\nkeep = 0\n[seal]"),
+                "backup.keep",
+            ),
+            (
+                MIN.replace("recipients = [\"age1xyz\"]", "recipients = []"),
+                "seal.recipients",
+            ),
+            (
+                MIN.replace("name = \"pbs\"", "name = \"p b s\""),
+                "target[0].name",
+            ),
+            (MIN.replace("127.0.0.1:10009", "127.0.0.1"), "lnd.address"),
+            (
+                format!("{MIN}\n[[target]]\nname = \"pbs\"\nkind = \"dir\"\npath = \"/x\"\n"),
+                "target[1].name",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("config /etc/chanvault/chanvault.toml: {key}: ")),
+                "{key}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_target_kind_is_refused() {
+        let e = parse(&MIN.replace("kind = \"dir\"", "kind = \"ftp\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ftp"), "{e}");
+    }
+}

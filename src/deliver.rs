@@ -1,0 +1,223 @@
+//! Delivery workers: one per target, reading the spool journal. Each retries
+//! with capped exponential backoff and jitter, always sends the newest good
+//! backup first, and resumes after a restart from what the journal says is
+//! pending. One dead target never delays another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tokio::sync::watch;
+
+use crate::pipeline::{blocking, short};
+use crate::spool::{Pending, Spool};
+use crate::target::{Delivery, Receipt, Target};
+
+/// Longest a single delivery may take before it counts as failed.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Capped exponential backoff with jitter (each wait is 50–100% of the step).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    step: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max: max.max(initial),
+            step: initial,
+        }
+    }
+
+    /// The next wait; doubles the step up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let step = self.step;
+        self.step = (self.step * 2).min(self.max);
+        let half = step / 2;
+        half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+    }
+
+    pub fn reset(&mut self) {
+        self.step = self.initial;
+    }
+}
+
+/// Deliver one pending item to one target and record the result.
+pub async fn deliver_one(
+    target: &dyn Target,
+    spool: &Arc<Spool>,
+    p: &Pending,
+) -> Result<Receipt, String> {
+    let id = p.record.id.clone();
+    let sp = spool.clone();
+    let sealed = blocking(move || sp.read(&id))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let delivery = Delivery {
+        record: p.record.clone(),
+        sealed: Arc::new(sealed),
+        current: p.current,
+    };
+    let receipt = match tokio::time::timeout(DELIVERY_TIMEOUT, target.deliver(&delivery)).await {
+        Err(_) => {
+            return Err(format!(
+                "target {}: no answer within {}s",
+                target.name(),
+                DELIVERY_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(r) => r.map_err(|e| e.to_string())?,
+    };
+    let (sp, name, id, current) = (
+        spool.clone(),
+        target.name().to_string(),
+        p.record.id.clone(),
+        p.current,
+    );
+    blocking(move || sp.mark_delivered(&name, &id, current))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(receipt)
+}
+
+async fn record_failure(spool: &Arc<Spool>, target: &str, error: &str, wait: Duration) {
+    let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    let (sp, name, err) = (spool.clone(), target.to_string(), error.to_string());
+    match blocking(move || sp.mark_failed(&name, &err, next)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(target = target, error = %e, "cannot record delivery failure")
+        }
+        Err(e) => tracing::error!(target = target, error = %e, "cannot record delivery failure"),
+    }
+}
+
+/// The long-running worker of one target.
+pub async fn run_worker(
+    target: Arc<dyn Target>,
+    spool: Arc<Spool>,
+    mut wake: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+    mut backoff: Backoff,
+) {
+    let name = target.name().to_string();
+    let mut last_error: Option<String> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        wake.mark_unchanged();
+        let sp = spool.clone();
+        let n = name.clone();
+        let pending = match blocking(move || sp.pending_for(&n)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::error!(target = %name, error = %e, "cannot read the spool journal");
+                vec![]
+            }
+            Err(e) => {
+                tracing::error!(target = %name, error = %e, "cannot read the spool journal");
+                vec![]
+            }
+        };
+        let Some(next) = pending.first() else {
+            tokio::select! {
+                _ = wake.changed() => continue,
+                _ = shutdown.changed() => return,
+            }
+        };
+        match deliver_one(target.as_ref(), &spool, next).await {
+            Ok(receipt) => {
+                if last_error.take().is_some() {
+                    tracing::info!(target = %name, "target reachable again");
+                }
+                tracing::info!(
+                    target = %name,
+                    backup = short(&next.record.id),
+                    channels = next.record.channels,
+                    current = next.current,
+                    location = %receipt.location,
+                    "delivered"
+                );
+                backoff.reset();
+            }
+            Err(e) => {
+                let wait = backoff.next_delay();
+                // One line per change of state, not per retry.
+                if last_error.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(target = %name, error = %e, "delivery failed; retrying with backoff");
+                    last_error = Some(e.clone());
+                } else {
+                    tracing::debug!(target = %name, error = %e, wait_ms = wait.as_millis() as u64, "delivery failed again");
+                }
+                record_failure(&spool, &name, &e, wait).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// For `backup --once`: one attempt at everything pending, per target.
+/// Returns the failures as (target, error).
+pub async fn deliver_pending_once(
+    targets: &[Arc<dyn Target>],
+    spool: &Arc<Spool>,
+) -> Vec<(String, String)> {
+    let mut failures = vec![];
+    for t in targets {
+        let sp = spool.clone();
+        let n = t.name().to_string();
+        let pending = match blocking(move || sp.pending_for(&n)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                failures.push((t.name().to_string(), e.to_string()));
+                continue;
+            }
+            Err(e) => {
+                failures.push((t.name().to_string(), e.to_string()));
+                continue;
+            }
+        };
+        for p in &pending {
+            match deliver_one(t.as_ref(), spool, p).await {
+                Ok(r) => {
+                    tracing::info!(target = t.name(), backup = short(&p.record.id), location = %r.location, "delivered")
+                }
+                Err(e) => {
+                    record_failure(spool, t.name(), &e, Duration::ZERO).await;
+                    failures.push((t.name().to_string(), e));
+                    break;
+                }
+            }
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let waits: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
+        let steps = [1, 2, 4, 8, 8, 8];
+        for (w, s) in waits.iter().zip(steps) {
+            let s = Duration::from_secs(s);
+            assert!(*w >= s / 2 && *w <= s, "{w:?} not in [{:?}, {s:?}]", s / 2);
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+}

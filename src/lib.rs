@@ -1,0 +1,25 @@
+//! chanvault: keeps LND's static channel backups (SCB) sealed, durable and
+//! delivered, so that losing the node's disk does not mean losing channel funds.
+//!
+//! The `watch` pipeline flows one way:
+//! `lnd` (snapshots) -> `scb` (fingerprint) -> `seal` (age) -> `spool`
+//! (durable, journaled) -> `target` (delivery workers).
+
+// No unwrap/expect on paths that handle input; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod demo;
+pub mod fsutil;
+pub mod lnd;
+pub mod pipeline;
+pub mod scb;
+pub mod seal;
+pub mod secret;
+pub mod sim;
+pub mod spool;
+pub mod status;
+pub mod target;
+pub mod watch;

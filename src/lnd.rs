@@ -1,0 +1,636 @@
+//! The gRPC client for LND: TLS pinned to `tls.cert`, macaroon header, and
+//! the few RPCs the backup pipeline needs.
+//!
+//! lnd's certificate is self-signed with `CA:true`, which webpki refuses as a
+//! server certificate, so instead of chain validation we pin the exact
+//! certificate bytes (and still check the handshake signature with its key).
+//! lnd reports most failures as gRPC `Unknown` with Go error text; they are
+//! mapped here to messages that say which file or setting to look at.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::scb::{ChanPoint, Snapshot};
+use crate::secret::SecretBytes;
+
+/// Generated lnrpc types (client and server) from `proto/lnrpc/lightning.proto`.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("lnrpc");
+}
+
+use proto::lightning_client::LightningClient;
+
+/// How long to wait for the TCP + TLS handshake with LND.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message we accept from LND (a multi backup of ~10k channels is a few MB).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LndError {
+    #[error("cannot read LND TLS certificate {path}: {reason}")]
+    Cert { path: PathBuf, reason: String },
+    #[error("cannot read LND macaroon {path}: {reason}")]
+    Macaroon { path: PathBuf, reason: String },
+    #[error("LND at {address} is unreachable: {detail}")]
+    Unreachable { address: String, detail: String },
+    #[error(
+        "LND at {address} presented a TLS certificate that does not match {cert}; if lnd regenerated tls.cert, copy the new one"
+    )]
+    TlsMismatch { address: String, cert: PathBuf },
+    #[error("LND rejected the macaroon {path}: {detail}")]
+    MacaroonRejected { path: PathBuf, detail: String },
+    #[error(
+        "LND refused {rpc}: the macaroon {path} lacks the permission (bake one with `lncli bakemacaroon {needs}`)"
+    )]
+    PermissionDenied {
+        rpc: &'static str,
+        path: PathBuf,
+        needs: &'static str,
+    },
+    #[error("LND {rpc} timed out after {secs}s")]
+    Timeout { rpc: &'static str, secs: u64 },
+    #[error("LND {rpc} failed: {message}")]
+    Rpc { rpc: &'static str, message: String },
+    #[error("LND {rpc} sent a reply we cannot use: {reason}")]
+    BadReply { rpc: &'static str, reason: String },
+    #[error("LND closed the channel backup stream")]
+    StreamEnded,
+}
+
+impl LndError {
+    /// True when the failure is about reaching LND (worth a reconnect), not
+    /// about our credentials or LND's answer.
+    pub fn is_connection(&self) -> bool {
+        matches!(
+            self,
+            LndError::Unreachable { .. } | LndError::Timeout { .. } | LndError::StreamEnded
+        )
+    }
+}
+
+/// Split an `lnd.address` into host and port. Accepts `host:port`,
+/// `https://host:port` and `[v6]:port`.
+pub fn parse_address(address: &str) -> Result<(String, u16), String> {
+    let rest = if let Some(r) = address.strip_prefix("https://") {
+        r
+    } else if address.contains("://") {
+        return Err(format!(
+            "{address:?}: LND's gRPC interface always uses TLS; write host:port or https://host:port"
+        ));
+    } else {
+        address
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, p) = v6
+            .split_once("]:")
+            .ok_or_else(|| format!("{address:?}: expected [IPv6]:PORT"))?;
+        (h, p)
+    } else {
+        rest.rsplit_once(':')
+            .ok_or_else(|| format!("{address:?}: expected HOST:PORT, e.g. 127.0.0.1:10009"))?
+    };
+    if host.is_empty() {
+        return Err(format!("{address:?}: missing host"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{address:?}: {port:?} is not a port number"))?;
+    Ok((host.to_string(), port))
+}
+
+/// Adds the hex macaroon header to every call.
+#[derive(Clone)]
+struct MacaroonAuth(MetadataValue<Ascii>);
+
+impl Interceptor for MacaroonAuth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("macaroon", self.0.clone());
+        Ok(req)
+    }
+}
+
+/// Where and how to reach LND.
+#[derive(Clone)]
+pub struct LndSettings {
+    pub address: String,
+    pub tls_cert: PathBuf,
+    pub macaroon: PathBuf,
+    pub timeout: Duration,
+}
+
+impl From<&crate::config::LndConfig> for LndSettings {
+    fn from(c: &crate::config::LndConfig) -> Self {
+        Self {
+            address: c.address.clone(),
+            tls_cert: c.tls_cert.clone(),
+            macaroon: c.macaroon.clone(),
+            timeout: Duration::from_secs(c.timeout_seconds),
+        }
+    }
+}
+
+/// A connected LND client. Cheap to clone (one HTTP/2 connection).
+#[derive(Clone)]
+pub struct LndClient {
+    rpc: LightningClient<InterceptedService<Channel, MacaroonAuth>>,
+    settings: LndSettings,
+}
+
+impl fmt::Debug for LndClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LndClient")
+            .field("address", &self.settings.address)
+            .field("macaroon", &"<sensitive>")
+            .finish()
+    }
+}
+
+/// Read and check the pinned certificate.
+pub fn load_cert(path: &Path) -> Result<CertificateDer<'static>, LndError> {
+    let pem = std::fs::read(path).map_err(|e| LndError::Cert {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    CertificateDer::from_pem_slice(&pem).map_err(|e| LndError::Cert {
+        path: path.to_path_buf(),
+        reason: format!("not a PEM certificate ({e:?})"),
+    })
+}
+
+/// Read the macaroon (binary, as lnd writes it). Hex files are accepted too.
+pub fn load_macaroon(path: &Path) -> Result<SecretBytes, LndError> {
+    let bytes = SecretBytes::new(std::fs::read(path).map_err(|e| LndError::Macaroon {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?);
+    if bytes.is_empty() {
+        return Err(LndError::Macaroon {
+            path: path.to_path_buf(),
+            reason: "file is empty".into(),
+        });
+    }
+    let text = bytes.expose();
+    let trimmed = text.trim_ascii();
+    let looks_hex = !trimmed.is_empty()
+        && trimmed.iter().all(u8::is_ascii_hexdigit)
+        && trimmed.len().is_multiple_of(2);
+    if looks_hex && let Ok(raw) = hex::decode(trimmed) {
+        return Ok(SecretBytes::new(raw));
+    }
+    Ok(bytes)
+}
+
+impl LndClient {
+    /// Connect: read credentials, TCP + TLS handshake, HTTP/2.
+    pub async fn connect(settings: &LndSettings) -> Result<Self, LndError> {
+        let cert = load_cert(&settings.tls_cert)?;
+        let macaroon = load_macaroon(&settings.macaroon)?;
+        let header = zeroize::Zeroizing::new(hex::encode(macaroon.expose()));
+        let header: MetadataValue<Ascii> = header.parse().map_err(|_| LndError::Macaroon {
+            path: settings.macaroon.clone(),
+            reason: "cannot be sent as a header".into(),
+        })?;
+        let (host, port) =
+            parse_address(&settings.address).map_err(|detail| LndError::Unreachable {
+                address: settings.address.clone(),
+                detail,
+            })?;
+        let tls = tls_config(cert);
+        let server_name =
+            ServerName::try_from(host.clone()).map_err(|_| LndError::Unreachable {
+                address: settings.address.clone(),
+                detail: format!("{host:?} is not a valid host name"),
+            })?;
+        let connector = {
+            let host = host.clone();
+            tower::service_fn(move |_uri: http_uri::Uri| {
+                let tls = tokio_rustls::TlsConnector::from(tls.clone());
+                let host = host.clone();
+                let server_name = server_name.clone();
+                async move {
+                    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                    tcp.set_nodelay(true)?;
+                    let stream = tls.connect(server_name, tcp).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(stream))
+                }
+            })
+        };
+        // The scheme is http because the connector above does the TLS; the
+        // authority only names the :authority header.
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+            .map_err(|e| LndError::Unreachable {
+                address: settings.address.clone(),
+                detail: e.to_string(),
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true);
+        let channel = endpoint
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| connect_error(settings, &e))?;
+        let rpc = LightningClient::with_interceptor(channel, MacaroonAuth(header))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self {
+            rpc,
+            settings: settings.clone(),
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.settings.address
+    }
+
+    async fn unary<T, F>(
+        &self,
+        rpc: &'static str,
+        needs: &'static str,
+        fut: F,
+    ) -> Result<T, LndError>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.settings.timeout, fut).await {
+            Err(_) => Err(LndError::Timeout {
+                rpc,
+                secs: self.settings.timeout.as_secs(),
+            }),
+            Ok(Err(status)) => Err(self.status_error(rpc, needs, &status)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+
+    /// Map lnd's status texts to errors that name the file to look at.
+    pub fn status_error(
+        &self,
+        rpc: &'static str,
+        needs: &'static str,
+        s: &tonic::Status,
+    ) -> LndError {
+        let msg = s.message();
+        let path = self.settings.macaroon.clone();
+        if msg.contains("permission denied") {
+            return LndError::PermissionDenied { rpc, path, needs };
+        }
+        if msg.contains("macaroon") || msg.contains("verification failed") {
+            return LndError::MacaroonRejected {
+                path,
+                detail: msg.to_string(),
+            };
+        }
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Cancelled => LndError::Unreachable {
+                address: self.settings.address.clone(),
+                detail: if msg.is_empty() {
+                    format!("{:?}", s.code())
+                } else {
+                    msg.to_string()
+                },
+            },
+            tonic::Code::DeadlineExceeded => LndError::Timeout {
+                rpc,
+                secs: self.settings.timeout.as_secs(),
+            },
+            _ => LndError::Rpc {
+                rpc,
+                message: if msg.is_empty() {
+                    format!("{:?}", s.code())
+                } else {
+                    msg.to_string()
+                },
+            },
+        }
+    }
+
+    /// A full snapshot of every channel's backup.
+    pub async fn export_all(&self) -> Result<Snapshot, LndError> {
+        let mut rpc = self.rpc.clone();
+        let reply = self
+            .unary(
+                "ExportAllChannelBackups",
+                "offchain:read",
+                rpc.export_all_channel_backups(proto::ChanBackupExportRequest {}),
+            )
+            .await?;
+        snapshot_from_proto("ExportAllChannelBackups", reply)
+    }
+
+    /// Subscribe to snapshots. lnd sends nothing on subscribe, only on changes.
+    pub async fn subscribe(&self) -> Result<BackupStream, LndError> {
+        let mut rpc = self.rpc.clone();
+        let stream = self
+            .unary(
+                "SubscribeChannelBackups",
+                "offchain:read",
+                rpc.subscribe_channel_backups(proto::ChannelBackupSubscription {}),
+            )
+            .await?;
+        Ok(BackupStream {
+            inner: stream,
+            client: self.clone(),
+        })
+    }
+
+    /// Ask LND whether it can read a multi backup. `Some(points)` from lnd ≥ 0.19,
+    /// `None` from older versions, which answer with an empty message.
+    pub async fn verify_multi(
+        &self,
+        multi: &[u8],
+    ) -> Result<Option<BTreeSet<ChanPoint>>, LndError> {
+        let mut rpc = self.rpc.clone();
+        // Only the multi field: lnd refuses a snapshot with both set.
+        let req = proto::ChanBackupSnapshot {
+            single_chan_backups: None,
+            multi_chan_backup: Some(proto::MultiChanBackup {
+                chan_points: vec![],
+                multi_chan_backup: multi.to_vec(),
+            }),
+        };
+        let reply = self
+            .unary(
+                "VerifyChanBackup",
+                "offchain:read",
+                rpc.verify_chan_backup(req),
+            )
+            .await?;
+        if reply.chan_points.is_empty() {
+            return Ok(None);
+        }
+        reply
+            .chan_points
+            .iter()
+            .map(|s| {
+                s.parse::<ChanPoint>().map_err(|e| LndError::BadReply {
+                    rpc: "VerifyChanBackup",
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map(Some)
+    }
+
+    /// Channel points LND reports as closed.
+    pub async fn closed_channels(&self) -> Result<BTreeSet<ChanPoint>, LndError> {
+        let mut rpc = self.rpc.clone();
+        let reply = self
+            .unary(
+                "ClosedChannels",
+                "offchain:read",
+                rpc.closed_channels(proto::ClosedChannelsRequest::default()),
+            )
+            .await?;
+        reply
+            .channels
+            .iter()
+            .map(|c| {
+                c.channel_point
+                    .parse::<ChanPoint>()
+                    .map_err(|e| LndError::BadReply {
+                        rpc: "ClosedChannels",
+                        reason: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The `SubscribeChannelBackups` stream.
+pub struct BackupStream {
+    inner: tonic::Streaming<proto::ChanBackupSnapshot>,
+    client: LndClient,
+}
+
+impl BackupStream {
+    /// The next snapshot; `Err(StreamEnded)` when LND closes the stream.
+    pub async fn next(&mut self) -> Result<Snapshot, LndError> {
+        match self.inner.message().await {
+            Ok(Some(s)) => snapshot_from_proto("SubscribeChannelBackups", s),
+            Ok(None) => Err(LndError::StreamEnded),
+            Err(status) => {
+                Err(self
+                    .client
+                    .status_error("SubscribeChannelBackups", "offchain:read", &status))
+            }
+        }
+    }
+}
+
+fn chan_point_from_proto(
+    rpc: &'static str,
+    cp: &proto::ChannelPoint,
+) -> Result<ChanPoint, LndError> {
+    use proto::channel_point::FundingTxid;
+    let bad = |reason: String| LndError::BadReply { rpc, reason };
+    match &cp.funding_txid {
+        Some(FundingTxid::FundingTxidBytes(b)) => {
+            ChanPoint::from_wire(b, cp.output_index).map_err(|e| bad(e.to_string()))
+        }
+        Some(FundingTxid::FundingTxidStr(s)) => format!("{s}:{}", cp.output_index)
+            .parse()
+            .map_err(|e: crate::scb::ChanPointError| bad(e.to_string())),
+        None => Err(bad("channel point without a funding txid".into())),
+    }
+}
+
+/// Turn lnd's snapshot into ours: the multi blob and the channel points listed with it.
+pub fn snapshot_from_proto(
+    rpc: &'static str,
+    s: proto::ChanBackupSnapshot,
+) -> Result<Snapshot, LndError> {
+    let multi = s.multi_chan_backup.ok_or(LndError::BadReply {
+        rpc,
+        reason: "snapshot has no multi-channel backup".into(),
+    })?;
+    if multi.multi_chan_backup.is_empty() {
+        return Err(LndError::BadReply {
+            rpc,
+            reason: "multi-channel backup is empty".into(),
+        });
+    }
+    let mut chan_points = BTreeSet::new();
+    for cp in &multi.chan_points {
+        chan_points.insert(chan_point_from_proto(rpc, cp)?);
+    }
+    Ok(Snapshot {
+        multi: multi.multi_chan_backup,
+        chan_points,
+    })
+}
+
+fn tls_config(cert: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCert {
+        cert,
+        provider: provider.clone(),
+    });
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable_tls())
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    // grpc-go (lnd) requires ALPN h2.
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(cfg)
+}
+
+// ring supports the default protocol versions; this cannot fail.
+fn unreachable_tls() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    rustls::ClientConfig::builder()
+}
+
+/// Message used inside the TLS error so that it can be recognised in the chain.
+const PIN_MISMATCH: &str = "certificate does not match the pinned tls.cert";
+
+#[derive(Debug)]
+struct PinnedCert {
+    cert: CertificateDer<'static>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.cert.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(PIN_MISMATCH.into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The whole source chain of an error on one line, without repeats.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![];
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+fn connect_error(settings: &LndSettings, e: &tonic::transport::Error) -> LndError {
+    let detail = error_chain(e);
+    if detail.contains(PIN_MISMATCH) {
+        return LndError::TlsMismatch {
+            address: settings.address.clone(),
+            cert: settings.tls_cert.clone(),
+        };
+    }
+    // "transport error: error trying to connect: ..." -> keep the useful tail.
+    let detail = detail
+        .trim_start_matches("transport error: ")
+        .trim_start_matches("error trying to connect: ")
+        .to_string();
+    LndError::Unreachable {
+        address: settings.address.clone(),
+        detail,
+    }
+}
+
+mod http_uri {
+    pub use tonic::codegen::http::Uri;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("127.0.0.1:10009").unwrap(),
+            ("127.0.0.1".into(), 10009)
+        );
+        assert_eq!(
+            parse_address("https://localhost:10009/").unwrap(),
+            ("localhost".into(), 10009)
+        );
+        assert_eq!(parse_address("[::1]:10009").unwrap(), ("::1".into(), 10009));
+        assert!(parse_address("http://localhost:10009").is_err());
+        assert!(parse_address("localhost").is_err());
+        assert!(parse_address("localhost:99999").is_err());
+        assert!(parse_address(":10009").is_err());
+    }
+
+    #[test]
+    fn hex_macaroon_files_are_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        std::fs::write(&p, "0201036c6e64\n").unwrap();
+        assert_eq!(
+            load_macaroon(&p).unwrap().expose(),
+            &[2, 1, 3, 0x6c, 0x6e, 0x64]
+        );
+        std::fs::write(&p, [0x02u8, 0x01, 0xff]).unwrap();
+        assert_eq!(load_macaroon(&p).unwrap().expose(), &[2, 1, 0xff]);
+        std::fs::write(&p, b"").unwrap();
+        assert!(load_macaroon(&p).unwrap_err().to_string().contains("empty"));
+    }
+}

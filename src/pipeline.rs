@@ -1,0 +1,242 @@
+//! One snapshot through the pipeline, in this order: verify with LND,
+//! fingerprint and dedupe, shrink guard, seal, spool. Delivery workers are
+//! woken afterwards; they never block this path.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::lnd::{LndClient, LndError};
+use crate::scb::{self, ChanPoint, Snapshot};
+use crate::seal::{self, Recipients, SealError};
+use crate::spool::{BackupRecord, Spool, SpoolError, Stored};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Lnd(#[from] LndError),
+    #[error("LND's VerifyChanBackup rejected the snapshot, so it was not stored: {0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl PipelineError {
+    /// True when reconnecting to LND is the remedy.
+    pub fn is_connection(&self) -> bool {
+        matches!(self, PipelineError::Lnd(e) if e.is_connection())
+    }
+}
+
+/// What happened to a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stored(BackupRecord),
+    /// Same channel set as the newest stored backup.
+    Duplicate {
+        fingerprint: String,
+    },
+}
+
+/// The shared, stateless-per-snapshot part of watch and backup --once.
+#[derive(Clone)]
+pub struct Pipeline {
+    spool: Arc<Spool>,
+    recipients: Arc<Recipients>,
+    wake: Arc<watch::Sender<u64>>,
+}
+
+/// Run a blocking closure (file I/O, sealing) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PipelineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))
+}
+
+impl Pipeline {
+    pub fn new(spool: Arc<Spool>, recipients: Arc<Recipients>) -> Self {
+        let (wake, _) = watch::channel(0);
+        Self {
+            spool,
+            recipients,
+            wake: Arc::new(wake),
+        }
+    }
+
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+
+    /// A receiver that changes whenever a new backup is stored.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+
+    /// Wake the delivery workers (e.g. at start-up, for pending work).
+    pub fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub async fn process(
+        &self,
+        lnd: &LndClient,
+        snap: Snapshot,
+        source: &str,
+    ) -> Result<Outcome, PipelineError> {
+        // 1. Verify: LND must be able to read what we are about to keep.
+        let verified = lnd.verify_multi(&snap.multi).await.map_err(|e| match e {
+            LndError::Rpc {
+                rpc: "VerifyChanBackup",
+                message,
+            } => PipelineError::Rejected(message),
+            e => PipelineError::Lnd(e),
+        })?;
+        let points = match verified {
+            Some(v) => {
+                if v != snap.chan_points {
+                    tracing::warn!(
+                        listed = snap.chan_points.len(),
+                        verified = v.len(),
+                        "LND listed other channel points than the backup contains; using the verified ones"
+                    );
+                }
+                v
+            }
+            // lnd < 0.19 answers VerifyChanBackup with an empty message.
+            None => snap.chan_points.clone(),
+        };
+
+        // 2. Fingerprint and dedupe against the newest stored backup.
+        let fingerprint = scb::fingerprint(&points);
+        let spool = self.spool.clone();
+        let journal = blocking(move || spool.journal()).await??;
+        if journal
+            .newest()
+            .is_some_and(|n| n.fingerprint == fingerprint)
+        {
+            tracing::debug!(%fingerprint, source, "snapshot unchanged; skipped");
+            return Ok(Outcome::Duplicate { fingerprint });
+        }
+
+        // 3. Shrink guard.
+        let suspect = match journal.last_good() {
+            Some(good) => self.shrink_guard(lnd, good, &points).await,
+            None => None,
+        };
+
+        // 4 + 5. Seal to every recipient and spool durably.
+        let record = BackupRecord {
+            id: String::new(),
+            created: Utc::now(),
+            source: source.to_string(),
+            channels: points.len(),
+            chan_points: points.iter().map(ToString::to_string).collect(),
+            fingerprint: fingerprint.clone(),
+            blob_sha256: scb::sha256_hex(&snap.multi),
+            sealed_len: 0,
+            recipients: self.recipients.public_keys().to_vec(),
+            suspect,
+        };
+        let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
+        let stored = blocking(move || -> Result<Stored, PipelineError> {
+            let sealed = seal::seal(&recipients, &snap.multi)?;
+            Ok(spool.store(record, &sealed)?)
+        })
+        .await??;
+        match stored {
+            Stored::Duplicate { fingerprint } => Ok(Outcome::Duplicate { fingerprint }),
+            Stored::New(rec) => {
+                match &rec.suspect {
+                    Some(reason) => tracing::warn!(
+                        backup = short(&rec.id),
+                        channels = rec.channels,
+                        source,
+                        "stored a SUSPECT backup; it does not replace the last good one: {reason}"
+                    ),
+                    None => tracing::info!(
+                        backup = short(&rec.id),
+                        channels = rec.channels,
+                        fingerprint = short(&rec.fingerprint),
+                        source,
+                        "stored new backup"
+                    ),
+                }
+                // 6. Deliver: wake the workers.
+                self.wake();
+                Ok(Outcome::Stored(rec))
+            }
+        }
+    }
+
+    /// lnd#4377: after a lost channel.db lnd writes an empty backup. A snapshot
+    /// missing channels of the last good backup is suspect unless LND reports
+    /// each missing channel as closed.
+    async fn shrink_guard(
+        &self,
+        lnd: &LndClient,
+        good: &BackupRecord,
+        points: &BTreeSet<ChanPoint>,
+    ) -> Option<String> {
+        let good_points: BTreeSet<ChanPoint> = good
+            .chan_points
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        let missing: BTreeSet<ChanPoint> = good_points.difference(points).copied().collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let closed = match lnd.closed_channels().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask LND which channels closed; treating every missing channel as unconfirmed");
+                BTreeSet::new()
+            }
+        };
+        let unconfirmed: Vec<&ChanPoint> = missing.difference(&closed).collect();
+        if unconfirmed.is_empty() {
+            tracing::info!(
+                closed = missing.len(),
+                "channels missing from the new backup are closed according to LND"
+            );
+            return None;
+        }
+        let list = unconfirmed
+            .iter()
+            .take(3)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if unconfirmed.len() > 3 { ", …" } else { "" };
+        Some(if points.is_empty() {
+            format!(
+                "empty snapshot, but the last good backup has {} channel(s) that LND does not report as closed (lost channel.db? see lnd#4377): {list}{more}",
+                good_points.len()
+            )
+        } else {
+            format!(
+                "lacks {} channel(s) of the last good backup that LND does not report as closed: {list}{more}",
+                unconfirmed.len()
+            )
+        })
+    }
+}
+
+/// First 12 hex characters of an id or fingerprint, for humans.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+impl From<tokio::task::JoinError> for PipelineError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        PipelineError::Task(e.to_string())
+    }
+}

@@ -1,0 +1,77 @@
+//! Wrappers for secret material: zeroized on drop, never printed.
+//!
+//! Everything that could open a backup or talk to LND as us (age identities,
+//! macaroon bytes, passwords) lives in one of these. `Debug` prints
+//! `<sensitive>` so a stray `{:?}` in a log line cannot leak it, and there is
+//! deliberately no `Display`, `Serialize` or `Clone`.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+/// Secret bytes (macaroons, plaintext channel backups, identity files).
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Zeroizing<Vec<u8>>> for SecretBytes {
+    fn from(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<sensitive>")
+    }
+}
+
+/// A secret string (an age identity line, a password).
+pub struct SecretString(Zeroizing<String>);
+
+impl SecretString {
+    pub fn new(s: String) -> Self {
+        Self(Zeroizing::new(s))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<sensitive>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let b = SecretBytes::new(b"macaroon-bytes-0123".to_vec());
+        let s = SecretString::new("AGE-SECRET-KEY-1XYZ".into());
+        let shown = format!("{b:?} {s:?} {:#?}", (&b, &s));
+        assert!(!shown.contains("macaroon-bytes"), "{shown}");
+        assert!(!shown.contains("AGE-SECRET"), "{shown}");
+        assert_eq!(format!("{b:?}"), "<sensitive>");
+    }
+}

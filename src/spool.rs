@@ -1,0 +1,723 @@
+//! The durable local store of sealed backups and the journal of what is
+//! pending where.
+//!
+//! Layout under `state_dir`:
+//! - `backups/<sha256>.age`: sealed backups, named by the SHA-256 of their bytes;
+//! - `journal.json`: every backup's facts, the last good one, per-target delivery;
+//! - `lock`: held (flock) for every read-modify-write of the journal, so that
+//!   `watch` and a `backup --once` from a timer can share one state dir.
+//!
+//! A backup is durable once the journal that names it has been renamed into
+//! place. Every file is written temp + fsync + rename + fsync(dir), so a crash
+//! leaves the old journal or the new one; files that no journal names (a crash
+//! between the two renames) and temp files are swept on the next open.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+use crate::scb::sha256_hex;
+
+pub const JOURNAL_FILE: &str = "journal.json";
+pub const BACKUPS_DIR: &str = "backups";
+pub const LOCK_FILE: &str = "lock";
+/// Version of the journal format this build writes and reads.
+pub const JOURNAL_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("state dir {path} is not usable: {source}")]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "journal {path} is damaged ({reason}); it was left untouched: move it aside to start a new journal"
+    )]
+    Journal { path: PathBuf, reason: String },
+    #[error("spool file {path} for backup {id} is missing")]
+    Missing { id: String, path: PathBuf },
+    #[error("spool file {path} does not match its recorded SHA-256 {id}: the file is damaged")]
+    Integrity { id: String, path: PathBuf },
+    #[error("simulated crash at {0:?}")]
+    Crash(CrashPoint),
+}
+
+/// Points where a test can make `store` stop as if the process had died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The sealed file is written under its temp name, not yet renamed.
+    BlobTempWritten,
+    /// The sealed file is in place, the journal does not name it yet.
+    BlobRenamed,
+    /// The new journal is written under its temp name, not yet renamed.
+    JournalTempWritten,
+    /// The new journal is in place; pruned files not yet removed.
+    JournalRenamed,
+}
+
+/// Everything known about one sealed backup. Channel points stay in the
+/// local state dir only; they never go to a target's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRecord {
+    /// SHA-256 of the sealed bytes; also the spool file name.
+    pub id: String,
+    pub created: DateTime<Utc>,
+    /// What produced it: `stream`, `connect`, `schedule`, `once`, `retry`.
+    pub source: String,
+    pub channels: usize,
+    pub chan_points: Vec<String>,
+    /// SHA-256 over the sorted channel points (see `scb::fingerprint`).
+    pub fingerprint: String,
+    /// SHA-256 of lnd's multi blob (the plaintext `channel.backup`).
+    pub blob_sha256: String,
+    pub sealed_len: u64,
+    pub recipients: Vec<String>,
+    /// Why the shrink guard flagged it; a suspect never becomes the last good backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<String>,
+}
+
+impl BackupRecord {
+    pub fn is_suspect(&self) -> bool {
+        self.suspect.is_some()
+    }
+}
+
+/// Delivery state of one target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetState {
+    /// Backup id -> when it was delivered.
+    #[serde(default)]
+    pub delivered: BTreeMap<String, DateTime<Utc>>,
+    /// The last good backup this target holds as its current one.
+    #[serde(default)]
+    pub current: Option<String>,
+    #[serde(default)]
+    pub last_success: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_attempt: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub next_retry: Option<DateTime<Utc>>,
+    /// Failures since the last success.
+    #[serde(default)]
+    pub failures: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journal {
+    pub format: u32,
+    /// Oldest first.
+    #[serde(default)]
+    pub backups: Vec<BackupRecord>,
+    #[serde(default)]
+    pub last_good: Option<String>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetState>,
+}
+
+/// One thing a target still has to receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub record: BackupRecord,
+    /// Deliver as the target's current backup (only ever the last good one).
+    pub current: bool,
+}
+
+impl Journal {
+    fn empty() -> Self {
+        Self {
+            format: JOURNAL_FORMAT,
+            ..Self::default()
+        }
+    }
+
+    pub fn newest(&self) -> Option<&BackupRecord> {
+        self.backups.last()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&BackupRecord> {
+        self.backups.iter().find(|b| b.id == id)
+    }
+
+    pub fn last_good(&self) -> Option<&BackupRecord> {
+        self.last_good.as_deref().and_then(|id| self.get(id))
+    }
+
+    pub fn suspects(&self) -> impl Iterator<Item = &BackupRecord> {
+        self.backups.iter().filter(|b| b.is_suspect())
+    }
+
+    /// What `target` still needs, most important first. Newest wins: only the
+    /// last good backup is delivered as current (older good ones it missed
+    /// are superseded), then any suspect backup newer than it, as history only.
+    pub fn pending_for(&self, target: &str) -> Vec<Pending> {
+        let state = self.targets.get(target);
+        let done = |id: &str| state.is_some_and(|s| s.delivered.contains_key(id));
+        let mut out = vec![];
+        let mut after = 0;
+        if let Some(good) = self.last_good() {
+            if !done(&good.id) {
+                out.push(Pending {
+                    record: good.clone(),
+                    current: true,
+                });
+            }
+            after = self
+                .backups
+                .iter()
+                .position(|b| b.id == good.id)
+                .map_or(0, |i| i + 1);
+        }
+        for b in &self.backups[after..] {
+            if b.is_suspect() && !done(&b.id) {
+                out.push(Pending {
+                    record: b.clone(),
+                    current: false,
+                });
+            }
+        }
+        out
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.format != JOURNAL_FORMAT {
+            return Err(format!(
+                "format {} is not {JOURNAL_FORMAT}, written by another chanvault version",
+                self.format
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        for b in &self.backups {
+            if b.id.len() != 64 || !b.id.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("backup id {:?} is not a SHA-256", b.id));
+            }
+            if !ids.insert(b.id.as_str()) {
+                return Err(format!("backup {} is listed twice", b.id));
+            }
+        }
+        if let Some(g) = &self.last_good {
+            match self.get(g) {
+                None => return Err(format!("last_good {g} is not in the list of backups")),
+                Some(b) if b.is_suspect() => {
+                    return Err(format!("last_good {g} is flagged suspect"));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `store` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Written and journaled.
+    New(BackupRecord),
+    /// The newest backup already has this fingerprint; nothing was written.
+    Duplicate { fingerprint: String },
+}
+
+/// The spool of one state dir.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    keep: usize,
+    crash: Option<CrashPoint>,
+}
+
+impl Spool {
+    /// Open (creating if needed, mode 0700) and sweep what a crash left behind.
+    pub fn open(dir: &Path, keep: usize) -> Result<Self, SpoolError> {
+        let state_err = |source| SpoolError::StateDir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        fsutil::ensure_dir(dir, 0o700).map_err(state_err)?;
+        fsutil::ensure_dir(&dir.join(BACKUPS_DIR), 0o700).map_err(state_err)?;
+        let spool = Self {
+            dir: dir.to_path_buf(),
+            keep: keep.max(1),
+            crash: None,
+        };
+        // Prove we can write here now, not at the first channel event.
+        let probe = dir.join(".write-probe");
+        fsutil::write_atomic(&probe, b"ok", 0o600).map_err(state_err)?;
+        fs::remove_file(&probe).map_err(state_err)?;
+        spool.recover()?;
+        Ok(spool)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join(JOURNAL_FILE)
+    }
+
+    pub fn backup_path(&self, id: &str) -> PathBuf {
+        self.dir.join(BACKUPS_DIR).join(format!("{id}.age"))
+    }
+
+    /// For tests: make the next `store` stop at `point` as if killed there.
+    #[doc(hidden)]
+    pub fn inject_crash(&mut self, point: Option<CrashPoint>) {
+        self.crash = point;
+    }
+
+    fn crash_at(&self, point: CrashPoint) -> Result<(), SpoolError> {
+        if self.crash == Some(point) {
+            return Err(SpoolError::Crash(point));
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<File, SpoolError> {
+        let path = self.dir.join(LOCK_FILE);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| SpoolError::Io {
+                op: "open lock file",
+                path: path.clone(),
+                source,
+            })?;
+        f.lock().map_err(|source| SpoolError::Io {
+            op: "lock",
+            path,
+            source,
+        })?;
+        Ok(f)
+    }
+
+    fn load(&self) -> Result<Journal, SpoolError> {
+        let path = self.journal_path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Journal::empty()),
+            Err(source) => {
+                return Err(SpoolError::Io {
+                    op: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| SpoolError::Journal {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        j.validate()
+            .map_err(|reason| SpoolError::Journal { path, reason })?;
+        Ok(j)
+    }
+
+    fn save(&self, j: &Journal) -> Result<(), SpoolError> {
+        let path = self.journal_path();
+        let io_err = |op, source| SpoolError::Io {
+            op,
+            path: path.clone(),
+            source,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(j).map_err(|e| io_err("encode", io::Error::other(e)))?;
+        let tmp = fsutil::write_temp(&path, &bytes, 0o600).map_err(|e| io_err("write", e))?;
+        self.crash_at(CrashPoint::JournalTempWritten)?;
+        fsutil::commit_temp(&tmp, &path).map_err(|e| io_err("rename into", e))
+    }
+
+    /// Read-modify-write the journal under the lock.
+    fn update<T>(&self, f: impl FnOnce(&mut Journal) -> T) -> Result<T, SpoolError> {
+        let _lock = self.lock()?;
+        let mut j = self.load()?;
+        let out = f(&mut j);
+        self.save(&j)?;
+        Ok(out)
+    }
+
+    /// A consistent copy of the journal.
+    pub fn journal(&self) -> Result<Journal, SpoolError> {
+        let _lock = self.lock()?;
+        self.load()
+    }
+
+    /// Sweep temp files and sealed files no journal names (a crash between
+    /// writing a file and journaling it: that state is re-exported from LND).
+    fn recover(&self) -> Result<(), SpoolError> {
+        let _lock = self.lock()?;
+        let j = self.load()?;
+        let backups = self.dir.join(BACKUPS_DIR);
+        let io_err = |path: &Path, source| SpoolError::Io {
+            op: "clean up",
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut swept = fsutil::remove_temp_files(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        swept += fsutil::remove_temp_files(&backups).map_err(|e| io_err(&backups, e))?;
+        let known: BTreeSet<String> = j.backups.iter().map(|b| format!("{}.age", b.id)).collect();
+        for entry in fs::read_dir(&backups).map_err(|e| io_err(&backups, e))? {
+            let entry = entry.map_err(|e| io_err(&backups, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".age") && !known.contains(&name) {
+                fs::remove_file(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
+                swept += 1;
+            }
+        }
+        if swept > 0 {
+            fsutil::sync_dir(&backups).map_err(|e| io_err(&backups, e))?;
+            tracing::info!(files = swept, "removed files left by an interrupted write");
+        }
+        for b in &j.backups {
+            let p = self.backup_path(&b.id);
+            if !p.exists() {
+                tracing::error!(backup = %b.id, path = %p.display(), "journaled backup is missing from the spool");
+            }
+        }
+        Ok(())
+    }
+
+    /// Store a sealed backup. `record.id` is set here from the bytes.
+    pub fn store(&self, mut record: BackupRecord, sealed: &[u8]) -> Result<Stored, SpoolError> {
+        record.id = sha256_hex(sealed);
+        record.sealed_len = sealed.len() as u64;
+        let _lock = self.lock()?;
+        let mut j = self.load()?;
+        if j.newest()
+            .is_some_and(|n| n.fingerprint == record.fingerprint)
+        {
+            return Ok(Stored::Duplicate {
+                fingerprint: record.fingerprint,
+            });
+        }
+        let path = self.backup_path(&record.id);
+        let io_err = |op, source| SpoolError::Io {
+            op,
+            path: path.clone(),
+            source,
+        };
+        let tmp = fsutil::write_temp(&path, sealed, 0o600).map_err(|e| io_err("write", e))?;
+        self.crash_at(CrashPoint::BlobTempWritten)?;
+        fsutil::commit_temp(&tmp, &path).map_err(|e| io_err("rename into", e))?;
+        self.crash_at(CrashPoint::BlobRenamed)?;
+        // The same sealed bytes cannot come twice (fresh age file key each time),
+        // but keep the journal's ids unique even so.
+        j.backups.retain(|b| b.id != record.id);
+        j.backups.push(record.clone());
+        if !record.is_suspect() {
+            j.last_good = Some(record.id.clone());
+        }
+        let pruned = prune(&mut j, self.keep);
+        self.save(&j)?;
+        self.crash_at(CrashPoint::JournalRenamed)?;
+        for id in &pruned {
+            let p = self.backup_path(id);
+            if let Err(e) = fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove pruned backup; it is swept on next start");
+            }
+        }
+        Ok(Stored::New(record))
+    }
+
+    /// The sealed bytes of a backup, checked against their id.
+    pub fn read(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
+        let path = self.backup_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SpoolError::Missing {
+                    id: id.to_string(),
+                    path,
+                });
+            }
+            Err(source) => {
+                return Err(SpoolError::Io {
+                    op: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        if sha256_hex(&bytes) != id {
+            return Err(SpoolError::Integrity {
+                id: id.to_string(),
+                path,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// What a target still needs (see [`Journal::pending_for`]).
+    pub fn pending_for(&self, target: &str) -> Result<Vec<Pending>, SpoolError> {
+        Ok(self.journal()?.pending_for(target))
+    }
+
+    pub fn mark_delivered(&self, target: &str, id: &str, current: bool) -> Result<(), SpoolError> {
+        let now = Utc::now();
+        self.update(|j| {
+            if j.get(id).is_none() {
+                // Pruned meanwhile; nothing to record.
+                return;
+            }
+            let t = j.targets.entry(target.to_string()).or_default();
+            t.delivered.insert(id.to_string(), now);
+            if current {
+                t.current = Some(id.to_string());
+            }
+            t.last_success = Some(now);
+            t.last_attempt = Some(now);
+            t.last_error = None;
+            t.next_retry = None;
+            t.failures = 0;
+        })
+    }
+
+    pub fn mark_failed(
+        &self,
+        target: &str,
+        error: &str,
+        next_retry: DateTime<Utc>,
+    ) -> Result<(), SpoolError> {
+        let now = Utc::now();
+        self.update(|j| {
+            let t = j.targets.entry(target.to_string()).or_default();
+            t.last_attempt = Some(now);
+            t.last_error = Some(error.to_string());
+            t.next_retry = Some(next_retry);
+            t.failures += 1;
+        })
+    }
+}
+
+/// Keep the newest `keep` backups and always the last good one; return the
+/// ids dropped. Delivery records of dropped backups go with them.
+fn prune(j: &mut Journal, keep: usize) -> Vec<String> {
+    let n = j.backups.len();
+    if n <= keep {
+        return vec![];
+    }
+    let cut = n - keep;
+    let good = j.last_good.clone();
+    let mut dropped = vec![];
+    let mut i = 0;
+    j.backups.retain(|b| {
+        let old = i < cut;
+        i += 1;
+        if old && good.as_deref() != Some(b.id.as_str()) {
+            dropped.push(b.id.clone());
+            false
+        } else {
+            true
+        }
+    });
+    for t in j.targets.values_mut() {
+        t.delivered.retain(|id, _| !dropped.contains(id));
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(fp: &str, suspect: bool) -> BackupRecord {
+        BackupRecord {
+            id: String::new(),
+            created: Utc::now(),
+            source: "test".into(),
+            channels: 1,
+            chan_points: vec![],
+            fingerprint: fp.into(),
+            blob_sha256: "00".into(),
+            sealed_len: 0,
+            recipients: vec![],
+            suspect: suspect.then(|| "test".to_string()),
+        }
+    }
+
+    fn stored(s: Stored) -> BackupRecord {
+        match s {
+            Stored::New(r) => r,
+            Stored::Duplicate { .. } => panic!("unexpected duplicate"),
+        }
+    }
+
+    #[test]
+    fn store_dedupes_on_newest_fingerprint() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 10).unwrap();
+        let a = stored(s.store(rec("fa", false), b"sealed-a").unwrap());
+        assert_eq!(
+            s.store(rec("fa", false), b"sealed-a2").unwrap(),
+            Stored::Duplicate {
+                fingerprint: "fa".into()
+            }
+        );
+        assert_eq!(s.read(&a.id).unwrap(), b"sealed-a");
+        let j = s.journal().unwrap();
+        assert_eq!(j.backups.len(), 1);
+        assert_eq!(j.last_good.as_deref(), Some(a.id.as_str()));
+        let mode = fs::metadata(s.backup_path(&a.id)).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn suspect_never_becomes_last_good_and_is_delivered_as_history() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 10).unwrap();
+        let good = stored(s.store(rec("f1", false), b"one").unwrap());
+        let bad = stored(s.store(rec("f0", true), b"empty").unwrap());
+        let j = s.journal().unwrap();
+        assert_eq!(j.last_good.as_deref(), Some(good.id.as_str()));
+        let p = j.pending_for("t");
+        assert_eq!(p.len(), 2);
+        assert!(p[0].current && p[0].record.id == good.id);
+        assert!(!p[1].current && p[1].record.id == bad.id);
+    }
+
+    #[test]
+    fn newest_good_wins_and_older_ones_are_superseded() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 10).unwrap();
+        for (i, fp) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            s.store(rec(fp, false), format!("sealed{i}").as_bytes())
+                .unwrap();
+        }
+        let p = s.pending_for("down").unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].record.fingerprint, "e");
+        s.mark_delivered("down", &p[0].record.id, true).unwrap();
+        assert!(s.pending_for("down").unwrap().is_empty());
+        assert_eq!(s.pending_for("other").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn prune_keeps_last_good_beyond_keep() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 2).unwrap();
+        let good = stored(s.store(rec("g", false), b"good").unwrap());
+        for i in 0..4 {
+            s.store(rec(&format!("s{i}"), true), format!("sus{i}").as_bytes())
+                .unwrap();
+        }
+        let j = s.journal().unwrap();
+        assert_eq!(j.backups.len(), 3);
+        assert_eq!(j.backups[0].id, good.id);
+        assert!(s.read(&good.id).is_ok());
+        let files = fs::read_dir(d.path().join(BACKUPS_DIR)).unwrap().count();
+        assert_eq!(files, 3, "pruned files are removed");
+    }
+
+    #[test]
+    fn failures_are_recorded_and_cleared_by_success() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 5).unwrap();
+        let a = stored(s.store(rec("a", false), b"a").unwrap());
+        s.mark_failed("t", "boom", Utc::now()).unwrap();
+        s.mark_failed("t", "boom", Utc::now()).unwrap();
+        let t = s.journal().unwrap().targets["t"].clone();
+        assert_eq!((t.failures, t.last_error.as_deref()), (2, Some("boom")));
+        s.mark_delivered("t", &a.id, true).unwrap();
+        let t = s.journal().unwrap().targets["t"].clone();
+        assert_eq!((t.failures, t.last_error), (0, None));
+        assert_eq!(t.current.as_deref(), Some(a.id.as_str()));
+    }
+
+    #[test]
+    fn every_crash_point_leaves_a_consistent_spool() {
+        use CrashPoint::*;
+        for point in [
+            BlobTempWritten,
+            BlobRenamed,
+            JournalTempWritten,
+            JournalRenamed,
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let mut s = Spool::open(d.path(), 1).unwrap();
+            let first = stored(s.store(rec("one", false), b"first").unwrap());
+            s.inject_crash(Some(point));
+            let err = s.store(rec("two", false), b"second").unwrap_err();
+            assert!(matches!(err, SpoolError::Crash(p) if p == point));
+            drop(s);
+            // "Restart".
+            let s = Spool::open(d.path(), 1).unwrap();
+            let j = s.journal().unwrap();
+            let committed = point == JournalRenamed;
+            let newest = j.newest().unwrap();
+            assert_eq!(
+                newest.fingerprint,
+                if committed { "two" } else { "one" },
+                "{point:?}"
+            );
+            // Every journaled backup is readable and intact; nothing else is on disk.
+            let mut names: Vec<String> = fs::read_dir(d.path().join(BACKUPS_DIR))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            let mut want: Vec<String> = j.backups.iter().map(|b| format!("{}.age", b.id)).collect();
+            want.sort();
+            assert_eq!(names, want, "{point:?}");
+            for b in &j.backups {
+                s.read(&b.id).unwrap();
+            }
+            if !committed {
+                assert_eq!(j.last_good.as_deref(), Some(first.id.as_str()));
+            }
+            assert!(!d.path().join("journal.json.tmp").exists());
+        }
+    }
+
+    #[test]
+    fn damaged_journal_is_reported_and_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 5).unwrap();
+        s.store(rec("a", false), b"a").unwrap();
+        fs::write(s.journal_path(), b"{ not json").unwrap();
+        let e = Spool::open(d.path(), 5).unwrap_err().to_string();
+        assert!(e.contains("journal.json is damaged"), "{e}");
+        assert_eq!(
+            fs::read(d.path().join(JOURNAL_FILE)).unwrap(),
+            b"{ not json"
+        );
+        // The sealed file was not swept just because the journal is unreadable.
+        assert_eq!(fs::read_dir(d.path().join(BACKUPS_DIR)).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn tampered_spool_file_is_detected() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 5).unwrap();
+        let a = stored(s.store(rec("a", false), b"abc").unwrap());
+        fs::write(s.backup_path(&a.id), b"abd").unwrap();
+        assert!(matches!(s.read(&a.id), Err(SpoolError::Integrity { .. })));
+    }
+
+    #[test]
+    fn unusable_state_dir_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("plainfile");
+        fs::write(&file, b"x").unwrap();
+        let e = Spool::open(&file.join("state"), 5).unwrap_err().to_string();
+        assert!(e.starts_with("state dir "), "{e}");
+        assert!(e.contains("plainfile/state is not usable"), "{e}");
+    }
+}

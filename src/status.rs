@@ -1,0 +1,189 @@
+//! `chanvault status`: what the spool holds and what each target received.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, TargetConfig};
+use crate::pipeline::short;
+use crate::spool::{BackupRecord, Spool, SpoolError};
+
+#[derive(Debug, Serialize)]
+pub struct BackupSummary {
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub source: String,
+    pub channels: usize,
+    pub fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<String>,
+}
+
+impl From<&BackupRecord> for BackupSummary {
+    fn from(r: &BackupRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            created: r.created,
+            source: r.source.clone(),
+            channels: r.channels,
+            fingerprint: r.fingerprint.clone(),
+            suspect: r.suspect.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub kind: &'static str,
+    /// The backup the target holds as current.
+    pub current: Option<BackupSummary>,
+    /// True when the target's current backup is the spool's last good one.
+    pub up_to_date: bool,
+    pub last_success: Option<DateTime<Utc>>,
+    pub pending: usize,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    pub next_retry: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub state_dir: String,
+    pub backups: usize,
+    pub newest: Option<BackupSummary>,
+    pub last_good: Option<BackupSummary>,
+    pub suspects: Vec<BackupSummary>,
+    pub targets: Vec<TargetStatus>,
+}
+
+impl Status {
+    pub fn read(cfg: &Config) -> Result<Self, SpoolError> {
+        let spool = Spool::open(&cfg.state_dir, cfg.backup.keep)?;
+        let j = spool.journal()?;
+        let targets = cfg
+            .targets
+            .iter()
+            .map(|t| {
+                let name = t.name();
+                let st = j.targets.get(name).cloned().unwrap_or_default();
+                let current = st.current.as_deref().and_then(|id| j.get(id));
+                TargetStatus {
+                    name: name.to_string(),
+                    kind: match t {
+                        TargetConfig::Dir(_) => "dir",
+                    },
+                    up_to_date: j.last_good.is_some() && st.current == j.last_good,
+                    current: current.map(BackupSummary::from),
+                    last_success: st.last_success,
+                    pending: j.pending_for(name).len(),
+                    failures: st.failures,
+                    last_error: st.last_error,
+                    next_retry: st.next_retry,
+                }
+            })
+            .collect();
+        Ok(Self {
+            state_dir: cfg.state_dir.display().to_string(),
+            backups: j.backups.len(),
+            newest: j.newest().map(BackupSummary::from),
+            last_good: j.last_good().map(BackupSummary::from),
+            suspects: j.suspects().map(BackupSummary::from).collect(),
+            targets,
+        })
+    }
+
+    /// The human table.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let line = |b: &BackupSummary| {
+            format!(
+                "{}  {:>5} channels  fp {}  backup {}  ({}){}",
+                b.created.format("%Y-%m-%d %H:%M:%SZ"),
+                b.channels,
+                short(&b.fingerprint),
+                short(&b.id),
+                b.source,
+                b.suspect
+                    .as_deref()
+                    .map(|r| format!("\n           SUSPECT: {r}"))
+                    .unwrap_or_default()
+            )
+        };
+        out += &format!("spool      {} ({} backups)\n", self.state_dir, self.backups);
+        out += &format!(
+            "newest     {}\n",
+            self.newest.as_ref().map_or("none yet".into(), line)
+        );
+        out += &format!(
+            "last good  {}\n",
+            self.last_good.as_ref().map_or("none yet".into(), line)
+        );
+        if !self.suspects.is_empty() {
+            out += &format!(
+                "suspect    {} backup(s) flagged by the shrink guard (kept, never used as last good)\n",
+                self.suspects.len()
+            );
+        }
+        out += "\n";
+        let rows: Vec<[String; 6]> = self
+            .targets
+            .iter()
+            .map(|t| {
+                [
+                    t.name.clone(),
+                    t.kind.to_string(),
+                    match &t.current {
+                        Some(c) => format!(
+                            "{} {}{}",
+                            short(&c.id),
+                            t.last_success
+                                .map(|s| s.format("%Y-%m-%d %H:%M:%SZ").to_string())
+                                .unwrap_or_default(),
+                            if t.up_to_date { "" } else { " (behind)" }
+                        ),
+                        None => "nothing yet".into(),
+                    },
+                    t.pending.to_string(),
+                    t.last_error.clone().unwrap_or_else(|| "-".into()),
+                    t.next_retry
+                        .filter(|_| t.last_error.is_some())
+                        .map(|r| r.format("%H:%M:%SZ").to_string())
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let header = [
+            "TARGET",
+            "KIND",
+            "CURRENT (delivered)",
+            "PENDING",
+            "LAST ERROR",
+            "NEXT RETRY",
+        ];
+        let mut widths = header.map(str::len);
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let fmt_row = |cells: Vec<&str>| {
+            let mut s = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ");
+            s.truncate(s.trim_end().len());
+            s + "\n"
+        };
+        if self.targets.is_empty() {
+            out += "no targets configured\n";
+        } else {
+            out += &fmt_row(header.to_vec());
+            for r in &rows {
+                out += &fmt_row(r.iter().map(String::as_str).collect());
+            }
+        }
+        out
+    }
+}

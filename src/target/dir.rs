@@ -1,0 +1,232 @@
+//! The `dir` target: a directory on local disk or NFS that PBS (or any file
+//! backup) picks up with the host's backups.
+//!
+//! ```text
+//! PATH/channel.backup.age     newest good backup, replaced atomically
+//! PATH/channel.backup.json    its manifest
+//! PATH/history/<UTC time>-<fingerprint[..12]>[-suspect].age (+ .json)
+//! ```
+//! Suspect backups only ever go to `history/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil;
+use crate::target::{BoxFuture, Delivery, Manifest, Receipt, Target, TargetError};
+
+pub const CURRENT_FILE: &str = "channel.backup.age";
+pub const CURRENT_MANIFEST: &str = "channel.backup.json";
+pub const HISTORY_DIR: &str = "history";
+const FILE_MODE: u32 = 0o600;
+
+#[derive(Debug, Clone)]
+pub struct DirTarget {
+    name: String,
+    path: PathBuf,
+}
+
+impl DirTarget {
+    pub fn new(name: &str, path: &Path) -> Self {
+        Self {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// History file stem of a backup.
+    pub fn history_stem(m: &Manifest) -> String {
+        let fp: String = m.fingerprint.chars().take(12).collect();
+        let suffix = if m.suspect.is_some() { "-suspect" } else { "" };
+        format!("{}-{fp}{suffix}", m.created.format("%Y%m%dT%H%M%S%.3fZ"))
+    }
+
+    /// The manifest of the current backup, if any.
+    pub fn current_manifest(&self) -> Result<Option<Manifest>, TargetError> {
+        let p = self.path.join(CURRENT_MANIFEST);
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| self.err(format!("{} is damaged: {e}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(format!("cannot read {}: {e}", p.display()))),
+        }
+    }
+
+    fn err(&self, message: String) -> TargetError {
+        TargetError::new(&self.name, message)
+    }
+
+    fn put(&self, d: &Delivery) -> Result<Receipt, TargetError> {
+        let io = |what: &str, p: &Path, e: std::io::Error| {
+            self.err(format!("cannot {what} {}: {e}", p.display()))
+        };
+        if !self.path.is_dir() {
+            // Create the target dir itself but never its parents: a missing
+            // parent is usually an unmounted share, and writing under the
+            // mount point would hide the backup on the local disk.
+            let parent = self.path.parent().unwrap_or(Path::new("/"));
+            if !parent.is_dir() {
+                return Err(self.err(format!(
+                    "{} does not exist (is the share mounted?)",
+                    parent.display()
+                )));
+            }
+            match fs::create_dir(&self.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("create", &self.path, e)),
+            }
+        }
+        let history = self.path.join(HISTORY_DIR);
+        fsutil::ensure_dir(&history, 0o700).map_err(|e| io("create", &history, e))?;
+        let manifest = Manifest::of(&d.record);
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| self.err(format!("cannot encode manifest: {e}")))?;
+        let stem = Self::history_stem(&manifest);
+        let hist_file = history.join(format!("{stem}.age"));
+        let hist_json = history.join(format!("{stem}.json"));
+        fsutil::write_atomic(&hist_file, &d.sealed, FILE_MODE)
+            .map_err(|e| io("write", &hist_file, e))?;
+        fsutil::write_atomic(&hist_json, &json, FILE_MODE)
+            .map_err(|e| io("write", &hist_json, e))?;
+        if !d.current {
+            return Ok(Receipt {
+                location: hist_file.display().to_string(),
+            });
+        }
+        // Never let an older backup replace a newer current one (two
+        // processes, or a late retry).
+        if let Some(existing) = self.current_manifest()?
+            && existing.created > manifest.created
+            && existing.id != manifest.id
+        {
+            return Ok(Receipt {
+                location: format!("{} (kept newer current)", hist_file.display()),
+            });
+        }
+        let cur = self.path.join(CURRENT_FILE);
+        let cur_json = self.path.join(CURRENT_MANIFEST);
+        fsutil::write_atomic(&cur, &d.sealed, FILE_MODE).map_err(|e| io("write", &cur, e))?;
+        fsutil::write_atomic(&cur_json, &json, FILE_MODE).map_err(|e| io("write", &cur_json, e))?;
+        Ok(Receipt {
+            location: cur.display().to_string(),
+        })
+    }
+}
+
+impl Target for DirTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "dir"
+    }
+
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<Receipt, TargetError>> {
+        Box::pin(async move {
+            let this = self.clone();
+            let d = d.clone();
+            tokio::task::spawn_blocking(move || this.put(&d))
+                .await
+                .map_err(|e| self.err(format!("delivery task failed: {e}")))?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::BackupRecord;
+    use chrono::{Duration, Utc};
+    use std::sync::Arc;
+
+    fn delivery(fp: &str, bytes: &[u8], current: bool, age_secs: i64) -> Delivery {
+        Delivery {
+            record: BackupRecord {
+                id: crate::scb::sha256_hex(bytes),
+                created: Utc::now() - Duration::seconds(age_secs),
+                source: "test".into(),
+                channels: 2,
+                chan_points: vec!["secret-ish".into()],
+                fingerprint: fp.into(),
+                blob_sha256: "b".into(),
+                sealed_len: bytes.len() as u64,
+                recipients: vec!["age1pub".into()],
+                suspect: (!current).then(|| "shrunk".into()),
+            },
+            sealed: Arc::new(bytes.to_vec()),
+            current,
+        }
+    }
+
+    #[tokio::test]
+    async fn current_is_replaced_and_history_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let t = DirTarget::new("pbs", &d.path().join("pbs"));
+        t.deliver(&delivery("aaaa", b"one", true, 10))
+            .await
+            .unwrap();
+        t.deliver(&delivery("bbbb", b"two", true, 5)).await.unwrap();
+        assert_eq!(
+            fs::read(d.path().join("pbs").join(CURRENT_FILE)).unwrap(),
+            b"two"
+        );
+        let m = t.current_manifest().unwrap().unwrap();
+        assert_eq!(m.fingerprint, "bbbb");
+        let json = fs::read_to_string(d.path().join("pbs").join(CURRENT_MANIFEST)).unwrap();
+        assert!(
+            !json.contains("secret-ish"),
+            "channel points must not leave the host"
+        );
+        assert_eq!(
+            fs::read_dir(d.path().join("pbs/history")).unwrap().count(),
+            4
+        );
+        // Idempotent.
+        t.deliver(&delivery("bbbb", b"two", true, 5)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn suspect_goes_to_history_only_and_older_never_replaces_newer() {
+        let d = tempfile::tempdir().unwrap();
+        let t = DirTarget::new("pbs", &d.path().join("pbs"));
+        t.deliver(&delivery("good", b"good", true, 5))
+            .await
+            .unwrap();
+        t.deliver(&delivery("empty", b"empty", false, 1))
+            .await
+            .unwrap();
+        t.deliver(&delivery("old", b"old", true, 60)).await.unwrap();
+        assert_eq!(
+            fs::read(d.path().join("pbs").join(CURRENT_FILE)).unwrap(),
+            b"good"
+        );
+        let names: Vec<String> = fs::read_dir(d.path().join("pbs/history"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.ends_with("-suspect.age")),
+            "{names:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_parent_is_refused_not_created() {
+        let d = tempfile::tempdir().unwrap();
+        let t = DirTarget::new("nfs", &d.path().join("mnt/share/chanvault"));
+        let e = t
+            .deliver(&delivery("a", b"a", true, 0))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("target nfs: "), "{e}");
+        assert!(e.contains("is the share mounted"), "{e}");
+        assert!(!d.path().join("mnt").exists());
+    }
+}

@@ -1,0 +1,103 @@
+//! Where sealed backups go. Each target kind implements [`Target`]; the
+//! delivery workers (`crate::deliver`) own retries and coalescing, so a
+//! target only has to put one backup in place, idempotently.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::TargetConfig;
+use crate::spool::BackupRecord;
+
+pub mod dir;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One backup to put in place.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub record: BackupRecord,
+    pub sealed: Arc<Vec<u8>>,
+    /// Make it the target's current backup (the last good one); otherwise history only.
+    pub current: bool,
+}
+
+/// What a target says it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Human-readable location (a path, a snapshot id).
+    pub location: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("target {target}: {message}")]
+pub struct TargetError {
+    pub target: String,
+    pub message: String,
+}
+
+impl TargetError {
+    pub fn new(target: &str, message: impl Into<String>) -> Self {
+        Self {
+            target: target.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The facts about a backup that a target may publish next to it. Nothing
+/// secret, and no channel points (they link the node to its UTXOs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub channels: usize,
+    pub fingerprint: String,
+    pub blob_sha256: String,
+    pub sealed_sha256: String,
+    pub sealed_len: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<String>,
+    pub recipients: Vec<String>,
+}
+
+pub const MANIFEST_FORMAT: &str = "chanvault-manifest/1";
+
+impl Manifest {
+    pub fn of(record: &BackupRecord) -> Self {
+        Self {
+            format: MANIFEST_FORMAT.to_string(),
+            id: record.id.clone(),
+            created: record.created,
+            channels: record.channels,
+            fingerprint: record.fingerprint.clone(),
+            blob_sha256: record.blob_sha256.clone(),
+            sealed_sha256: record.id.clone(),
+            sealed_len: record.sealed_len,
+            suspect: record.suspect.clone(),
+            recipients: record.recipients.clone(),
+        }
+    }
+}
+
+/// A place backups are delivered to.
+pub trait Target: Send + Sync {
+    fn name(&self) -> &str;
+    fn kind(&self) -> &'static str;
+    /// Put one backup in place. Must be idempotent: a retry after a crash
+    /// may deliver the same backup again.
+    fn deliver<'a>(&'a self, delivery: &'a Delivery)
+    -> BoxFuture<'a, Result<Receipt, TargetError>>;
+}
+
+/// Build the target a config entry describes.
+pub fn build(cfg: &TargetConfig) -> Arc<dyn Target> {
+    match cfg {
+        TargetConfig::Dir(d) => Arc::new(dir::DirTarget::new(&d.name, &d.path)),
+    }
+}

@@ -1,0 +1,282 @@
+//! The agent: `watch` (the event loop) and `backup --once` (one pass).
+//!
+//! `watch` keeps one LND connection: subscribe first, then a baseline
+//! `ExportAllChannelBackups` (the stream sends nothing on connect, and
+//! whatever changed while we were away arrives this way), then snapshots from
+//! the stream and a full export on the cron schedule. LND going away means
+//! reconnect with backoff and jitter, forever, with one log line per change
+//! of state. Shutdown finishes the step in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::deliver::{self, Backoff};
+use crate::lnd::{LndClient, LndError, LndSettings};
+use crate::pipeline::{Outcome, Pipeline, PipelineError};
+use crate::seal::{Recipients, SealError};
+use crate::spool::{Spool, SpoolError};
+use crate::target::{self, Target};
+
+/// First wait before reconnecting to LND.
+pub const RECONNECT_INITIAL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for delivery workers to finish their step.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Lnd(#[from] LndError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("config {path}: {source}")]
+    Recipients { path: String, source: SealError },
+    #[error("config {path}: backup.schedule: {message}")]
+    Schedule { path: String, message: String },
+}
+
+/// The result of `backup --once`.
+#[derive(Debug)]
+pub struct OnceReport {
+    pub outcome: Outcome,
+    /// (target, error) for every target that did not take what was pending.
+    pub failures: Vec<(String, String)>,
+}
+
+pub struct Agent {
+    cfg: Config,
+    pipeline: Pipeline,
+    targets: Vec<Arc<dyn Target>>,
+}
+
+impl Agent {
+    /// Everything that can be checked without LND: recipients, spool, targets.
+    pub fn new(cfg: Config) -> Result<Self, AgentError> {
+        let recipients = Recipients::from_config(&cfg.seal.recipients, &cfg.seal.recipients_files)
+            .map_err(|source| AgentError::Recipients {
+                path: cfg.source.display().to_string(),
+                source,
+            })?;
+        let spool = Spool::open(&cfg.state_dir, cfg.backup.keep)?;
+        let targets = cfg.targets.iter().map(target::build).collect();
+        Ok(Self {
+            pipeline: Pipeline::new(Arc::new(spool), Arc::new(recipients)),
+            cfg,
+            targets,
+        })
+    }
+
+    pub fn spool(&self) -> &Arc<Spool> {
+        self.pipeline.spool()
+    }
+
+    pub fn targets(&self) -> &[Arc<dyn Target>] {
+        &self.targets
+    }
+
+    fn settings(&self) -> LndSettings {
+        LndSettings::from(&self.cfg.lnd)
+    }
+
+    async fn export_and_process(
+        &self,
+        lnd: &LndClient,
+        source: &str,
+    ) -> Result<Outcome, PipelineError> {
+        let snap = lnd.export_all().await?;
+        self.pipeline.process(lnd, snap, source).await
+    }
+
+    /// `backup --once`: one export through the pipeline, one delivery attempt per target.
+    pub async fn backup_once(&self) -> Result<OnceReport, AgentError> {
+        let lnd = LndClient::connect(&self.settings()).await?;
+        let outcome = self.export_and_process(&lnd, "once").await?;
+        let failures = deliver::deliver_pending_once(&self.targets, self.spool()).await;
+        Ok(OnceReport { outcome, failures })
+    }
+
+    /// The event loop. Returns when `shutdown` becomes true.
+    pub async fn watch(self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+        let schedule = self
+            .cfg
+            .schedule()
+            .map_err(|message| AgentError::Schedule {
+                path: self.cfg.source.display().to_string(),
+                message,
+            })?;
+        let mut workers = JoinSet::new();
+        let retry = Backoff::new(
+            Duration::from_secs(self.cfg.delivery.retry_initial_seconds),
+            Duration::from_secs(self.cfg.delivery.retry_max_seconds),
+        );
+        for t in &self.targets {
+            workers.spawn(deliver::run_worker(
+                t.clone(),
+                self.spool().clone(),
+                self.pipeline.subscribe(),
+                shutdown.clone(),
+                retry.clone(),
+            ));
+        }
+        // Anything pending from before a restart goes out now.
+        self.pipeline.wake();
+        tracing::info!(
+            targets = self.targets.len(),
+            state_dir = %self.cfg.state_dir.display(),
+            "chanvault watch started"
+        );
+
+        let settings = self.settings();
+        let mut reconnect = Backoff::new(
+            RECONNECT_INITIAL,
+            Duration::from_secs(self.cfg.lnd.reconnect_max_seconds),
+        );
+        let mut processing = retry.clone();
+        let mut link = LinkState::default();
+        'outer: loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let connected = tokio::select! {
+                r = connect_and_subscribe(&settings) => r,
+                _ = shutdown.changed() => break 'outer,
+            };
+            let (lnd, mut stream) = match connected {
+                Ok(c) => c,
+                Err(e) => {
+                    link.down(&settings.address, &e.to_string());
+                    let wait = reconnect.next_delay();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue 'outer,
+                        _ = shutdown.changed() => break 'outer,
+                    }
+                }
+            };
+            // Baseline: the stream says nothing about what changed while we were away.
+            let mut retry_at: Option<tokio::time::Instant> = None;
+            match self.export_and_process(&lnd, "connect").await {
+                Ok(_) => processing.reset(),
+                Err(e) if e.is_connection() => {
+                    link.down(&settings.address, &e.to_string());
+                    continue 'outer;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "baseline export failed; retrying");
+                    retry_at = Some(tokio::time::Instant::now() + processing.next_delay());
+                }
+            }
+            link.up(&settings.address);
+            reconnect.reset();
+            loop {
+                let until_cron = next_cron_delay(&schedule);
+                let step = tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break 'outer,
+                    msg = stream.next() => match msg {
+                        Ok(snap) => self.pipeline.process(&lnd, snap, "stream").await,
+                        Err(e) => {
+                            link.down(&settings.address, &e.to_string());
+                            break;
+                        }
+                    },
+                    _ = tokio::time::sleep(until_cron) => self.export_and_process(&lnd, "schedule").await,
+                    _ = sleep_until_opt(retry_at), if retry_at.is_some() => {
+                        self.export_and_process(&lnd, "retry").await
+                    }
+                };
+                match step {
+                    Ok(_) => {
+                        retry_at = None;
+                        processing.reset();
+                    }
+                    Err(e) if e.is_connection() => {
+                        link.down(&settings.address, &e.to_string());
+                        break;
+                    }
+                    Err(e) => {
+                        // Nothing is lost: a fresh export is retried until it is stored.
+                        let wait = processing.next_delay();
+                        tracing::error!(error = %e, retry_in_s = wait.as_secs(), "could not store the snapshot; will export again");
+                        retry_at = Some(tokio::time::Instant::now() + wait);
+                    }
+                }
+            }
+            let wait = reconnect.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {},
+                _ = shutdown.changed() => break 'outer,
+            }
+        }
+
+        tracing::info!("shutting down: waiting for deliveries in flight");
+        let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if joined.is_err() {
+            tracing::warn!("delivery workers did not stop in time; aborting them");
+            workers.abort_all();
+        }
+        tracing::info!("chanvault watch stopped");
+        Ok(())
+    }
+}
+
+async fn connect_and_subscribe(
+    settings: &LndSettings,
+) -> Result<(LndClient, crate::lnd::BackupStream), LndError> {
+    let lnd = LndClient::connect(settings).await?;
+    // Subscribe before the baseline export so no change falls in between.
+    let stream = lnd.subscribe().await?;
+    Ok((lnd, stream))
+}
+
+fn next_cron_delay(schedule: &cron::Schedule) -> Duration {
+    schedule
+        .upcoming(Utc)
+        .next()
+        .and_then(|t| (t - Utc::now()).to_std().ok())
+        .unwrap_or(Duration::from_secs(3600))
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Logs LND link changes once, not once per retry.
+#[derive(Default)]
+struct LinkState {
+    up: bool,
+    last_error: Option<String>,
+}
+
+impl LinkState {
+    fn up(&mut self, address: &str) {
+        if !self.up {
+            tracing::info!(lnd = address, "connected to LND; watching channel backups");
+        }
+        self.up = true;
+        self.last_error = None;
+    }
+
+    fn down(&mut self, address: &str, error: &str) {
+        if self.up || self.last_error.as_deref() != Some(error) {
+            tracing::warn!(
+                lnd = address,
+                error,
+                "LND not available; reconnecting with backoff"
+            );
+        }
+        self.up = false;
+        self.last_error = Some(error.to_string());
+    }
+}

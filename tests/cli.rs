@@ -1,0 +1,406 @@
+//! The real binary: golden `--help` texts, one-line errors for bad input with
+//! exit codes, `backup --once` exit codes, `status`, `check-config`, and that
+//! `watch` stops cleanly on SIGTERM without leaking secrets into its logs.
+//!
+//! Golden files live in tests/golden/; regenerate with `CHANVAULT_BLESS=1 cargo test --test cli`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use chanvault::sim::{SimOptions, Simulator};
+use common::{Fixture, eventually};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
+    c.env_remove("RUST_LOG").stdin(Stdio::null());
+    c
+}
+
+/// Run the binary off the async threads (the simulator lives on them).
+async fn run(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || bin().args(&args).output().expect("binary runs"))
+        .await
+        .expect("join")
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("CHANVAULT_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (CHANVAULT_BLESS=1 creates it)", path.display()));
+    assert_eq!(
+        actual, want,
+        "golden {name} differs (CHANVAULT_BLESS=1 to update)"
+    );
+}
+
+#[test]
+fn help_texts_are_golden() {
+    for (name, argv) in [
+        ("help.txt", vec!["--help"]),
+        ("help-watch.txt", vec!["watch", "--help"]),
+        ("help-backup.txt", vec!["backup", "--help"]),
+        ("help-status.txt", vec!["status", "--help"]),
+        ("help-check-config.txt", vec!["check-config", "--help"]),
+        ("help-demo.txt", vec!["demo", "--help"]),
+    ] {
+        let out = bin().args(&argv).output().unwrap();
+        assert!(out.status.success(), "{argv:?}");
+        golden(name, &String::from_utf8(out.stdout).unwrap());
+    }
+}
+
+#[test]
+fn backup_without_once_is_a_usage_error() {
+    let out = bin()
+        .args(["backup", "--config", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--once"));
+}
+
+/// Exactly one line on stderr, exit 1, with the temp dir and port normalised.
+fn one_error_line(out: &Output, dir: &Path, port: Option<u16>) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got:\n{stderr}");
+    let mut line = lines[0].replace(&dir.display().to_string(), "$DIR");
+    if let Some(p) = port {
+        line = line.replace(&p.to_string(), "$PORT");
+    }
+    line + "\n"
+}
+
+fn edit_config(f: &Fixture, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&f.config).unwrap();
+    assert!(text.contains(from), "{from} not in config");
+    std::fs::write(&f.config, text.replacen(from, to, 1)).unwrap();
+}
+
+fn once(f: &Fixture) -> Vec<String> {
+    args(&["backup", "--once", "--config", f.config.to_str().unwrap()])
+}
+
+#[tokio::test]
+async fn bad_input_gives_one_clear_error_line() {
+    let mut lines = String::new();
+    let port = |f: &Fixture| Some(f.sim.addr().port());
+
+    // Missing certificate.
+    let f = Fixture::new().await;
+    let cert = f.sim.tls_cert_path().display().to_string();
+    edit_config(
+        &f,
+        &cert,
+        &f.path().join("missing.cert").display().to_string(),
+    );
+    lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
+
+    // Unreadable macaroon (a directory).
+    let f = Fixture::new().await;
+    let mac = f.sim.offchain_read_macaroon_path().display().to_string();
+    edit_config(&f, &mac, &f.path().display().to_string());
+    lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
+
+    // A macaroon this LND did not issue.
+    let f = Fixture::new().await;
+    let other = Simulator::start(SimOptions::new(f.path().join("other-lnd")))
+        .await
+        .unwrap();
+    let mac = f.sim.offchain_read_macaroon_path().display().to_string();
+    edit_config(
+        &f,
+        &mac,
+        &other.offchain_read_macaroon_path().display().to_string(),
+    );
+    lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
+
+    // The certificate of another node (TLS pin mismatch).
+    let cert = f.sim.tls_cert_path().display().to_string();
+    let mac = other.offchain_read_macaroon_path().display().to_string();
+    edit_config(
+        &f,
+        &mac,
+        &f.sim.offchain_read_macaroon_path().display().to_string(),
+    );
+    edit_config(&f, &cert, &other.tls_cert_path().display().to_string());
+    lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
+    other.stop().await;
+
+    // LND unreachable.
+    let f = Fixture::new().await;
+    f.sim.stop().await;
+    lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
+
+    // Malformed recipient.
+    let f = Fixture::new().await;
+    edit_config(&f, &f.recipient.clone(), "age1notakey");
+    lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
+
+    // Unwritable state dir (below a regular file; root ignores mode bits).
+    let f = Fixture::new().await;
+    std::fs::write(f.path().join("afile"), b"x").unwrap();
+    edit_config(&f, "state_dir = \"state\"", "state_dir = \"afile/state\"");
+    lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
+
+    // Unknown config key.
+    let f = Fixture::new().await;
+    edit_config(&f, "keep = 10", "keep = 10\nkeeep = 11");
+    lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
+
+    // Missing config file.
+    let f = Fixture::new().await;
+    let missing = f.path().join("nope.toml").display().to_string();
+    lines += &one_error_line(
+        &run(args(&["watch", "--config", &missing])).await,
+        f.path(),
+        None,
+    );
+
+    golden("errors.txt", &lines);
+}
+
+#[tokio::test]
+async fn backup_once_exit_codes_and_status() {
+    let f = Fixture::new().await;
+    f.sim.open_channels(2);
+    let out = run(once(&f)).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stored backup"));
+
+    let out = run(once(&f)).await;
+    assert_eq!(out.status.code(), Some(3), "unchanged");
+
+    f.sim.lose_channel_db();
+    let out = run(once(&f)).await;
+    assert_eq!(out.status.code(), Some(4), "suspect");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUSPECT"));
+
+    let cfg = f.config.to_str().unwrap().to_string();
+    let out = run(args(&["status", "--json", "--config", &cfg])).await;
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backups"], 2);
+    assert_eq!(v["last_good"]["channels"], 2);
+    assert_eq!(v["newest"]["channels"], 0);
+    assert!(
+        v["newest"]["suspect"]
+            .as_str()
+            .unwrap()
+            .contains("empty snapshot")
+    );
+    assert_eq!(v["targets"][0]["name"], "pbs");
+    assert_eq!(v["targets"][0]["up_to_date"], true);
+    assert_eq!(v["targets"][0]["pending"], 0);
+
+    let out = run(args(&["status", "--config", &cfg])).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SUSPECT: empty snapshot"), "{text}");
+    assert!(text.contains("pbs"), "{text}");
+
+    // A target that cannot be reached: exit 5, and status says why.
+    f.write_config(&format!(
+        "[[target]]\nname = \"nfs\"\nkind = \"dir\"\npath = \"{}\"\n",
+        f.path().join("unmounted/share").display()
+    ));
+    let out = run(once(&f)).await;
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(args(&["status", "--json", "--config", &cfg])).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["targets"][1]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("is the share mounted")
+    );
+    assert!(v["targets"][1]["pending"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn check_config_prints_paths_never_secrets() {
+    let f = Fixture::new().await;
+    let cfg = f.config.to_str().unwrap().to_string();
+    let out = run(args(&["check-config", "--config", &cfg])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("OK"), "{text}");
+    assert!(text.contains("[lnd]"), "{text}");
+    let mac = std::fs::read(f.sim.offchain_read_macaroon_path()).unwrap();
+    assert!(!text.contains(&hex::encode(&mac)));
+}
+
+#[tokio::test]
+async fn watch_exits_zero_on_sigterm_and_logs_no_secrets() {
+    let f = Fixture::new().await;
+    let cfg = f.config.to_str().unwrap().to_string();
+    let log = f.path().join("watch.log");
+    let child = bin()
+        .args(["--log-level", "trace", "watch", "--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
+    eventually("baseline delivered", 20, || {
+        matches!(target.current_manifest(), Ok(Some(_)))
+    })
+    .await;
+    f.sim.open_channels(3);
+    let fp = chanvault::scb::fingerprint(&f.sim.channels());
+    eventually(
+        "channels delivered",
+        20,
+        || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    let pid = child.id().to_string();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "watch exits 0 on SIGTERM");
+
+    let logs = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&logs);
+    assert!(text.contains("connected to LND"), "{text}");
+    assert!(text.contains("delivered"), "{text}");
+    let macaroon = std::fs::read(f.sim.offchain_read_macaroon_path()).unwrap();
+    let identity = std::fs::read_to_string(&f.identity).unwrap();
+    let secret_key = identity
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_string();
+    let mut needles = vec![
+        hex::encode(&macaroon),
+        hex::encode(&macaroon).to_uppercase(),
+        base64_std(&macaroon),
+        secret_key.clone(),
+        secret_key.to_lowercase(),
+    ];
+    needles.retain(|n| n.len() >= 16);
+    // Everything the process wrote: its log, and every file under state and targets.
+    let mut haystacks = vec![("watch.log".to_string(), logs.clone())];
+    for dir in [f.path().join("state"), f.path().join("targets")] {
+        collect_files(&dir, &mut haystacks);
+    }
+    for (name, bytes) in &haystacks {
+        let hay = String::from_utf8_lossy(bytes);
+        for n in &needles {
+            assert!(!hay.contains(n.as_str()), "secret found in {name}");
+        }
+        assert!(
+            !bytes.windows(macaroon.len()).any(|w| w == &macaroon[..]),
+            "raw macaroon bytes found in {name}"
+        );
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+}
+
+fn base64_std(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    s
+}
+
+#[test]
+fn demo_refuses_a_non_empty_dir() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("keep-me"), b"precious").unwrap();
+    let out = bin()
+        .args(["demo", "--dir", d.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let line = one_error_line(&out, d.path(), None);
+    assert!(line.contains("is not empty"), "{line}");
+    assert_eq!(
+        std::fs::read(d.path().join("keep-me")).unwrap(),
+        b"precious"
+    );
+}
+
+#[tokio::test]
+async fn demo_runs_end_to_end() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("demo");
+    let out = run(args(&[
+        "demo",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--channels",
+        "4",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("demo finished"), "{stdout}");
+    // What it left is usable with the stock tools: age opens the delivered file.
+    let plain = Command::new("age")
+        .args(["-d", "-i"])
+        .arg(dir.join("identity.txt"))
+        .arg(dir.join("targets/pbs/channel.backup.age"))
+        .output()
+        .expect("the age CLI (Debian package `age`) is installed");
+    assert!(plain.status.success());
+    assert!(plain.stdout.len() > 24 + 16, "an lnd multi backup");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("identity.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let _ = Duration::ZERO;
+}

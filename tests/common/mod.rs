@@ -1,0 +1,97 @@
+//! Shared test fixture: an LND simulator on 127.0.0.1, an age identity, and a
+//! config with two dir targets, all in a temp dir that goes away with it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chanvault::config::Config;
+use chanvault::sim::{SimOptions, Simulator};
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub sim: Simulator,
+    pub config: PathBuf,
+    pub identity: PathBuf,
+    pub recipient: String,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        Self::with_options(|_| {}).await
+    }
+
+    pub async fn with_options(tweak: impl FnOnce(&mut SimOptions)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = SimOptions::new(dir.path().join("lnd"));
+        tweak(&mut opts);
+        let sim = Simulator::start(opts).await.expect("simulator starts");
+        let identity = dir.path().join("identity.txt");
+        let recipient = chanvault::seal::write_new_identity(&identity).expect("identity");
+        let config = dir.path().join("chanvault.toml");
+        let f = Self {
+            dir,
+            sim,
+            config,
+            identity,
+            recipient,
+        };
+        f.write_config("");
+        f
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write the config; `extra` is appended (more targets, overrides).
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            r#"state_dir = "state"
+[lnd]
+address = "{addr}"
+tls_cert = "{cert}"
+macaroon = "{mac}"
+timeout_seconds = 5
+reconnect_max_seconds = 1
+[backup]
+schedule = "0 0 0 1 1 * 2099"
+keep = 10
+[seal]
+recipients = ["{recipient}"]
+[delivery]
+retry_initial_seconds = 1
+retry_max_seconds = 1
+[[target]]
+name = "pbs"
+kind = "dir"
+path = "targets/pbs"
+{extra}"#,
+            addr = self.sim.addr(),
+            cert = self.sim.tls_cert_path().display(),
+            mac = self.sim.offchain_read_macaroon_path().display(),
+            recipient = self.recipient,
+        );
+        std::fs::create_dir_all(self.path().join("targets")).expect("targets dir");
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    pub fn load(&self) -> Config {
+        Config::load(&self.config).expect("config loads")
+    }
+
+    pub fn target_dir(&self, name: &str) -> PathBuf {
+        self.path().join("targets").join(name)
+    }
+}
+
+/// Poll until `f` is true or fail the test after `secs`.
+pub async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() > Duration::from_secs(secs) {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

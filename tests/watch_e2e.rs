@@ -1,0 +1,306 @@
+//! The watch pipeline end to end against the LND simulator: real gRPC, TLS,
+//! macaroons, age and the filesystem.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chanvault::lnd::{LndClient, LndSettings};
+use chanvault::pipeline::{Outcome, Pipeline, PipelineError};
+use chanvault::scb;
+use chanvault::seal::{self, Identities, Recipients};
+use chanvault::spool::Spool;
+use chanvault::target::dir::{CURRENT_FILE, DirTarget};
+use chanvault::watch::Agent;
+use common::{Fixture, eventually};
+use tokio::sync::watch;
+
+async fn pipeline(f: &Fixture) -> (Pipeline, LndClient) {
+    let cfg = f.load();
+    let spool = Spool::open(&cfg.state_dir, cfg.backup.keep).unwrap();
+    let r = Recipients::from_config(&cfg.seal.recipients, &[]).unwrap();
+    let lnd = LndClient::connect(&LndSettings::from(&cfg.lnd))
+        .await
+        .unwrap();
+    (Pipeline::new(Arc::new(spool), Arc::new(r)), lnd)
+}
+
+fn stored(o: Outcome) -> chanvault::spool::BackupRecord {
+    match o {
+        Outcome::Stored(r) => r,
+        o => panic!("expected a stored backup, got {o:?}"),
+    }
+}
+
+#[tokio::test]
+async fn verify_then_dedupe_then_seal_then_spool() {
+    let f = Fixture::new().await;
+    let (p, lnd) = pipeline(&f).await;
+    f.sim.open_channels(3);
+    let verify_before = f.sim.calls("VerifyChanBackup");
+    let snap = lnd.export_all().await.unwrap();
+    let rec = stored(p.process(&lnd, snap.clone(), "test").await.unwrap());
+    assert_eq!(
+        f.sim.calls("VerifyChanBackup"),
+        verify_before + 1,
+        "verified before storing"
+    );
+    assert_eq!(rec.channels, 3);
+    assert_eq!(rec.fingerprint, scb::fingerprint(&f.sim.channels()));
+    assert_eq!(rec.blob_sha256, scb::sha256_hex(&snap.multi));
+
+    // lnd re-encrypts every export: new bytes, same channels -> duplicate.
+    let again = lnd.export_all().await.unwrap();
+    assert_ne!(again.multi, snap.multi);
+    assert_eq!(
+        p.process(&lnd, again, "test").await.unwrap(),
+        Outcome::Duplicate {
+            fingerprint: rec.fingerprint.clone()
+        }
+    );
+
+    // What the spool holds opens with the identity to lnd's exact bytes.
+    let sealed = p.spool().read(&rec.id).unwrap();
+    let ids = Identities::from_file(&f.identity).unwrap();
+    assert_eq!(seal::open(&ids, &sealed).unwrap().expose(), &snap.multi[..]);
+    assert_eq!(p.spool().journal().unwrap().backups.len(), 1);
+}
+
+#[tokio::test]
+async fn a_snapshot_lnd_cannot_verify_is_not_stored() {
+    let f = Fixture::new().await;
+    let (p, lnd) = pipeline(&f).await;
+    f.sim.open_channels(2);
+    let mut snap = lnd.export_all().await.unwrap();
+    let last = snap.multi.len() - 1;
+    snap.multi[last] ^= 0x01;
+    let err = p.process(&lnd, snap, "test").await.unwrap_err();
+    assert!(matches!(err, PipelineError::Rejected(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("invalid multi channel backup"),
+        "{err}"
+    );
+    assert!(p.spool().journal().unwrap().backups.is_empty());
+}
+
+#[tokio::test]
+async fn older_lnd_without_verified_chan_points_works() {
+    let f = Fixture::with_options(|o| o.verify_returns_chan_points = false).await;
+    let (p, lnd) = pipeline(&f).await;
+    f.sim.open_channels(2);
+    let snap = lnd.export_all().await.unwrap();
+    let rec = stored(p.process(&lnd, snap, "test").await.unwrap());
+    assert_eq!(rec.channels, 2);
+    assert_eq!(rec.fingerprint, scb::fingerprint(&f.sim.channels()));
+}
+
+#[tokio::test]
+async fn shrink_guard_flags_lost_channels_but_accepts_real_closes() {
+    let f = Fixture::new().await;
+    let (p, lnd) = pipeline(&f).await;
+    let cps = f.sim.open_channels(3);
+    let good = stored(
+        p.process(&lnd, lnd.export_all().await.unwrap(), "t")
+            .await
+            .unwrap(),
+    );
+    assert!(good.suspect.is_none());
+
+    // A real cooperative close: LND lists it in ClosedChannels -> not suspect.
+    assert!(f.sim.close_channel(&cps[0]));
+    let closed = stored(
+        p.process(&lnd, lnd.export_all().await.unwrap(), "t")
+            .await
+            .unwrap(),
+    );
+    assert!(closed.suspect.is_none(), "{:?}", closed.suspect);
+    assert_eq!(
+        p.spool().journal().unwrap().last_good.as_deref(),
+        Some(closed.id.as_str())
+    );
+
+    // lnd#4377: channel.db lost, empty backup, no close records -> suspect.
+    f.sim.lose_channel_db();
+    let empty = stored(
+        p.process(&lnd, lnd.export_all().await.unwrap(), "t")
+            .await
+            .unwrap(),
+    );
+    let reason = empty.suspect.clone().expect("flagged suspect");
+    assert!(reason.contains("empty snapshot"), "{reason}");
+    let j = p.spool().journal().unwrap();
+    assert_eq!(
+        j.last_good.as_deref(),
+        Some(closed.id.as_str()),
+        "suspect never becomes last good"
+    );
+    assert_eq!(j.newest().unwrap().id, empty.id);
+
+    // It reaches a target only as history, never as the current backup.
+    let pending = j.pending_for("pbs");
+    assert!(
+        pending
+            .iter()
+            .any(|x| x.record.id == closed.id && x.current)
+    );
+    assert!(
+        pending
+            .iter()
+            .any(|x| x.record.id == empty.id && !x.current)
+    );
+}
+
+#[tokio::test]
+async fn watch_delivers_reconnects_and_catches_up_on_missed_state() {
+    let f = Fixture::new().await;
+    let agent = Agent::new(f.load()).unwrap();
+    let spool = agent.spool().clone();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    let target = DirTarget::new("pbs", &f.target_dir("pbs"));
+    let on_target = |fp: String| {
+        let target = target.clone();
+        move || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp)
+    };
+
+    // Baseline export on connect, then the stream.
+    eventually("baseline backup", 10, || {
+        spool
+            .journal()
+            .map(|j| j.backups.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    f.sim.open_channels(2);
+    eventually(
+        "2 channels delivered",
+        10,
+        on_target(scb::fingerprint(&f.sim.channels())),
+    )
+    .await;
+
+    // LND goes away; channels change while we are disconnected.
+    f.sim.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.sim.open_channels(1);
+    f.sim.restart().await.unwrap();
+    // Nothing is streamed about the missed change: only the baseline export on
+    // reconnect can bring it.
+    eventually(
+        "missed state delivered after reconnect",
+        20,
+        on_target(scb::fingerprint(&f.sim.channels())),
+    )
+    .await;
+    assert_eq!(scb::fingerprint(&f.sim.channels()).len(), 64);
+
+    // The stream dropping (not the server) is survived too.
+    f.sim.drop_streams();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    f.sim.open_channels(1);
+    eventually(
+        "state after stream drop",
+        20,
+        on_target(scb::fingerprint(&f.sim.channels())),
+    )
+    .await;
+
+    // The delivered file is what LND has now, and opens with the identity.
+    let sealed = std::fs::read(f.target_dir("pbs").join(CURRENT_FILE)).unwrap();
+    let plain = seal::open(&Identities::from_file(&f.identity).unwrap(), &sealed).unwrap();
+    let got: BTreeSet<_> = f.sim.decode_multi(plain.expose()).unwrap();
+    assert_eq!(got, f.sim.channels());
+
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("watch stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_target_does_not_delay_another_and_catches_up() {
+    let f = Fixture::new().await;
+    // "nfs" points below a missing mount point: every delivery fails.
+    let missing = f.path().join("mnt/share");
+    f.write_config(&format!(
+        "[[target]]\nname = \"nfs\"\nkind = \"dir\"\npath = \"{}\"\n",
+        missing.join("chanvault").display()
+    ));
+    let agent = Agent::new(f.load()).unwrap();
+    let spool = agent.spool().clone();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    f.sim.open_channels(2);
+    let fp = scb::fingerprint(&f.sim.channels());
+    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
+    eventually(
+        "pbs has the state",
+        10,
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    eventually("nfs failure recorded", 10, || {
+        spool
+            .journal()
+            .map(|j| j.targets.get("nfs").is_some_and(|t| t.failures > 0))
+            .unwrap_or(false)
+    })
+    .await;
+    let st = spool.journal().unwrap();
+    assert!(
+        st.targets["nfs"]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("is the share mounted")
+    );
+    assert!(!st.pending_for("nfs").is_empty());
+
+    // The share comes back: the newest good state arrives without a restart.
+    std::fs::create_dir_all(&missing).unwrap();
+    let nfs = DirTarget::new("nfs", &missing.join("chanvault"));
+    eventually(
+        "nfs catches up",
+        15,
+        || matches!(nfs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn pending_deliveries_resume_after_a_restart() {
+    let f = Fixture::new().await;
+    // First run: store without delivering (backup --once with the target's parent missing).
+    let missing = f.path().join("gone");
+    f.write_config(&format!(
+        "[[target]]\nname = \"late\"\nkind = \"dir\"\npath = \"{}\"\n",
+        missing.join("x").display()
+    ));
+    f.sim.open_channels(2);
+    let report = Agent::new(f.load()).unwrap().backup_once().await.unwrap();
+    assert!(matches!(report.outcome, Outcome::Stored(_)));
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].0, "late");
+
+    // Second process: watch picks the pending delivery up from the journal.
+    std::fs::create_dir_all(&missing).unwrap();
+    let agent = Agent::new(f.load()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    let late = DirTarget::new("late", &missing.join("x"));
+    let fp = scb::fingerprint(&f.sim.channels());
+    eventually(
+        "resumed delivery",
+        10,
+        || matches!(late.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
