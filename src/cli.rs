@@ -119,7 +119,12 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.log_level.as_deref());
+    // The demo tells its own story on stdout; its logs only speak up for problems.
+    let default_level = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_level.as_deref(), default_level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -131,16 +136,18 @@ pub fn main() -> ExitCode {
     rt.block_on(run(cli.command))
 }
 
-fn init_logging(level: Option<&str>) {
+fn init_logging(level: Option<&str>, default_level: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).ok(),
         None => EnvFilter::try_from_default_env().ok(),
     }
-    .unwrap_or_else(|| EnvFilter::new("info"));
+    .unwrap_or_else(|| EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

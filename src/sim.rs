@@ -107,8 +107,6 @@ pub enum SimError {
     /// lnd's own text for a backup it cannot decrypt or parse.
     #[error("{0}")]
     Backup(String),
-    #[error("lnd-sim: unknown RPC name {0:?}")]
-    UnknownRpc(String),
     #[error("lnd-sim: cannot write output: {0}")]
     Output(io::Error),
 }
@@ -133,6 +131,16 @@ struct Running {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     conns: Arc<ConnTracker>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("addr", &self.inner.addr)
+            .field("dir", &self.inner.dir)
+            .field("running", &self.is_running())
+            .finish()
+    }
 }
 
 impl Drop for Inner {
