@@ -289,6 +289,15 @@ impl LndClient {
         needs: &'static str,
         s: &tonic::Status,
     ) -> LndError {
+        // A status with a local source (h2/hyper/transport) was made by our
+        // side when the connection broke; statuses decoded from LND's replies
+        // never carry one. Those are connection problems, worth a reconnect.
+        if let Some(src) = std::error::Error::source(s) {
+            return LndError::Unreachable {
+                address: self.settings.address.clone(),
+                detail: format!("{}: {}", s.message(), error_chain(src)),
+            };
+        }
         let msg = s.message();
         let path = self.settings.macaroon.clone();
         if msg.contains("permission denied") {

@@ -687,17 +687,13 @@ async fn killed_simulator_breaks_streams_as_a_connection_error() {
     let mut stream = client.subscribe().await.unwrap();
     sim.kill().await;
     let err = timeout(EVENT, stream.next()).await.unwrap().unwrap_err();
-    // Known client gap (src/lnd.rs `status_error`): tonic reports a
-    // connection cut mid-stream as Code::Unknown "h2 protocol error: ...",
-    // which is mapped to LndError::Rpc, so is_connection() is false. Accept
-    // that shape explicitly until the client classifies it as Unreachable.
-    let h2_cut =
-        matches!(&err, LndError::Rpc { message, .. } if message.starts_with("h2 protocol error"));
-    assert!(err.is_connection() || h2_cut, "{err:?}");
+    // tonic reports the cut as Code::Unknown with a local h2 source; the
+    // client must classify it as a connection problem so watch reconnects.
+    assert!(err.is_connection(), "{err:?}");
     let err = client.export_all().await.unwrap_err();
     assert!(err.is_connection(), "{err:?}");
 
-    // A call in flight when lnd dies: same gap, tonic says Unknown "transport error".
+    // A call in flight when lnd dies: tonic says Unknown "transport error".
     sim.restart().await.unwrap();
     sim.set_delay("ExportAllChannelBackups", Duration::from_secs(5));
     let client = connect(&sim, &sim.readonly_macaroon_path()).await;
@@ -707,8 +703,7 @@ async fn killed_simulator_breaks_streams_as_a_connection_error() {
     }
     sim.kill().await;
     let err = timeout(EVENT, call).await.unwrap().unwrap().unwrap_err();
-    let cut = matches!(&err, LndError::Rpc { message, .. } if message == "transport error");
-    assert!(err.is_connection() || cut, "{err:?}");
+    assert!(err.is_connection(), "{err:?}");
     sim.set_delay("ExportAllChannelBackups", Duration::ZERO);
 
     sim.restart().await.unwrap();

@@ -207,6 +207,17 @@ async fn watch_delivers_reconnects_and_catches_up_on_missed_state() {
     )
     .await;
 
+    // LND killed (connections cut, no clean stream end): reconnect as well.
+    f.sim.kill().await;
+    f.sim.open_channels(1);
+    f.sim.restart().await.unwrap();
+    eventually(
+        "state after LND was killed",
+        20,
+        on_target(scb::fingerprint(&f.sim.channels())),
+    )
+    .await;
+
     // The delivered file is what LND has now, and opens with the identity.
     let sealed = std::fs::read(f.target_dir("pbs").join(CURRENT_FILE)).unwrap();
     let plain = seal::open(&Identities::from_file(&f.identity).unwrap(), &sealed).unwrap();
