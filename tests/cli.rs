@@ -85,12 +85,6 @@ fn one_error_line(out: &Output, dir: &Path, port: Option<u16>) -> String {
     line + "\n"
 }
 
-fn edit_config(f: &Fixture, from: &str, to: &str) {
-    let text = std::fs::read_to_string(&f.config).unwrap();
-    assert!(text.contains(from), "{from} not in config");
-    std::fs::write(&f.config, text.replacen(from, to, 1)).unwrap();
-}
-
 fn once(f: &Fixture) -> Vec<String> {
     args(&["backup", "--once", "--config", f.config.to_str().unwrap()])
 }
@@ -103,17 +97,13 @@ async fn bad_input_gives_one_clear_error_line() {
     // Missing certificate.
     let f = Fixture::new().await;
     let cert = f.sim.tls_cert_path().display().to_string();
-    edit_config(
-        &f,
-        &cert,
-        &f.path().join("missing.cert").display().to_string(),
-    );
+    f.edit_config(&cert, &f.path().join("missing.cert").display().to_string());
     lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
 
     // Unreadable macaroon (a directory).
     let f = Fixture::new().await;
     let mac = f.sim.offchain_read_macaroon_path().display().to_string();
-    edit_config(&f, &mac, &f.path().display().to_string());
+    f.edit_config(&mac, &f.path().display().to_string());
     lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
 
     // A macaroon this LND did not issue.
@@ -122,8 +112,7 @@ async fn bad_input_gives_one_clear_error_line() {
         .await
         .unwrap();
     let mac = f.sim.offchain_read_macaroon_path().display().to_string();
-    edit_config(
-        &f,
+    f.edit_config(
         &mac,
         &other.offchain_read_macaroon_path().display().to_string(),
     );
@@ -132,12 +121,11 @@ async fn bad_input_gives_one_clear_error_line() {
     // The certificate of another node (TLS pin mismatch).
     let cert = f.sim.tls_cert_path().display().to_string();
     let mac = other.offchain_read_macaroon_path().display().to_string();
-    edit_config(
-        &f,
+    f.edit_config(
         &mac,
         &f.sim.offchain_read_macaroon_path().display().to_string(),
     );
-    edit_config(&f, &cert, &other.tls_cert_path().display().to_string());
+    f.edit_config(&cert, &other.tls_cert_path().display().to_string());
     lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
     other.stop().await;
 
@@ -148,18 +136,18 @@ async fn bad_input_gives_one_clear_error_line() {
 
     // Malformed recipient.
     let f = Fixture::new().await;
-    edit_config(&f, &f.recipient.clone(), "age1notakey");
+    f.edit_config(&f.recipient.clone(), "age1notakey");
     lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
 
     // Unwritable state dir (below a regular file; root ignores mode bits).
     let f = Fixture::new().await;
     std::fs::write(f.path().join("afile"), b"x").unwrap();
-    edit_config(&f, "state_dir = \"state\"", "state_dir = \"afile/state\"");
+    f.edit_config("state_dir = \"state\"", "state_dir = \"afile/state\"");
     lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
 
     // Unknown config key.
     let f = Fixture::new().await;
-    edit_config(&f, "keep = 10", "keep = 10\nkeeep = 11");
+    f.edit_config("keep = 10", "keep = 10\nkeeep = 11");
     lines += &one_error_line(&run(once(&f)).await, f.path(), port(&f));
 
     // Missing config file.
@@ -260,14 +248,8 @@ async fn check_config_prints_paths_never_secrets() {
 #[tokio::test]
 async fn watch_exits_zero_on_sigterm_and_logs_no_secrets() {
     let f = Fixture::new().await;
-    let cfg = f.config.to_str().unwrap().to_string();
     let log = f.path().join("watch.log");
-    let child = bin()
-        .args(["--log-level", "trace", "watch", "--config", &cfg])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child = spawn_watch(&f, &log, "trace");
     let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
     eventually("baseline delivered", 20, || {
         matches!(target.current_manifest(), Ok(Some(_)))
@@ -281,14 +263,7 @@ async fn watch_exits_zero_on_sigterm_and_logs_no_secrets() {
         || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
     )
     .await;
-    let pid = child.id().to_string();
-    let status = tokio::task::spawn_blocking(move || {
-        let mut child = child;
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        child.wait().unwrap()
-    })
-    .await
-    .unwrap();
+    let status = sigterm(child).await;
     assert_eq!(status.code(), Some(0), "watch exits 0 on SIGTERM");
 
     let logs = std::fs::read(&log).unwrap();
@@ -350,6 +325,62 @@ fn base64_std(bytes: &[u8]) -> String {
         }
     }
     s
+}
+
+/// Start `watch` with its stderr in `log`; returns the child.
+fn spawn_watch(f: &Fixture, log: &Path, level: &str) -> std::process::Child {
+    bin()
+        .args([
+            "--log-level",
+            level,
+            "watch",
+            "--config",
+            f.config.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+async fn sigterm(child: std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        child.wait().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn lnd_outage_logs_one_line_per_state_change_not_per_retry() {
+    let f = Fixture::new().await;
+    f.sim.stop().await;
+    let log = f.path().join("watch.log");
+    let child = spawn_watch(&f, &log, "info");
+    // reconnect_max_seconds = 1: a few seconds are several retries.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    f.sim.open_channels(2);
+    f.sim.restart().await.unwrap();
+    let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
+    let fp = chanvault::scb::fingerprint(&f.sim.channels());
+    eventually(
+        "state delivered after LND came up",
+        20,
+        || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    assert_eq!(sigterm(child).await.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("LND not available"), 1, "{text}");
+    assert_eq!(count("connected to LND"), 1, "{text}");
+    assert!(
+        f.sim.calls("GetInfo") == 0,
+        "watch needs offchain:read only"
+    );
 }
 
 #[test]

@@ -315,3 +315,32 @@ async fn pending_deliveries_resume_after_a_restart() {
     tx.send(true).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_cron_schedule_exports_even_when_the_stream_is_silent() {
+    let f = Fixture::new().await;
+    f.edit_config(
+        "schedule = \"0 0 0 1 1 * 2099\"",
+        "schedule = \"* * * * * *\"",
+    );
+    let agent = Agent::new(f.load()).unwrap();
+    let spool = agent.spool().clone();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    eventually("baseline", 10, || {
+        spool
+            .journal()
+            .map(|j| j.backups.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    let before = f.sim.calls("ExportAllChannelBackups");
+    eventually("two scheduled exports", 10, || {
+        f.sim.calls("ExportAllChannelBackups") >= before + 2
+    })
+    .await;
+    // Unchanged state: the scheduled exports were deduplicated, nothing new stored.
+    assert_eq!(spool.journal().unwrap().backups.len(), 1);
+    tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}

@@ -80,6 +80,13 @@ path = "targets/pbs"
         Config::load(&self.config).expect("config loads")
     }
 
+    /// Replace the first `from` in the config file with `to`.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        assert!(text.contains(from), "{from} not in config");
+        std::fs::write(&self.config, text.replacen(from, to, 1)).expect("write config");
+    }
+
     pub fn target_dir(&self, name: &str) -> PathBuf {
         self.path().join("targets").join(name)
     }
