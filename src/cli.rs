@@ -203,7 +203,8 @@ async fn run(cmd: Command) -> ExitCode {
 
 async fn watch_cmd(path: &Path) -> Result<(), String> {
     let cfg = load(path)?;
-    let agent = Agent::new(cfg).map_err(|e| e.to_string())?;
+    let mut agent = Agent::new(cfg).map_err(|e| e.to_string())?;
+    agent.bind_metrics().map_err(|e| e.to_string())?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -54,6 +54,8 @@ pub struct Config {
     pub seal: SealConfig,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
     /// Path of the file this was read from (not a key).
@@ -105,6 +107,37 @@ pub struct SealConfig {
     /// Files in the age CLI's `-R` format.
     #[serde(default)]
     pub recipients_files: Vec<PathBuf>,
+}
+
+/// Prometheus `/metrics` and `/healthz`, served by `watch`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Loopback only unless you mean it.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+/// Default address of the metrics endpoint.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9750";
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_metrics_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9750))
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

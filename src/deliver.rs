@@ -10,6 +10,7 @@ use chrono::Utc;
 use rand::Rng;
 use tokio::sync::watch;
 
+use crate::metrics::{Metrics, failure_reason};
 use crate::pipeline::{blocking, short};
 use crate::spool::{Pending, Spool};
 use crate::target::{Delivery, Receipt, Target};
@@ -51,8 +52,18 @@ impl Backoff {
 pub async fn deliver_one(
     target: &dyn Target,
     spool: &Arc<Spool>,
+    metrics: &Metrics,
     p: &Pending,
 ) -> Result<Receipt, String> {
+    let result = put_one(target, spool, p).await;
+    metrics.delivery(
+        target.name(),
+        result.as_ref().err().map(|e| failure_reason(e)),
+    );
+    result
+}
+
+async fn put_one(target: &dyn Target, spool: &Arc<Spool>, p: &Pending) -> Result<Receipt, String> {
     let id = p.record.id.clone();
     let sp = spool.clone();
     let sealed = blocking(move || sp.read(&id))
@@ -103,6 +114,7 @@ async fn record_failure(spool: &Arc<Spool>, target: &str, error: &str, wait: Dur
 pub async fn run_worker(
     target: Arc<dyn Target>,
     spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
     mut wake: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
     mut backoff: Backoff,
@@ -133,7 +145,7 @@ pub async fn run_worker(
                 _ = shutdown.changed() => return,
             }
         };
-        match deliver_one(target.as_ref(), &spool, next).await {
+        match deliver_one(target.as_ref(), &spool, &metrics, next).await {
             Ok(receipt) => {
                 if last_error.take().is_some() {
                     tracing::info!(target = %name, "target reachable again");
@@ -172,6 +184,7 @@ pub async fn run_worker(
 pub async fn deliver_pending_once(
     targets: &[Arc<dyn Target>],
     spool: &Arc<Spool>,
+    metrics: &Metrics,
 ) -> Vec<(String, String)> {
     let mut failures = vec![];
     for t in targets {
@@ -189,7 +202,7 @@ pub async fn deliver_pending_once(
             }
         };
         for p in &pending {
-            match deliver_one(t.as_ref(), spool, p).await {
+            match deliver_one(t.as_ref(), spool, metrics, p).await {
                 Ok(r) => {
                     tracing::info!(target = t.name(), backup = short(&p.record.id), location = %r.location, "delivered")
                 }

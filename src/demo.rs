@@ -253,6 +253,10 @@ recipients = ["{recipient}"]
 retry_initial_seconds = 1
 retry_max_seconds = 30
 
+[metrics]
+# Any free loopback port, so the demo never collides with a running watch.
+listen = "127.0.0.1:0"
+
 [[target]]
 name = "pbs"
 kind = "dir"

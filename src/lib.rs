@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod demo;
 pub mod fsutil;
 pub mod lnd;
+pub mod metrics;
 pub mod pipeline;
 pub mod scb;
 pub mod seal;

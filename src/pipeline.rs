@@ -9,6 +9,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use crate::lnd::{LndClient, LndError};
+use crate::metrics::{Metrics, SnapshotOutcome};
 use crate::scb::{self, ChanPoint, Snapshot};
 use crate::seal::{self, Recipients, SealError};
 use crate::spool::{BackupRecord, Spool, SpoolError, Stored};
@@ -50,6 +51,7 @@ pub struct Pipeline {
     spool: Arc<Spool>,
     recipients: Arc<Recipients>,
     wake: Arc<watch::Sender<u64>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Run a blocking closure (file I/O, sealing) off the async threads.
@@ -68,7 +70,12 @@ impl Pipeline {
             spool,
             recipients,
             wake: Arc::new(wake),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn spool(&self) -> &Arc<Spool> {
@@ -86,6 +93,23 @@ impl Pipeline {
     }
 
     pub async fn process(
+        &self,
+        lnd: &LndClient,
+        snap: Snapshot,
+        source: &str,
+    ) -> Result<Outcome, PipelineError> {
+        let result = self.run(lnd, snap, source).await;
+        self.metrics.snapshot(match &result {
+            Ok(Outcome::Stored(r)) if r.is_suspect() => SnapshotOutcome::Suspect,
+            Ok(Outcome::Stored(_)) => SnapshotOutcome::Stored,
+            Ok(Outcome::Duplicate { .. }) => SnapshotOutcome::Duplicate,
+            Err(PipelineError::Rejected(_)) => SnapshotOutcome::Rejected,
+            Err(_) => SnapshotOutcome::Error,
+        });
+        result
+    }
+
+    async fn run(
         &self,
         lnd: &LndClient,
         snap: Snapshot,

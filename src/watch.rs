@@ -37,6 +37,8 @@ pub enum AgentError {
     Pipeline(#[from] PipelineError),
     #[error("config {path}: {source}")]
     Recipients { path: String, source: SealError },
+    #[error("{0}")]
+    Metrics(String),
     #[error("config {path}: backup.schedule: {message}")]
     Schedule { path: String, message: String },
 }
@@ -53,6 +55,7 @@ pub struct Agent {
     cfg: Config,
     pipeline: Pipeline,
     targets: Vec<Arc<dyn Target>>,
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 impl Agent {
@@ -69,7 +72,24 @@ impl Agent {
             pipeline: Pipeline::new(Arc::new(spool), Arc::new(recipients)),
             cfg,
             targets,
+            metrics_listener: None,
         })
+    }
+
+    /// Bind the metrics endpoint now (so a taken port fails before `watch`),
+    /// returning the bound address; `None` when metrics are disabled.
+    pub fn bind_metrics(&mut self) -> Result<Option<std::net::SocketAddr>, AgentError> {
+        if !self.cfg.metrics.enabled {
+            return Ok(None);
+        }
+        let l = crate::metrics::bind(self.cfg.metrics.listen).map_err(AgentError::Metrics)?;
+        let addr = l.local_addr().ok();
+        self.metrics_listener = Some(l);
+        Ok(addr)
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        self.pipeline.metrics()
     }
 
     pub fn spool(&self) -> &Arc<Spool> {
@@ -97,12 +117,14 @@ impl Agent {
     pub async fn backup_once(&self) -> Result<OnceReport, AgentError> {
         let lnd = LndClient::connect(&self.settings()).await?;
         let outcome = self.export_and_process(&lnd, "once").await?;
-        let failures = deliver::deliver_pending_once(&self.targets, self.spool()).await;
+        let failures =
+            deliver::deliver_pending_once(&self.targets, self.spool(), self.pipeline.metrics())
+                .await;
         Ok(OnceReport { outcome, failures })
     }
 
     /// The event loop. Returns when `shutdown` becomes true.
-    pub async fn watch(self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+    pub async fn watch(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
         let schedule = self
             .cfg
             .schedule()
@@ -119,9 +141,29 @@ impl Agent {
             workers.spawn(deliver::run_worker(
                 t.clone(),
                 self.spool().clone(),
+                self.pipeline.metrics().clone(),
                 self.pipeline.subscribe(),
                 shutdown.clone(),
                 retry.clone(),
+            ));
+        }
+        if self.cfg.metrics.enabled {
+            let listener = match self.metrics_listener.take() {
+                Some(l) => l,
+                None => {
+                    crate::metrics::bind(self.cfg.metrics.listen).map_err(AgentError::Metrics)?
+                }
+            };
+            let addr = listener.local_addr().ok();
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| AgentError::Metrics(format!("cannot serve metrics: {e}")))?;
+            tracing::info!(address = ?addr, "serving /metrics and /healthz");
+            workers.spawn(crate::metrics::serve(
+                listener,
+                self.pipeline.metrics().clone(),
+                self.spool().clone(),
+                self.targets.iter().map(|t| t.name().to_string()).collect(),
+                shutdown.clone(),
             ));
         }
         // Anything pending from before a restart goes out now.
@@ -138,7 +180,10 @@ impl Agent {
             Duration::from_secs(self.cfg.lnd.reconnect_max_seconds),
         );
         let mut processing = retry.clone();
-        let mut link = LinkState::default();
+        let mut link = LinkState {
+            metrics: Some(self.pipeline.metrics().clone()),
+            ..LinkState::default()
+        };
         'outer: loop {
             if *shutdown.borrow() {
                 break;
@@ -257,6 +302,7 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 struct LinkState {
     up: bool,
     last_error: Option<String>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl LinkState {
@@ -266,6 +312,9 @@ impl LinkState {
         }
         self.up = true;
         self.last_error = None;
+        if let Some(m) = &self.metrics {
+            m.set_lnd_connected(true);
+        }
     }
 
     fn down(&mut self, address: &str, error: &str) {
@@ -278,5 +327,8 @@ impl LinkState {
         }
         self.up = false;
         self.last_error = Some(error.to_string());
+        if let Some(m) = &self.metrics {
+            m.set_lnd_connected(false);
+        }
     }
 }

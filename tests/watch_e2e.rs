@@ -344,3 +344,94 @@ async fn the_cron_schedule_exports_even_when_the_stream_is_silent() {
     tx.send(true).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// GET a path from the metrics endpoint with a bare HTTP/1.1 request.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+// Multi-threaded: the polling closures block on plain TCP while the
+// metrics server answers on the other worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_reflect_the_pipeline() {
+    let f = Fixture::new().await;
+    let missing = f.path().join("unmounted/share");
+    f.write_config(&format!(
+        "[[target]]\nname = \"nfs\"\nkind = \"dir\"\npath = \"{}\"\n",
+        missing.display()
+    ));
+    let mut agent = Agent::new(f.load()).unwrap();
+    let addr = agent.bind_metrics().unwrap().expect("metrics enabled");
+    assert!(addr.ip().is_loopback());
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    eventually("connected", 10, || http_get(addr, "/healthz").0 == 200).await;
+    f.sim.open_channels(2);
+    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
+    let fp = scb::fingerprint(&f.sim.channels());
+    eventually(
+        "pbs has the state",
+        10,
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    let get = |path: &'static str| tokio::task::spawn_blocking(move || http_get(addr, path));
+    let scrape = || async {
+        let (status, body) = get("/metrics").await.unwrap();
+        assert_eq!(status, 200);
+        body
+    };
+    let want = [
+        "chanvault_lnd_connected 1",
+        "chanvault_backup_last_good_channels 2",
+        "chanvault_backup_newest_suspect 0",
+        "chanvault_target_up_to_date{target=\"pbs\"} 1",
+        "chanvault_target_up_to_date{target=\"nfs\"} 0",
+        "chanvault_target_pending{target=\"nfs\"} 1",
+        "chanvault_target_pending{target=\"pbs\"} 0",
+        "chanvault_snapshots_total{outcome=\"stored\"}",
+        // lnd sends a snapshot on pending-open and on open: the second is a duplicate.
+        "chanvault_snapshots_total{outcome=\"duplicate\"}",
+        "chanvault_target_delivery_failures_total{target=\"nfs\",reason=\"target\"}",
+    ];
+    let mut text = scrape().await;
+    for _ in 0..100 {
+        if want.iter().all(|l| text.contains(l)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = scrape().await;
+    }
+    for line in want {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    // Every name the alerts and dashboard may use is really exported.
+    for name in chanvault::metrics::METRIC_NAMES {
+        assert!(text.contains(name), "{name} not exported:\n{text}");
+    }
+    assert_eq!(get("/healthz").await.unwrap().0, 200);
+    assert_eq!(get("/nope").await.unwrap().0, 404);
+
+    f.sim.stop().await;
+    eventually("healthz turns 503 when LND is gone", 10, || {
+        http_get(addr, "/healthz").0 == 503
+    })
+    .await;
+    assert!(scrape().await.contains("chanvault_lnd_connected 0"));
+    tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}

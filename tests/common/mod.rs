@@ -62,6 +62,8 @@ recipients = ["{recipient}"]
 [delivery]
 retry_initial_seconds = 1
 retry_max_seconds = 1
+[metrics]
+listen = "127.0.0.1:0"
 [[target]]
 name = "pbs"
 kind = "dir"

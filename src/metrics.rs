@@ -1,0 +1,430 @@
+//! Prometheus metrics and the health endpoint of `watch`.
+//!
+//! Counters are updated where things happen (pipeline, delivery workers, the
+//! LND link); everything that is a fact of the spool (channel counts, pending
+//! per target, up to date or not) is read from the journal at scrape time,
+//! so it is never stale and survives restarts. Every name starts with
+//! `chanvault_`; `contrib/` (alerts, dashboard) only use names listed in
+//! [`METRIC_NAMES`], which a test checks against the exposition.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::spool::{Journal, Spool};
+
+/// Every metric family this build exports (as it appears in the exposition).
+pub const METRIC_NAMES: &[&str] = &[
+    "chanvault_build_info",
+    "chanvault_lnd_connected",
+    "chanvault_lnd_last_snapshot_timestamp_seconds",
+    "chanvault_snapshots_total",
+    "chanvault_backup_newest_channels",
+    "chanvault_backup_newest_timestamp_seconds",
+    "chanvault_backup_newest_suspect",
+    "chanvault_backup_last_good_channels",
+    "chanvault_backup_last_good_timestamp_seconds",
+    "chanvault_backups_suspect",
+    "chanvault_target_last_success_timestamp_seconds",
+    "chanvault_target_pending",
+    "chanvault_target_up_to_date",
+    "chanvault_target_delivery_attempts_total",
+    "chanvault_target_delivery_failures_total",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    target: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// What happened to a snapshot, as counted by `chanvault_snapshots_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum SnapshotOutcome {
+    Stored,
+    Suspect,
+    Duplicate,
+    Rejected,
+    Error,
+}
+
+impl SnapshotOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Suspect => "suspect",
+            Self::Duplicate => "duplicate",
+            Self::Rejected => "rejected",
+            Self::Error => "error",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    lnd_connected: Gauge,
+    last_snapshot: Gauge,
+    snapshots: Family<OutcomeLabel, Counter>,
+    newest_channels: Gauge,
+    newest_timestamp: Gauge,
+    newest_suspect: Gauge,
+    last_good_channels: Gauge,
+    last_good_timestamp: Gauge,
+    suspects: Gauge,
+    target_last_success: Family<TargetLabel, Gauge>,
+    target_pending: Family<TargetLabel, Gauge>,
+    target_up_to_date: Family<TargetLabel, Gauge>,
+    attempts: Family<TargetLabel, Counter>,
+    failures: Family<FailureLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("chanvault");
+        let m = Self {
+            lnd_connected: Gauge::default(),
+            last_snapshot: Gauge::default(),
+            snapshots: Family::default(),
+            newest_channels: Gauge::default(),
+            newest_timestamp: Gauge::default(),
+            newest_suspect: Gauge::default(),
+            last_good_channels: Gauge::default(),
+            last_good_timestamp: Gauge::default(),
+            suspects: Gauge::default(),
+            target_last_success: Family::default(),
+            target_pending: Family::default(),
+            target_up_to_date: Family::default(),
+            attempts: Family::default(),
+            failures: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "build",
+            "chanvault build information",
+            Info::new(VersionLabel {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        );
+        registry.register(
+            "lnd_connected",
+            "1 while the LND backup stream is connected",
+            m.lnd_connected.clone(),
+        );
+        registry.register(
+            "lnd_last_snapshot_timestamp_seconds",
+            "When the last snapshot arrived from LND (stream or export)",
+            m.last_snapshot.clone(),
+        );
+        registry.register(
+            "snapshots",
+            "Snapshots processed, by outcome",
+            m.snapshots.clone(),
+        );
+        registry.register(
+            "backup_newest_channels",
+            "Channels in the newest stored backup",
+            m.newest_channels.clone(),
+        );
+        registry.register(
+            "backup_newest_timestamp_seconds",
+            "When the newest backup was stored",
+            m.newest_timestamp.clone(),
+        );
+        registry.register(
+            "backup_newest_suspect",
+            "1 if the newest backup was flagged by the shrink guard",
+            m.newest_suspect.clone(),
+        );
+        registry.register(
+            "backup_last_good_channels",
+            "Channels in the last good backup",
+            m.last_good_channels.clone(),
+        );
+        registry.register(
+            "backup_last_good_timestamp_seconds",
+            "When the last good backup was stored",
+            m.last_good_timestamp.clone(),
+        );
+        registry.register(
+            "backups_suspect",
+            "Suspect backups held in the spool",
+            m.suspects.clone(),
+        );
+        registry.register(
+            "target_last_success_timestamp_seconds",
+            "Last successful delivery to a target",
+            m.target_last_success.clone(),
+        );
+        registry.register(
+            "target_pending",
+            "Backups a target still has to receive",
+            m.target_pending.clone(),
+        );
+        registry.register(
+            "target_up_to_date",
+            "1 if the target's current backup is the last good one",
+            m.target_up_to_date.clone(),
+        );
+        registry.register(
+            "target_delivery_attempts",
+            "Delivery attempts per target",
+            m.attempts.clone(),
+        );
+        registry.register(
+            "target_delivery_failures",
+            "Failed deliveries per target and reason",
+            m.failures.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    pub fn set_lnd_connected(&self, up: bool) {
+        self.lnd_connected.set(i64::from(up));
+    }
+
+    pub fn lnd_connected(&self) -> bool {
+        self.lnd_connected.get() == 1
+    }
+
+    pub fn snapshot(&self, outcome: SnapshotOutcome) {
+        self.last_snapshot.set(chrono::Utc::now().timestamp());
+        self.snapshots
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.label().to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one delivery attempt; `failure` is a short reason class.
+    pub fn delivery(&self, target: &str, failure: Option<&str>) {
+        let label = TargetLabel {
+            target: target.to_string(),
+        };
+        self.attempts.get_or_create(&label).inc();
+        if let Some(reason) = failure {
+            self.failures
+                .get_or_create(&FailureLabels {
+                    target: target.to_string(),
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Set the spool-derived gauges from the journal.
+    pub fn refresh(&self, j: &Journal, targets: &[String]) {
+        let ts = |r: &crate::spool::BackupRecord| r.created.timestamp();
+        if let Some(n) = j.newest() {
+            self.newest_channels.set(n.channels as i64);
+            self.newest_timestamp.set(ts(n));
+            self.newest_suspect.set(i64::from(n.is_suspect()));
+        }
+        if let Some(g) = j.last_good() {
+            self.last_good_channels.set(g.channels as i64);
+            self.last_good_timestamp.set(ts(g));
+        }
+        self.suspects.set(j.suspects().count() as i64);
+        for t in targets {
+            let label = TargetLabel { target: t.clone() };
+            let st = j.targets.get(t);
+            self.target_pending
+                .get_or_create(&label)
+                .set(j.pending_for(t).len() as i64);
+            let up = j.last_good.is_some() && st.is_some_and(|s| s.current == j.last_good);
+            self.target_up_to_date
+                .get_or_create(&label)
+                .set(i64::from(up));
+            if let Some(at) = st.and_then(|s| s.last_success) {
+                self.target_last_success
+                    .get_or_create(&label)
+                    .set(at.timestamp());
+            }
+            // Make the counters visible at 0 before the first attempt.
+            let _ = self.attempts.get_or_create(&label);
+        }
+    }
+
+    /// The exposition text (OpenMetrics, which Prometheus scrapes natively).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Short reason class of a delivery error, for the failure counter's label.
+pub fn failure_reason(error: &str) -> &'static str {
+    if error.contains("no answer within") || error.contains("timed out") {
+        "timeout"
+    } else if error.starts_with("spool") || error.contains("spool file") {
+        "spool"
+    } else {
+        "target"
+    }
+}
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serve `/metrics` and `/healthz` until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    spool: Arc<Spool>,
+    targets: Vec<String>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new((metrics, spool, targets));
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(respond(&req, &ctx.0, &ctx.1, &ctx.2).await)
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await
+            {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+async fn respond<B>(
+    req: &Request<B>,
+    metrics: &Arc<Metrics>,
+    spool: &Arc<Spool>,
+    targets: &[String],
+) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, ctype: &str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    match req.uri().path() {
+        "/metrics" => {
+            let sp = spool.clone();
+            match tokio::task::spawn_blocking(move || sp.journal()).await {
+                Ok(Ok(j)) => metrics.refresh(&j, targets),
+                Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot read the journal"),
+                Err(e) => tracing::warn!(error = %e, "metrics: cannot read the journal"),
+            }
+            reply(StatusCode::OK, CONTENT_TYPE, metrics.render())
+        }
+        "/healthz" => {
+            if metrics.lnd_connected() {
+                reply(StatusCode::OK, "text/plain", "ok\n".into())
+            } else {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "LND backup stream not connected\n".into(),
+                )
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+/// Bind the metrics listener (loopback by default); errors name the address.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    let l = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+    Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_are_prefixed_and_listed() {
+        let m = Metrics::new();
+        m.set_lnd_connected(true);
+        m.snapshot(SnapshotOutcome::Stored);
+        m.delivery("pbs", Some("timeout"));
+        m.refresh(&Journal::default(), &["pbs".to_string()]);
+        let text = m.render();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(name.starts_with("chanvault_"), "{line}");
+            assert!(
+                METRIC_NAMES.iter().any(|n| name == *n
+                    || name
+                        .strip_prefix(n)
+                        .is_some_and(|s| s == "_total" || s.is_empty())),
+                "{name} is exported but not in METRIC_NAMES"
+            );
+        }
+        assert!(text.contains("chanvault_lnd_connected 1"), "{text}");
+        assert!(
+            text.contains(
+                r#"chanvault_target_delivery_failures_total{target="pbs",reason="timeout"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"chanvault_build_info{version=""#), "{text}");
+    }
+
+    #[test]
+    fn failure_reasons() {
+        assert_eq!(failure_reason("target x: no answer within 120s"), "timeout");
+        assert_eq!(failure_reason("target x: cannot write"), "target");
+    }
+}
