@@ -198,59 +198,13 @@ pub fn load_macaroon(path: &Path) -> Result<SecretBytes, LndError> {
 impl LndClient {
     /// Connect: read credentials, TCP + TLS handshake, HTTP/2.
     pub async fn connect(settings: &LndSettings) -> Result<Self, LndError> {
-        let cert = load_cert(&settings.tls_cert)?;
         let macaroon = load_macaroon(&settings.macaroon)?;
         let header = zeroize::Zeroizing::new(hex::encode(macaroon.expose()));
         let header: MetadataValue<Ascii> = header.parse().map_err(|_| LndError::Macaroon {
             path: settings.macaroon.clone(),
             reason: "cannot be sent as a header".into(),
         })?;
-        let (host, port) =
-            parse_address(&settings.address).map_err(|detail| LndError::Unreachable {
-                address: settings.address.clone(),
-                detail,
-            })?;
-        let tls = tls_config(cert);
-        let server_name =
-            ServerName::try_from(host.clone()).map_err(|_| LndError::Unreachable {
-                address: settings.address.clone(),
-                detail: format!("{host:?} is not a valid host name"),
-            })?;
-        let connector = {
-            let host = host.clone();
-            tower::service_fn(move |_uri: http_uri::Uri| {
-                let tls = tokio_rustls::TlsConnector::from(tls.clone());
-                let host = host.clone();
-                let server_name = server_name.clone();
-                async move {
-                    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                    tcp.set_nodelay(true)?;
-                    let stream = tls.connect(server_name, tcp).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            })
-        };
-        // The scheme is http because the connector above does the TLS; the
-        // authority only names the :authority header.
-        let authority = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let endpoint = Endpoint::from_shared(format!("http://{authority}"))
-            .map_err(|e| LndError::Unreachable {
-                address: settings.address.clone(),
-                detail: e.to_string(),
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .keep_alive_while_idle(true);
-        let channel = endpoint
-            .connect_with_connector(connector)
-            .await
-            .map_err(|e| connect_error(settings, &e))?;
+        let channel = connect_channel(settings).await?;
         let rpc = LightningClient::with_interceptor(channel, MacaroonAuth(header))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self {
@@ -423,6 +377,58 @@ impl LndClient {
             })
             .collect()
     }
+}
+
+/// An HTTP/2 channel to LND over TLS pinned to `settings.tls_cert`, without
+/// credentials. [`LndClient::connect`] adds the macaroon; tests use it to send
+/// requests our client never sends.
+pub async fn connect_channel(settings: &LndSettings) -> Result<Channel, LndError> {
+    let cert = load_cert(&settings.tls_cert)?;
+    let (host, port) =
+        parse_address(&settings.address).map_err(|detail| LndError::Unreachable {
+            address: settings.address.clone(),
+            detail,
+        })?;
+    let tls = tls_config(cert);
+    let server_name = ServerName::try_from(host.clone()).map_err(|_| LndError::Unreachable {
+        address: settings.address.clone(),
+        detail: format!("{host:?} is not a valid host name"),
+    })?;
+    let connector = {
+        let host = host.clone();
+        tower::service_fn(move |_uri: http_uri::Uri| {
+            let tls = tokio_rustls::TlsConnector::from(tls.clone());
+            let host = host.clone();
+            let server_name = server_name.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                let stream = tls.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        })
+    };
+    // The scheme is http because the connector above does the TLS; the
+    // authority only names the :authority header.
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|e| LndError::Unreachable {
+            address: settings.address.clone(),
+            detail: e.to_string(),
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| connect_error(settings, &e))
 }
 
 /// The `SubscribeChannelBackups` stream.

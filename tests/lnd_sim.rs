@@ -42,76 +42,13 @@ fn set(points: impl IntoIterator<Item = ChanPoint>) -> BTreeSet<ChanPoint> {
 /// never sends (both backup fields, other RPCs, odd macaroon headers).
 mod raw {
     use std::path::Path;
-    use std::sync::Arc;
 
     use chanvault::lnd::proto::lightning_client::LightningClient;
     use chanvault::sim::Simulator;
-    use hyper_util::rt::TokioIo;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
     use tonic::metadata::{Ascii, MetadataValue};
     use tonic::service::Interceptor;
     use tonic::service::interceptor::InterceptedService;
-    use tonic::transport::{Channel, Endpoint};
-
-    #[derive(Debug)]
-    struct Pinned {
-        cert: CertificateDer<'static>,
-        provider: Arc<rustls::crypto::CryptoProvider>,
-    }
-
-    impl ServerCertVerifier for Pinned {
-        fn verify_server_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            if end_entity.as_ref() == self.cert.as_ref() {
-                Ok(ServerCertVerified::assertion())
-            } else {
-                Err(rustls::Error::General("not the pinned cert".into()))
-            }
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.provider
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
+    use tonic::transport::Channel;
 
     /// Sends each value as one `macaroon` header (none, one, or several).
     #[derive(Clone)]
@@ -132,31 +69,8 @@ mod raw {
     pub type Client = LightningClient<InterceptedService<Channel, Headers>>;
 
     pub async fn client_with_headers(sim: &Simulator, headers: &[&str]) -> Client {
-        let cert = CertificateDer::from_pem_file(sim.tls_cert_path()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned { cert, provider }))
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"h2".to_vec()];
-        let tls = Arc::new(cfg);
-        let addr = sim.addr();
-        let connector = tower::service_fn(move |_: tonic::codegen::http::Uri| {
-            let tls = tokio_rustls::TlsConnector::from(tls.clone());
-            async move {
-                let tcp = tokio::net::TcpStream::connect(addr).await?;
-                let name = ServerName::try_from("localhost").unwrap();
-                let stream = tls.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        });
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_with_connector(connector)
-            .await
-            .unwrap();
+        let settings = sim.lnd_settings(&sim.admin_macaroon_path());
+        let channel = chanvault::lnd::connect_channel(&settings).await.unwrap();
         let headers = headers.iter().map(|h| h.parse().unwrap()).collect();
         LightningClient::with_interceptor(channel, Headers(headers))
     }
