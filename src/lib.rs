@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod demo;
+pub mod escrow;
 pub mod fsutil;
 pub mod lnd;
 pub mod metrics;
