@@ -85,9 +85,30 @@ pub enum Command {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=2000))]
         channels: u16,
     },
+    /// Key escrow in OpenBao: put, get, list, history, verify, export-public, rotate.
+    #[command(subcommand)]
+    Keys(crate::escrow::cmd::KeysCommand),
+    /// The escrow audit log: verify its hash chain, or show it.
+    #[command(subcommand)]
+    Audit(crate::escrow::cmd::AuditCommand),
+    /// Manage delivery targets.
+    #[command(subcommand)]
+    Target(TargetCommand),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TargetCommand {
+    /// Create the restic repository of a configured restic target (an error if it exists).
+    Init {
+        /// The target's name in the config.
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +205,20 @@ async fn run(cmd: Command) -> ExitCode {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
         },
+        Command::Keys(k) => match crate::escrow::cmd::keys(k).await {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => fail(&e),
+        },
+        Command::Audit(a) => match crate::escrow::cmd::audit(a) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => fail(&e),
+        },
+        Command::Target(TargetCommand::Init { name, config }) => {
+            match target_init(&config.config, &name).await {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(e) => fail(&e),
+            }
+        }
         Command::Dev(DevCommand::LndSim {
             dir,
             listen,
@@ -266,6 +301,31 @@ async fn backup_once(path: &Path) -> Result<u8, String> {
         code = exit::UNDELIVERED;
     }
     Ok(code)
+}
+
+/// `target init NAME`: never implicit, so that a typo in a repository path or
+/// an unmounted disk does not silently start a new, empty repository.
+async fn target_init(path: &Path, name: &str) -> Result<(), String> {
+    let cfg = load(path)?;
+    let t = cfg
+        .targets
+        .iter()
+        .find(|t| t.name() == name)
+        .ok_or_else(|| format!("config {}: no target named {name:?}", cfg.source.display()))?;
+    let crate::config::TargetConfig::Restic(r) = t else {
+        return Err(format!(
+            "config {}: target {name} is not a restic target; only restic repositories need init",
+            cfg.source.display()
+        ));
+    };
+    let target = crate::target::restic::ResticTarget::new(r);
+    let id = target.init().await.map_err(|e| e.to_string())?;
+    println!(
+        "created restic repository {} ({}) for target {name}",
+        target.location(),
+        short(&id)
+    );
+    Ok(())
 }
 
 fn status(path: &Path, json: bool) -> Result<(), String> {

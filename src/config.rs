@@ -58,6 +58,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
+    /// Key escrow in OpenBao KV v2 (`keys` commands); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<crate::escrow::config::EscrowConfig>,
     /// Path of the file this was read from (not a key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -164,6 +167,45 @@ impl Default for DeliveryConfig {
 pub enum TargetConfig {
     /// A directory (local disk, NFS) that PBS or another backup picks up.
     Dir(DirTargetConfig),
+    /// A restic repository (local path or REST server) that stock restic can read.
+    Restic(ResticTargetConfig),
+}
+
+/// Hostname recorded in the restic snapshots unless `host` says otherwise.
+pub const DEFAULT_RESTIC_HOST: &str = "chanvault";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResticTargetConfig {
+    /// Unique name, used in the journal, logs and `status`.
+    pub name: String,
+    /// `/path`, `rest:https://host:8000/path/` or `rest:http://…`. No credentials in here.
+    pub repository: String,
+    /// File holding the repository password (restic's `--password-file`).
+    pub password_file: PathBuf,
+    /// PEM certificate(s) to trust for a `rest:https://` server (self-signed rest-server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<PathBuf>,
+    /// File holding `user:password` for the REST server's basic auth (rest-server's htpasswd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_credentials_file: Option<PathBuf>,
+    /// Hostname recorded in the snapshots; stable so `restic snapshots --host` finds them all.
+    #[serde(default = "default_restic_host")]
+    pub host: String,
+    /// Extra tags on every snapshot (besides `chanvault`, `channels:N`, `fp:…`, `backup:…`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Opt-in retention: after each backup, forget all but the newest N chanvault
+    /// snapshots of this host. Never prunes (prune from a trusted host); off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forget_keep_last: Option<u32>,
+}
+
+impl ResticTargetConfig {
+    /// True for `rest:` repositories.
+    pub fn is_rest(&self) -> bool {
+        self.repository.starts_with("rest:")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -178,10 +220,14 @@ impl TargetConfig {
     pub fn name(&self) -> &str {
         match self {
             TargetConfig::Dir(d) => &d.name,
+            TargetConfig::Restic(r) => &r.name,
         }
     }
 }
 
+fn default_restic_host() -> String {
+    DEFAULT_RESTIC_HOST.to_string()
+}
 fn default_schedule() -> String {
     DEFAULT_SCHEDULE.to_string()
 }
@@ -238,9 +284,25 @@ impl Config {
         abs(&mut self.lnd.tls_cert);
         abs(&mut self.lnd.macaroon);
         self.seal.recipients_files.iter_mut().for_each(abs);
+        if let Some(e) = &mut self.escrow {
+            e.resolve_paths(base);
+        }
         for t in &mut self.targets {
             match t {
                 TargetConfig::Dir(d) => abs(&mut d.path),
+                TargetConfig::Restic(r) => {
+                    abs(&mut r.password_file);
+                    r.cacert.iter_mut().for_each(abs);
+                    r.http_credentials_file.iter_mut().for_each(abs);
+                    if !r.is_rest()
+                        && !r.repository.is_empty()
+                        && repo_scheme(&r.repository).is_none()
+                    {
+                        let mut p = PathBuf::from(&r.repository);
+                        abs(&mut p);
+                        r.repository = p.display().to_string();
+                    }
+                }
             }
         }
     }
@@ -282,6 +344,9 @@ impl Config {
                 "must not be smaller than delivery.retry_initial_seconds",
             ));
         }
+        if let Some(e) = &self.escrow {
+            e.validate().map_err(|(key, m)| self.invalid(key, m))?;
+        }
         let mut names = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let key = format!("target[{i}].name");
@@ -302,6 +367,9 @@ impl Config {
             }
             if !names.insert(name) {
                 return Err(self.invalid(key, format!("duplicate target name {name:?}")));
+            }
+            if let TargetConfig::Restic(r) = t {
+                validate_restic(r).map_err(|(k, m)| self.invalid(format!("target[{i}].{k}"), m))?;
             }
         }
         Ok(())
@@ -325,6 +393,85 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+}
+
+/// The `scheme` of a restic `scheme:…` repository string (`s3`, `sftp`, …), if any.
+fn repo_scheme(repo: &str) -> Option<&str> {
+    let (scheme, _) = repo.split_once(':')?;
+    (scheme.len() > 1 && scheme.chars().all(|c| c.is_ascii_alphanumeric())).then_some(scheme)
+}
+
+/// The restic target's keys: (key, message) of the first problem.
+fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)> {
+    let repo = r.repository.as_str();
+    if repo.is_empty() {
+        return Err(("repository", "must not be empty".into()));
+    }
+    if let Some(url) = repo.strip_prefix("rest:") {
+        let Some(rest) = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+        else {
+            return Err((
+                "repository",
+                "a REST repository looks like \"rest:https://host:8000/path/\"".into(),
+            ));
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err((
+                "repository",
+                "must not contain credentials: put `user:password` in a file and name it in http_credentials_file".into(),
+            ));
+        }
+        if authority.is_empty() {
+            return Err(("repository", "the REST URL has no host".into()));
+        }
+        if r.cacert.is_some() && !url.starts_with("https://") {
+            return Err((
+                "cacert",
+                "only applies to a rest:https:// repository".into(),
+            ));
+        }
+    } else {
+        if let Some(scheme) = repo_scheme(repo) {
+            return Err((
+                "repository",
+                format!(
+                    "{scheme}: repositories are not supported: use a local path or rest:https://…"
+                ),
+            ));
+        }
+        if r.cacert.is_some() {
+            return Err((
+                "cacert",
+                "only applies to a rest:https:// repository".into(),
+            ));
+        }
+        if r.http_credentials_file.is_some() {
+            return Err((
+                "http_credentials_file",
+                "only applies to a rest: repository".into(),
+            ));
+        }
+    }
+    let tag_ok = |t: &str| !t.is_empty() && !t.contains(',') && !t.chars().any(char::is_whitespace);
+    if !tag_ok(&r.host) {
+        return Err(("host", format!("{:?} is not a usable hostname", r.host)));
+    }
+    if let Some(t) = r.tags.iter().find(|t| !tag_ok(t)) {
+        return Err((
+            "tags",
+            format!("{t:?}: a tag must be non-empty, without commas or spaces"),
+        ));
+    }
+    if r.forget_keep_last == Some(0) {
+        return Err((
+            "forget_keep_last",
+            "must be at least 1 (leave it out to keep every snapshot)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// toml's own Display spans several lines with a source excerpt; say
@@ -376,6 +523,7 @@ path = "targets/pbs"
             TargetConfig::Dir(d) => {
                 assert_eq!(d.path, PathBuf::from("/etc/chanvault/targets/pbs"))
             }
+            TargetConfig::Restic(_) => panic!("not a restic target"),
         }
     }
 
@@ -430,6 +578,103 @@ path = "targets/pbs"
                 "{key}: {e}"
             );
         }
+    }
+
+    const RESTIC: &str = r#"
+[[target]]
+name = "offsite"
+kind = "restic"
+repository = "rest:https://backup.lan:8000/chanvault/"
+password_file = "restic-password"
+cacert = "rest.pem"
+http_credentials_file = "/run/credentials/rest-auth"
+tags = ["node1"]
+"#;
+
+    #[test]
+    fn restic_target_resolves_paths_and_gets_defaults() {
+        let c = parse(&format!("{MIN}{RESTIC}")).unwrap();
+        let TargetConfig::Restic(r) = &c.targets[1] else {
+            panic!("restic target expected")
+        };
+        assert_eq!(
+            r.password_file,
+            PathBuf::from("/etc/chanvault/restic-password")
+        );
+        assert_eq!(
+            r.cacert.as_deref(),
+            Some(Path::new("/etc/chanvault/rest.pem"))
+        );
+        assert_eq!(
+            r.http_credentials_file.as_deref(),
+            Some(Path::new("/run/credentials/rest-auth"))
+        );
+        assert_eq!(r.repository, "rest:https://backup.lan:8000/chanvault/");
+        assert_eq!(r.host, DEFAULT_RESTIC_HOST);
+        assert_eq!(r.forget_keep_last, None);
+        let local = RESTIC
+            .replace("rest:https://backup.lan:8000/chanvault/", "repos/local")
+            .replace("cacert = \"rest.pem\"\n", "")
+            .replace(
+                "http_credentials_file = \"/run/credentials/rest-auth\"\n",
+                "",
+            );
+        let c = parse(&format!("{MIN}{local}")).unwrap();
+        let TargetConfig::Restic(r) = &c.targets[1] else {
+            panic!("restic target expected")
+        };
+        assert_eq!(r.repository, "/etc/chanvault/repos/local");
+    }
+
+    #[test]
+    fn restic_target_mistakes_name_their_key() {
+        let cases = [
+            (
+                RESTIC.replace("rest:https://", "rest:https://u:secret@"),
+                "target[1].repository",
+            ),
+            (
+                RESTIC.replace("rest:https://", "rest:ftp://"),
+                "target[1].repository",
+            ),
+            (
+                RESTIC.replace("rest:https://backup.lan:8000/chanvault/", "s3:bucket/x"),
+                "target[1].repository",
+            ),
+            (
+                RESTIC.replace("rest:https://", "rest:http://"),
+                "target[1].cacert",
+            ),
+            (RESTIC.replace("[\"node1\"]", "[\"a,b\"]"), "target[1].tags"),
+            (
+                RESTIC.replace("tags = ", "forget_keep_last = 0\ntags = "),
+                "target[1].forget_keep_last",
+            ),
+        ];
+        for (restic, key) in cases {
+            let e = parse(&format!("{MIN}{restic}")).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("config /etc/chanvault/chanvault.toml: {key}: ")),
+                "{key}: {e}"
+            );
+            assert!(!e.contains("secret"), "{e}");
+        }
+        // A password inline is an unknown key, never accepted.
+        let e = parse(&format!(
+            "{MIN}{}",
+            RESTIC.replace("tags = ", "password = \"x\"\ntags = ")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("password"), "{e}");
+        // password_file is required.
+        let e = parse(&format!(
+            "{MIN}{}",
+            RESTIC.replace("password_file = \"restic-password\"\n", "")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("password_file"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::scb::{self, ChanPoint};
 use crate::seal::{self, Identities};
 use crate::sim::{SimOptions, Simulator};
 use crate::status::Status;
+use crate::target::Target;
 use crate::target::dir::{CURRENT_FILE, DirTarget};
+use crate::target::restic::ResticTarget;
 use crate::watch::Agent;
 
 /// How long the demo waits for the targets to hold the final state.
@@ -66,6 +68,18 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
         identity.display()
     );
 
+    let password_file = dir.join("restic-password");
+    let mut pw = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut pw);
+    let password = zeroize::Zeroizing::new(format!("{}\n", hex::encode(pw)));
+    zeroize::Zeroize::zeroize(&mut pw);
+    crate::fsutil::create_secret_file(&password_file, password.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", password_file.display()))?;
+    println!(
+        "    restic repository password {} (0600)",
+        password_file.display()
+    );
+
     let targets = dir.join("targets");
     std::fs::create_dir(&targets)
         .map_err(|e| format!("cannot create {}: {e}", targets.display()))?;
@@ -80,10 +94,27 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
     let dir_targets: Vec<DirTarget> = cfg
         .targets
         .iter()
-        .map(|t| match t {
-            TargetConfig::Dir(d) => DirTarget::new(&d.name, &d.path),
+        .filter_map(|t| match t {
+            TargetConfig::Dir(d) => Some(DirTarget::new(&d.name, &d.path)),
+            TargetConfig::Restic(_) => None,
         })
         .collect();
+    let restic_targets: Vec<ResticTarget> = cfg
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            TargetConfig::Restic(r) => Some(ResticTarget::new(r)),
+            TargetConfig::Dir(_) => None,
+        })
+        .collect();
+    for t in &restic_targets {
+        t.init().await.map_err(|e| e.to_string())?;
+        println!(
+            "    initialised restic repository {} (as `chanvault target init {}` does)",
+            t.location(),
+            t.name()
+        );
+    }
     let agent = Agent::new(cfg.clone()).map_err(|e| e.to_string())?;
     let spool = agent.spool().clone();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -119,9 +150,20 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
         short(&fingerprint)
     ));
     wait_for("all targets", &mut watcher, || {
-        dir_targets
+        let dirs_done = dir_targets
             .iter()
-            .all(|t| matches!(t.current_manifest(), Ok(Some(m)) if m.fingerprint == fingerprint))
+            .all(|t| matches!(t.current_manifest(), Ok(Some(m)) if m.fingerprint == fingerprint));
+        // A restic target's current backup is what the journal recorded as delivered.
+        let restic_done = spool.journal().is_ok_and(|j| {
+            restic_targets.iter().all(|t| {
+                j.targets
+                    .get(t.name())
+                    .and_then(|s| s.current.as_deref())
+                    .and_then(|id| j.get(id))
+                    .is_some_and(|b| b.fingerprint == fingerprint)
+            })
+        });
+        dirs_done && restic_done
     })
     .await?;
 
@@ -171,6 +213,37 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
         );
     }
 
+    for t in &restic_targets {
+        let (snap, sealed) = t
+            .latest()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("restic target {} holds no snapshot", t.name()))?;
+        let plain = seal::open(&ids, &sealed)
+            .map_err(|e| format!("restic snapshot {}: {e}", short(&snap.id)))?;
+        let decoded = sim.decode_multi(plain.expose()).map_err(|e| {
+            format!(
+                "restic snapshot {}: not a valid channel backup: {e}",
+                short(&snap.id)
+            )
+        })?;
+        if decoded != expected || snap.tag("fp") != Some(short(&fingerprint)) {
+            return Err(format!(
+                "restic snapshot {} covers {} channels, the node has {}",
+                short(&snap.id),
+                decoded.len(),
+                expected.len()
+            ));
+        }
+        println!(
+            "    ✓ restic snapshot {} in {} decrypts: {} channels, tags {}",
+            snap.id.get(..8).unwrap_or(&snap.id),
+            t.location(),
+            decoded.len(),
+            snap.tags.join(",")
+        );
+    }
+
     step("what happened");
     let journal = spool.journal().map_err(|e| e.to_string())?;
     println!(
@@ -199,6 +272,11 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
         "    age -d -i {} -o channel.backup {}",
         identity.display(),
         dir.join("targets/pbs").join(CURRENT_FILE).display()
+    );
+    println!(
+        "    restic -r {} --password-file {} snapshots",
+        dir.join("targets/restic").display(),
+        password_file.display()
     );
     println!(
         "    chanvault dev lnd-sim --dir {}   # drive the simulator by hand",
@@ -266,6 +344,12 @@ path = "targets/pbs"
 name = "nas"
 kind = "dir"
 path = "targets/nas"
+
+[[target]]
+name = "offsite"
+kind = "restic"
+repository = "targets/restic"
+password_file = "restic-password"
 "#,
         addr = sim.addr(),
         cert = sim.tls_cert_path().display(),

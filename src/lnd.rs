@@ -494,6 +494,14 @@ pub fn snapshot_from_proto(
     })
 }
 
+/// Make ring the process-wide rustls provider. rustls cannot pick one by
+/// itself once two are compiled in (ring for us, aws-lc-rs for reqwest, which
+/// the restic REST backend brings), and tonic's server asks for the default.
+/// Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn tls_config(cert: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedCert {

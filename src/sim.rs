@@ -413,6 +413,7 @@ impl Inner {
             key: self.dir.join(identity::TLS_KEY),
             detail,
         };
+        crate::lnd::install_crypto_provider();
         let tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(&self.cert_pem, self.key_pem.as_slice()));
         let mut builder = Server::builder()

@@ -71,6 +71,7 @@ impl Status {
                     name: name.to_string(),
                     kind: match t {
                         TargetConfig::Dir(_) => "dir",
+                        TargetConfig::Restic(_) => "restic",
                     },
                     up_to_date: j.last_good.is_some() && st.current == j.last_good,
                     current: current.map(BackupSummary::from),

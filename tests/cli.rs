@@ -55,6 +55,7 @@ fn help_texts_are_golden() {
         ("help-status.txt", vec!["status", "--help"]),
         ("help-check-config.txt", vec!["check-config", "--help"]),
         ("help-demo.txt", vec!["demo", "--help"]),
+        ("help-target-init.txt", vec!["target", "init", "--help"]),
     ] {
         let out = bin().args(&argv).output().unwrap();
         assert!(out.status.success(), "{argv:?}");

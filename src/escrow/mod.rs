@@ -1,4 +1,13 @@
 //! Key escrow in OpenBao KV v2: typed, validated key material, check-and-set
 //! writes, envelope sealing, rotation, and a hash-chained audit log.
+//!
+//! `material` validates what goes in; `kv` talks to OpenBao; `audit` keeps the
+//! local tamper-evident record; `store` is the audited API that ties them
+//! together and that the `keys` commands call.
 
+pub mod audit;
+pub mod cmd;
+pub mod config;
+pub mod kv;
 pub mod material;
+pub mod store;

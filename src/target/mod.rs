@@ -13,6 +13,7 @@ use crate::config::TargetConfig;
 use crate::spool::BackupRecord;
 
 pub mod dir;
+pub mod restic;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -99,5 +100,6 @@ pub trait Target: Send + Sync {
 pub fn build(cfg: &TargetConfig) -> Arc<dyn Target> {
     match cfg {
         TargetConfig::Dir(d) => Arc::new(dir::DirTarget::new(&d.name, &d.path)),
+        TargetConfig::Restic(r) => Arc::new(restic::ResticTarget::new(r)),
     }
 }

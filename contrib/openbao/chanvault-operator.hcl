@@ -1,0 +1,28 @@
+# chanvault operator (`chanvault keys put/get/list/history/verify/rotate`).
+# KV v2 splits one item over several API paths; each is granted on its own.
+
+# Item versions: create (cas=0), new versions (--replace, cas=N), read any version.
+path "secret/data/chanvault/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+# Metadata: list items, read history, write custom_metadata (public facts).
+path "secret/metadata/chanvault/*" {
+  capabilities = ["create", "read", "update", "list"]
+}
+
+# Soft-delete and undelete versions (recoverable).
+path "secret/delete/chanvault/*" {
+  capabilities = ["update"]
+}
+path "secret/undelete/chanvault/*" {
+  capabilities = ["update"]
+}
+
+# Destroy versions for good (`keys rotate age-identity NAME --destroy-old`).
+path "secret/destroy/chanvault/*" {
+  capabilities = ["update"]
+}
+
+# Deliberately absent: deleting a whole item with all its history
+# ("delete" on secret/metadata/chanvault/*). Do that as an administrator.

@@ -1,0 +1,463 @@
+//! The `keys` and `audit` commands: argument types and what they print.
+//! `cli.rs` only dispatches here.
+//!
+//! Secrets never come from argv: `--file` or a no-echo prompt (refused
+//! without a TTY). A secret is printed only with `--reveal`, and then only to
+//! a terminal or to a new `--out` file (0600, never overwritten).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::ConfigArg;
+use crate::config::Config;
+use crate::escrow::audit::{AuditLog, show_line};
+use crate::escrow::material::{Kind, PublicFacts};
+use crate::escrow::store::{Escrow, PutOptions};
+use crate::seal::Identities;
+use crate::secret::SecretString;
+
+/// Largest secret input file we read (same bound as the material parser).
+const INPUT_LIMIT: u64 = crate::escrow::material::MAX_INPUT_LEN as u64;
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Escrow key material as a new item (create-only unless --replace). Reads it from --file or a prompt, never from argv.
+    Put(PutArgs),
+    /// Show an item's public facts; with --reveal, its secret (to a terminal or --out FILE only).
+    #[command(disable_version_flag = true)]
+    Get(GetArgs),
+    /// List escrowed items.
+    List(ConfigArg),
+    /// Show every version of an item (created, deleted, destroyed).
+    History {
+        /// Item name.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Check every escrowed item and the cross-checks between them; exit 1 if any fails.
+    Verify {
+        /// Identity file to open envelope-sealed items.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write the wallet's public config (descriptors, xpubs, origins; no secrets) as JSON.
+    ExportPublic {
+        /// Output file (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Rotate an escrowed age identity (AppRole secret-id rotation and reseal: not yet).
+    #[command(subcommand)]
+    Rotate(RotateCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RotateCommand {
+    /// Generate a new age identity and store it as a new version; print what to change in the config.
+    AgeIdentity {
+        /// Item name.
+        name: String,
+        /// Instead of rotating: destroy every older version, once the config's seal.recipients has the new recipient.
+        #[arg(long)]
+        destroy_old: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// bip39, aezeed, xprv, xpub, descriptor or age-identity.
+    pub kind: String,
+    /// Item name (letters, digits, '-', '_', '.').
+    pub name: String,
+    /// Read the material from this file (else: prompt without echo).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Write a new version of an existing item (check-and-set on its current version).
+    #[arg(long)]
+    pub replace: bool,
+    /// BIP-39 or aezeed passphrase from this file.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Derivation path of the account key (seeds, xprv), e.g. "m/48'/0'/0'/2'".
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// Item name.
+    pub name: String,
+    /// Read this version instead of the latest.
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    /// Print the secret (only to a terminal, or to --out).
+    #[arg(long)]
+    pub reveal: bool,
+    /// Write the secret to this new file (mode 0600; must not exist).
+    #[arg(long, value_name = "FILE", requires = "reveal")]
+    pub out: Option<PathBuf>,
+    /// Identity file to open an envelope-sealed item.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the escrow audit log's hash chain; exit 1 and name the first bad line if it was changed.
+    Verify(ConfigArg),
+    /// Print the escrow audit log readably.
+    Show(ConfigArg),
+}
+
+fn load(path: &Path) -> Result<Config, String> {
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+fn open(path: &Path) -> Result<Escrow, String> {
+    let cfg = load(path)?;
+    Escrow::open(&cfg).map_err(|e| e.to_string())
+}
+
+fn identities(path: &Option<PathBuf>) -> Result<Option<Identities>, String> {
+    path.as_deref()
+        .map(Identities::from_file)
+        .transpose()
+        .map_err(|e| e.to_string())
+}
+
+/// Read a secret from a file (bounded, zeroized) or a no-echo prompt.
+fn read_secret(file: Option<&Path>, what: &str) -> Result<SecretString, String> {
+    use std::io::Read;
+    if let Some(p) = file {
+        let f = std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        let mut buf = zeroize::Zeroizing::new(Vec::new());
+        f.take(INPUT_LIMIT + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        if buf.len() as u64 > INPUT_LIMIT {
+            return Err(format!(
+                "{} is larger than {INPUT_LIMIT} bytes; this is not {what}",
+                p.display()
+            ));
+        }
+        let text =
+            std::str::from_utf8(&buf).map_err(|_| format!("{} is not UTF-8 text", p.display()))?;
+        return Ok(SecretString::new(text.to_owned()));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "no terminal to prompt for {what} on; pass it with --file FILE (never on the command line)"
+        ));
+    }
+    rpassword::prompt_password(format!("{what} (not echoed): "))
+        .map(SecretString::new)
+        .map_err(|e| format!("cannot read {what} from the terminal: {e}"))
+}
+
+/// Exit code 0 or an error line (the caller prints it).
+pub async fn keys(cmd: KeysCommand) -> Result<(), String> {
+    match cmd {
+        KeysCommand::Put(a) => put(a).await,
+        KeysCommand::Get(a) => get(a).await,
+        KeysCommand::List(c) => {
+            let mut e = open(&c.config)?;
+            let items = e.list().await.map_err(|e| e.to_string())?;
+            if items.is_empty() {
+                println!("(no items)");
+            }
+            for (name, m) in items {
+                let f = PublicFacts::from_metadata(&m.custom_metadata).ok();
+                let kind = f.as_ref().map(|f| f.kind.clone()).unwrap_or("?".into());
+                let envelope = m
+                    .custom_metadata
+                    .get("envelope")
+                    .map(String::as_str)
+                    .unwrap_or("none");
+                let summary = f.as_ref().map(summary).unwrap_or_default();
+                println!(
+                    "{name:<24} {kind:<13} v{:<4} {:<9} {summary}",
+                    m.current_version,
+                    if envelope == "age" { "sealed" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::History { name, config } => {
+            let mut e = open(&config.config)?;
+            let m = e.history(&name).await.map_err(|e| e.to_string())?;
+            println!(
+                "{name}: current version {}, created {}",
+                m.current_version,
+                m.custom_metadata
+                    .get("created")
+                    .cloned()
+                    .unwrap_or_else(|| m.created_time.clone())
+            );
+            if let Some(r) = m.custom_metadata.get("rotated_from") {
+                println!("  latest rotated from version {r}");
+            }
+            for (v, vm) in m.versions() {
+                let state = if vm.destroyed {
+                    "destroyed".to_owned()
+                } else if !vm.deletion_time.is_empty() {
+                    format!("deleted {}", vm.deletion_time)
+                } else {
+                    "readable".to_owned()
+                };
+                println!("  v{v:<4} created {}  {state}", vm.created_time);
+            }
+            Ok(())
+        }
+        KeysCommand::Verify { identity, config } => {
+            let ids = identities(&identity)?;
+            let mut e = open(&config.config)?;
+            let results = e.verify(ids.as_ref()).await.map_err(|e| e.to_string())?;
+            let failed = results.iter().filter(|c| !c.ok).count();
+            for c in &results {
+                println!("{} {}: {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
+            }
+            if results.is_empty() {
+                println!("(nothing escrowed and nothing required)");
+            }
+            if failed > 0 {
+                return Err(format!(
+                    "escrow verification failed: {failed} of {} check(s)",
+                    results.len()
+                ));
+            }
+            Ok(())
+        }
+        KeysCommand::ExportPublic { out, config } => {
+            let mut e = open(&config.config)?;
+            let v = e.export_public().await.map_err(|e| e.to_string())?;
+            let mut text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+            text.push('\n');
+            crate::fsutil::write_atomic(&out, text.as_bytes(), 0o644)
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            let n = v["items"].as_array().map_or(0, Vec::len);
+            println!("wrote {} ({n} item(s), no secrets)", out.display());
+            Ok(())
+        }
+        KeysCommand::Rotate(RotateCommand::AgeIdentity {
+            name,
+            destroy_old,
+            config,
+        }) => {
+            let cfg = load(&config.config)?;
+            let mut e = Escrow::open(&cfg).map_err(|e| e.to_string())?;
+            if destroy_old {
+                let gone = e
+                    .destroy_old_identities(&name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("destroyed versions {gone:?} of {name}");
+                return Ok(());
+            }
+            let (version, new, old) = e
+                .rotate_age_identity(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("stored a new age identity as {name} version {version}");
+            println!("new recipient: {new}");
+            println!("now change {}:", cfg.source.display());
+            match old {
+                Some(o) => {
+                    println!("  [seal] recipients: replace {o}\n                    with    {new}")
+                }
+                None => println!("  [seal] recipients: add {new}"),
+            }
+            println!(
+                "backups already in the spool and on the targets stay sealed to the old recipient; \
+                 re-sealing them is not automated yet, so keep the old version until the next backup \
+                 has been delivered, then run: chanvault keys rotate age-identity {name} --destroy-old"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn summary(f: &PublicFacts) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = &f.network {
+        parts.push(n.clone());
+    }
+    if let (Some(fp), Some(d)) = (&f.master_fingerprint, &f.derivation) {
+        parts.push(format!("[{fp}/{}]", d.trim_start_matches("m/")));
+    } else if let Some(fp) = &f.master_fingerprint {
+        parts.push(format!("fingerprint {fp}"));
+    }
+    if let Some(r) = &f.recipient {
+        parts.push(r.clone());
+    }
+    if !f.descriptor_keys.is_empty() {
+        parts.push(format!("{} key(s)", f.descriptor_keys.len()));
+    }
+    parts.join(" ")
+}
+
+async fn put(a: PutArgs) -> Result<(), String> {
+    let kind = Kind::from_str(&a.kind).map_err(|e| e.to_string())?;
+    let cfg = load(&a.config.config)?;
+    let mut e = Escrow::open(&cfg).map_err(|e| e.to_string())?;
+    let input = read_secret(a.file.as_deref(), &format!("the {kind}"))?;
+    let passphrase = match &a.passphrase_file {
+        Some(p) => {
+            let s = read_secret(Some(p), "the passphrase")?;
+            // A trailing newline from `echo pw > file` is not part of the passphrase.
+            let trimmed = s.expose().trim_end_matches(['\n', '\r']).to_owned();
+            Some(SecretString::new(trimmed))
+        }
+        None => None,
+    };
+    let report = e
+        .put(
+            kind,
+            &a.name,
+            &input,
+            PutOptions {
+                replace: a.replace,
+                passphrase,
+                path: a.path,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "escrowed {} as {kind} version {}{}",
+        a.name,
+        report.version,
+        if report.sealed {
+            " (secret sealed to the offline recipients)"
+        } else {
+            ""
+        }
+    );
+    let s = summary(&report.facts);
+    if !s.is_empty() {
+        println!("  {s}");
+    }
+    for c in &report.checks {
+        println!("  ✓ {}: {}", c.name, c.detail);
+    }
+    Ok(())
+}
+
+async fn get(a: GetArgs) -> Result<(), String> {
+    if a.reveal && a.out.is_none() && !std::io::stdout().is_terminal() {
+        return Err(
+            "refusing to print a secret to a pipe or file: use --reveal on a terminal, or --reveal --out FILE"
+                .into(),
+        );
+    }
+    let ids = identities(&a.identity)?;
+    let mut e = open(&a.config.config)?;
+    let item = e
+        .get(&a.name, a.version, ids.as_ref(), a.reveal)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !a.reveal {
+        println!(
+            "{} {} version {} (created {}){}",
+            item.name,
+            item.kind,
+            item.version,
+            item.created,
+            if item.envelope == "age" {
+                ", sealed"
+            } else {
+                ""
+            }
+        );
+        for (k, v) in item.facts.to_metadata() {
+            if k != "kind" {
+                println!("  {k}: {v}");
+            }
+        }
+        if item.kind.is_secret() {
+            println!("  (secret not shown; --reveal prints it)");
+        }
+        return Ok(());
+    }
+    let Some(m) = item.material else {
+        return Err(format!(
+            "{} is envelope-sealed to the offline recipients; pass --identity FILE with one of their identities",
+            a.name
+        ));
+    };
+    let text = match m.secret() {
+        Some(s) => s.expose().to_owned(),
+        None => item
+            .facts
+            .descriptor
+            .clone()
+            .or(item.facts.xpub.clone())
+            .unwrap_or_default(),
+    };
+    let text = SecretString::new(format!("{text}\n"));
+    match &a.out {
+        Some(p) => {
+            crate::fsutil::create_secret_file(p, text.expose().as_bytes()).map_err(|e| {
+                format!("cannot create {}: {e} (it must not exist yet)", p.display())
+            })?;
+            println!(
+                "wrote {} version {} to {} (mode 0600)",
+                a.name,
+                item.version,
+                p.display()
+            );
+        }
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.expose().as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("cannot write to the terminal: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn audit(cmd: AuditCommand) -> Result<(), String> {
+    match cmd {
+        AuditCommand::Verify(c) => {
+            let cfg = load(&c.config)?;
+            let log = AuditLog::new(&cfg.state_dir);
+            let entries = log.verify().map_err(|e| e.to_string())?;
+            println!(
+                "{}: {} record(s), hash chain intact",
+                log.path().display(),
+                entries.len()
+            );
+            Ok(())
+        }
+        AuditCommand::Show(c) => {
+            let cfg = load(&c.config)?;
+            let log = AuditLog::new(&cfg.state_dir);
+            let entries = log.read_all().map_err(|e| e.to_string())?;
+            if entries.is_empty() {
+                println!("(no records in {})", log.path().display());
+            }
+            for e in &entries {
+                println!("{}", show_line(e));
+            }
+            if let Err(e) = log.verify() {
+                eprintln!("chanvault: warning: {e}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,813 @@
+//! Key escrow against a real OpenBao dev server (see tests/common/bao.rs):
+//! the `chanvault keys` and `audit` commands end to end, plus the KV client's
+//! check-and-set and error classification. No mock of OpenBao anywhere; the
+//! only fake is a one-shot TCP responder that sends a malformed reply.
+
+#[path = "common/bao.rs"]
+mod bao;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use bao::Bao;
+use chanvault::escrow::material::{Kind, Material, Network, ParseOptions};
+use chanvault::secret::SecretString;
+
+const ABANDON: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
+                       abandon abandon about";
+const LEGAL: &str = "legal winner thank year wave sausage worth useful legal winner thank yellow";
+const LETTER: &str =
+    "letter advice cage absurd amount doctor acoustic avoid letter advice cage above";
+/// lnd aezeed/cipherseed_test.go version0TestVectors[0].
+const LND_AEZEED: &str = "ability liquid travel stem barely drastic pact cupboard apple thrive \
+    morning oak feature tissue couch old math inform success suggest drink motion know royal";
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
+    c.env_remove("RUST_LOG")
+        .env_remove("BAO_ADDR")
+        .env_remove("VAULT_ADDR")
+        .env_remove("BAO_CACERT")
+        .env_remove("VAULT_CACERT")
+        .stdin(Stdio::null());
+    c
+}
+
+struct Env {
+    bao: Bao,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    identity: PathBuf,
+    recipient: String,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self::with(|_| String::new())
+    }
+
+    /// `extra(env_dir)` is appended to the [escrow] section.
+    fn with(extra: impl FnOnce(&Path) -> String) -> Self {
+        let bao = Bao::start();
+        let dir = tempfile::tempdir().unwrap();
+        let identity = dir.path().join("identity.txt");
+        let recipient = chanvault::seal::write_new_identity(&identity).unwrap();
+        let token = bao.token_file("root.token", &bao.root_token);
+        let config = dir.path().join("chanvault.toml");
+        let extra = extra(dir.path());
+        let extra = if extra.contains("token_file") || extra.contains("approle_") {
+            extra
+        } else {
+            format!("token_file = \"{}\"\n{extra}", token.display())
+        };
+        std::fs::write(
+            &config,
+            format!(
+                r#"state_dir = "state"
+[lnd]
+address = "127.0.0.1:10009"
+tls_cert = "tls.cert"
+macaroon = "m.macaroon"
+[seal]
+recipients = ["{recipient}"]
+[escrow]
+address = "{addr}"
+{extra}"#,
+                addr = bao.addr()
+            ),
+        )
+        .unwrap();
+        Env {
+            bao,
+            dir,
+            config,
+            identity,
+            recipient,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_logged(None, args)
+    }
+
+    fn run_logged(&self, level: Option<&str>, args: &[&str]) -> Output {
+        let mut c = bin();
+        if let Some(l) = level {
+            c.args(["--log-level", l]);
+        }
+        c.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Exactly one error line on stderr, exit 1.
+    fn err(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: expected one line:\n{stderr}");
+        lines[0].to_owned()
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    fn audit_file(&self) -> PathBuf {
+        self.path().join("state/escrow-audit.jsonl")
+    }
+
+    /// The raw KV data of an item, as root, via the bao CLI.
+    fn raw(&self, name: &str) -> serde_json::Value {
+        let out = self.bao.bao_ok(&[
+            "kv",
+            "get",
+            "-format=json",
+            &format!("secret/chanvault/{name}"),
+        ]);
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+fn mainnet() -> ParseOptions {
+    ParseOptions::new(Network::Bitcoin)
+}
+
+fn parse(kind: Kind, text: &str) -> Material {
+    Material::parse(kind, &SecretString::new(text.to_owned()), &mainnet()).unwrap()
+}
+
+fn origin_key(m: &Material) -> String {
+    let p = m.public();
+    let path = p.derivation.as_deref().unwrap().trim_start_matches("m/");
+    format!(
+        "[{}/{}]{}",
+        p.master_fingerprint.as_deref().unwrap(),
+        path.replace('\'', "h"),
+        p.xpub.as_deref().unwrap()
+    )
+}
+
+fn multisig(keys: &[String]) -> String {
+    let body = format!(
+        "wsh(sortedmulti(2,{}))",
+        keys.iter()
+            .map(|k| format!("{k}/<0;1>/*"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let checksum = miniscript::descriptor::checksum::desc_checksum(&body).unwrap();
+    format!("{body}#{checksum}")
+}
+
+fn account_xprv() -> String {
+    // The LEGAL seed's account key at m/48'/0'/0'/2', with its origin.
+    use bitcoin::bip32::{DerivationPath, Xpriv};
+    let seed = bip39::Mnemonic::parse(LEGAL).unwrap().to_seed("");
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let master = Xpriv::new_master(bitcoin::NetworkKind::Main, &seed).unwrap();
+    let path: DerivationPath = "m/48'/0'/0'/2'".parse().unwrap();
+    let acct = master.derive_priv(&secp, &path).unwrap();
+    format!("[{}/48h/0h/0h/2h]{acct}", master.fingerprint(&secp))
+}
+
+#[test]
+fn every_kind_round_trips_as_json_strings_with_cas_and_history() {
+    let env = Env::new();
+    let age_text = std::fs::read_to_string(&env.identity).unwrap();
+    let age_pub = env.recipient.clone();
+    let a = parse(Kind::Bip39, ABANDON);
+    let b = parse(Kind::Bip39, LEGAL);
+    let c = parse(Kind::Bip39, LETTER);
+    let desc = multisig(&[origin_key(&a), origin_key(&b), origin_key(&c)]);
+    let xprv = account_xprv();
+    let items: Vec<(&str, &str, String)> = vec![
+        ("bip39", "seed-a", ABANDON.to_owned()),
+        ("aezeed", "lnd-seed", LND_AEZEED.to_owned()),
+        ("xprv", "cosigner-xprv", xprv.clone()),
+        ("xpub", "cosigner-b", origin_key(&b)),
+        ("descriptor", "wallet", desc.clone()),
+        ("age-identity", "backup-id", age_text.clone()),
+    ];
+    for (kind, name, text) in &items {
+        let f = env.file(&format!("{name}.in"), &format!("{text}\n"));
+        let out = env.ok(&["keys", "put", kind, name, "--file", &f]);
+        assert!(
+            out.contains(&format!("escrowed {name} as {kind} version 1")),
+            "{out}"
+        );
+        // Stored as JSON strings only; public facts in custom_metadata.
+        let raw = env.raw(name);
+        for (k, v) in raw["data"]["data"].as_object().unwrap() {
+            assert!(v.is_string(), "{name}.{k} is not a JSON string: {v}");
+        }
+        assert_eq!(raw["data"]["metadata"]["custom_metadata"]["kind"], *kind);
+        // Reveal to a new 0600 file gives back the canonical text.
+        let out_file = env.path().join(format!("{name}.out"));
+        env.ok(&[
+            "keys",
+            "get",
+            name,
+            "--reveal",
+            "--out",
+            out_file.to_str().unwrap(),
+        ]);
+        let got = std::fs::read_to_string(&out_file).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        match *kind {
+            "bip39" | "aezeed" | "descriptor" => assert_eq!(got.trim(), text.trim()),
+            "xpub" => assert!(text.ends_with(got.trim()), "{got}"),
+            "xprv" => assert!(got.trim().ends_with(xprv.split(']').nth(1).unwrap())),
+            _ => assert!(got.contains(age_text.lines().last().unwrap())),
+        }
+        // Without --reveal: facts only, never the secret.
+        let shown = env.ok(&["keys", "get", name]);
+        assert!(
+            !shown.contains("abandon") && !shown.contains("AGE-SECRET"),
+            "{shown}"
+        );
+    }
+    let list = env.ok(&["keys", "list"]);
+    for (_, name, _) in &items {
+        assert!(list.contains(name), "{list}");
+    }
+    assert!(list.contains(&age_pub), "{list}");
+
+    // Create-only: a second put of the same name is refused.
+    let f = env.file("legal.in", LEGAL);
+    let e = env.err(&["keys", "put", "bip39", "seed-a", "--file", &f]);
+    assert!(
+        e.contains("seed-a already exists (version 1); pass --replace"),
+        "{e}"
+    );
+    // --replace writes version 2 with cas=1.
+    let out = env.ok(&["keys", "put", "bip39", "seed-a", "--file", &f, "--replace"]);
+    assert!(out.contains("version 2"), "{out}");
+    let h = env.ok(&["keys", "history", "seed-a"]);
+    assert!(
+        h.contains("current version 2") && h.contains("v1") && h.contains("v2"),
+        "{h}"
+    );
+    assert!(h.contains("rotated from version 1"), "{h}");
+    let o1 = env.path().join("v1.out");
+    env.ok(&[
+        "keys",
+        "get",
+        "seed-a",
+        "--version",
+        "1",
+        "--reveal",
+        "--out",
+        o1.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&o1).unwrap().trim(), ABANDON);
+
+    // The whole set cross-checks; export-public has no secrets.
+    let out = env.ok(&["keys", "verify"]);
+    assert!(out.contains('✓'), "{out}");
+    let export = env.path().join("public.json");
+    env.ok(&["keys", "export-public", "--out", export.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert!(text.contains(&desc), "{text}");
+    let xprv_key = xprv.split(']').nth(1).unwrap();
+    for secret in [
+        "abandon",
+        "legal winner",
+        "ability liquid",
+        xprv_key,
+        "AGE-SECRET-KEY",
+    ] {
+        assert!(!text.contains(secret), "{secret} in export");
+    }
+
+    // Latest deleted: a clear message naming the readable version and how.
+    env.bao
+        .bao_ok(&["kv", "delete", "-versions=2", "secret/chanvault/seed-a"]);
+    let e = env.err(&["keys", "get", "seed-a"]);
+    assert!(e.contains("version 2 was deleted at"), "{e}");
+    assert!(
+        e.contains("version 1 is the newest readable one: chanvault keys get seed-a --version 1"),
+        "{e}"
+    );
+    env.bao
+        .bao_ok(&["kv", "destroy", "-versions=2", "secret/chanvault/seed-a"]);
+    let e = env.err(&["keys", "get", "seed-a"]);
+    assert!(e.contains("version 2 was destroyed"), "{e}");
+    assert!(e.contains("--version 1"), "{e}");
+    let h = env.ok(&["keys", "history", "seed-a"]);
+    assert!(h.contains("destroyed"), "{h}");
+
+    // Every call left an audit record and the chain holds.
+    let v = env.ok(&["audit", "verify"]);
+    assert!(v.contains("hash chain intact"), "{v}");
+    let show = env.ok(&["audit", "show"]);
+    assert!(
+        show.contains("put") && show.contains("get-reveal"),
+        "{show}"
+    );
+}
+
+#[test]
+fn mismatched_items_are_refused_and_verify_reports_them() {
+    let env = Env::with(|_| "required = [\"wallet\", \"cosigner-key\"]\n".into());
+    let a = parse(Kind::Bip39, ABANDON);
+    let b = parse(Kind::Bip39, LEGAL);
+    let c = parse(Kind::Bip39, LETTER);
+    let desc = multisig(&[origin_key(&a), origin_key(&b), origin_key(&c)]);
+    let f = env.file("d", &desc);
+    env.ok(&["keys", "put", "descriptor", "wallet", "--file", &f]);
+    // A wrong-network xpub and a bad checksum are refused by material, one line each.
+    let tp = env.file("tpub", &origin_key(&b).replace("xpub", "tpub"));
+    env.err(&["keys", "put", "xpub", "bad-net", "--file", &tp]);
+    let bad = env.file("bad", &format!("{}x", &desc[..desc.len() - 1]));
+    let e = env.err(&["keys", "put", "descriptor", "bad-sum", "--file", &bad]);
+    assert!(e.contains("checksum"), "{e}");
+    // A seed that is not a key of the escrowed descriptor is refused on put.
+    let zoo = env.file("zoo", "zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo wrong");
+    let e = env.err(&["keys", "put", "bip39", "stranger", "--file", &zoo]);
+    assert!(
+        e.starts_with("chanvault: error: refusing to escrow stranger:"),
+        "{e}"
+    );
+    // verify: the required cosigner-key is missing.
+    let out = env.run(&["keys", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("✗ required item 'cosigner-key' is escrowed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("✓ required item 'wallet' is escrowed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn envelope_sealed_secrets_never_reach_openbao_in_clear() {
+    let (offline_text, offline_pub) = chanvault::seal::generate_identity();
+    let env = Env::with(|_| format!("seal_recipients = [\"{offline_pub}\"]\n"));
+    let offline = env.file("offline.txt", offline_text.expose());
+    let f = env.file("seed", ABANDON);
+    let out = env.ok(&["keys", "put", "bip39", "seed", "--file", &f]);
+    assert!(out.contains("sealed to the offline recipients"), "{out}");
+    let raw = env.raw("seed").to_string();
+    assert!(!raw.contains("abandon"), "{raw}");
+    assert!(raw.contains("BEGIN AGE ENCRYPTED FILE"), "{raw}");
+    let e = env.err(&["keys", "get", "seed", "--reveal", "--out", "/dev/null/x"]);
+    assert!(e.contains("pass --identity FILE"), "{e}");
+    // The wrong identity is refused, the right one opens it.
+    let wrong = env.identity.to_str().unwrap().to_owned();
+    env.err(&[
+        "keys",
+        "get",
+        "seed",
+        "--reveal",
+        "--out",
+        "/tmp/never",
+        "--identity",
+        &wrong,
+    ]);
+    let o = env.path().join("seed.out");
+    env.ok(&[
+        "keys",
+        "get",
+        "seed",
+        "--reveal",
+        "--out",
+        o.to_str().unwrap(),
+        "--identity",
+        &offline,
+    ]);
+    assert_eq!(std::fs::read_to_string(&o).unwrap().trim(), ABANDON);
+    let out = env.run(&["keys", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "sealed items need --identity");
+    env.ok(&["keys", "verify", "--identity", &offline]);
+}
+
+#[test]
+fn openbao_errors_are_one_clear_line_and_write_nothing() {
+    let env = Env::new();
+    let f = env.file("seed", ABANDON);
+
+    // Wrong token.
+    let bad = env.bao.token_file("bad.token", "s.not-a-real-token");
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let good = env.bao.dir.path().join("root.token").display().to_string();
+    std::fs::write(&env.config, cfg.replace(&good, &bad.display().to_string())).unwrap();
+    let e = env.err(&["keys", "list"]);
+    assert_eq!(
+        e,
+        format!(
+            "chanvault: error: OpenBao at {} refused the token from {}: permission denied (auth/token/lookup-self)",
+            env.bao.addr(),
+            bad.display()
+        )
+    );
+    assert!(!e.contains("s.not-a-real-token"));
+    std::fs::write(&env.config, &cfg).unwrap();
+
+    // Sealed: clear error, nothing written (the item does not exist after unseal is impossible
+    // in dev mode, so check the audit record says so and no version was recorded).
+    env.ok(&["keys", "list"]);
+    env.bao.seal();
+    let e = env.err(&["keys", "put", "bip39", "seed", "--file", &f]);
+    assert!(
+        e.starts_with(&format!(
+            "chanvault: error: OpenBao at {} is sealed",
+            env.bao.addr()
+        )),
+        "{e}"
+    );
+    let audit = std::fs::read_to_string(env.audit_file()).unwrap();
+    let last = audit.lines().last().unwrap();
+    assert!(last.contains("\"outcome\":\"error: sealed\""), "{last}");
+    assert!(!last.contains("\"version\""), "{last}");
+
+    // Down.
+    let addr = env.bao.addr();
+    let mut env = env;
+    env.bao.kill();
+    let e = env.err(&["keys", "list"]);
+    assert!(
+        e.starts_with(&format!(
+            "chanvault: error: OpenBao at {addr} is unreachable"
+        )),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1);
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn malformed_replies_are_reported_clearly() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(4) {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot json!",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("t");
+    std::fs::write(&token, "tok").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[lnd]\naddress = \"127.0.0.1:1\"\ntls_cert = \"c\"\nmacaroon = \"m\"\n[seal]\nrecipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n[escrow]\naddress = \"http://127.0.0.1:{port}\"\ntoken_file = \"t\"\n"
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["keys", "list", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        e.contains(&format!(
+            "OpenBao at http://127.0.0.1:{port} sent a malformed reply for auth/token/lookup-self"
+        )),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn check_and_set_conflicts_are_reported() {
+    let env = Env::new();
+    let cfg = chanvault::config::Config::load(&env.config).unwrap();
+    let mut kv = chanvault::escrow::kv::KvClient::new(cfg.escrow.as_ref().unwrap()).unwrap();
+    let v = kv.put("chanvault/race", &[("v", "1")], 0).await.unwrap();
+    assert_eq!(v, 1);
+    let e = kv
+        .put("chanvault/race", &[("v", "2")], 0)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("check-and-set conflict on secret/data/chanvault/race"),
+        "{e}"
+    );
+    assert_eq!(kv.put("chanvault/race", &[("v", "2")], 1).await.unwrap(), 2);
+    let e = kv
+        .put("chanvault/race", &[("v", "3")], 1)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("expected version 1"), "{e}");
+}
+
+#[test]
+fn audit_log_tampering_is_detected() {
+    let env = Env::new();
+    let f = env.file("seed", ABANDON);
+    env.ok(&["keys", "put", "bip39", "s1", "--file", &f]);
+    env.ok(&["keys", "list"]);
+    env.ok(&["keys", "get", "s1"]);
+    env.ok(&["keys", "history", "s1"]);
+    env.ok(&["audit", "verify"]);
+    let path = env.audit_file();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let orig = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = orig.lines().collect();
+    assert_eq!(lines.len(), 4);
+    let write = |l: &[String]| std::fs::write(&path, l.join("\n") + "\n").unwrap();
+    let owned: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+
+    let mut edited = owned.clone();
+    edited[1] = edited[1].replace("\"list\"", "\"lust\"");
+    write(&edited);
+    let e = env.err(&["audit", "verify"]);
+    assert!(
+        e.contains("line 2: its content does not match its hash"),
+        "{e}"
+    );
+
+    let mut removed = owned.clone();
+    removed.remove(2);
+    write(&removed);
+    assert!(env.err(&["audit", "verify"]).contains("line 3:"));
+
+    let mut reordered = owned.clone();
+    reordered.swap(0, 1);
+    write(&reordered);
+    assert!(env.err(&["audit", "verify"]).contains("line 1:"));
+
+    write(&owned[..3]);
+    let e = env.err(&["audit", "verify"]);
+    assert!(e.contains("line 4:") && e.contains("truncated"), "{e}");
+
+    std::fs::write(&path, &orig).unwrap();
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn no_secret_in_any_log_at_trace_level() {
+    let env = Env::new();
+    let age_text = std::fs::read_to_string(&env.identity).unwrap();
+    let age_line = age_text.lines().last().unwrap().to_owned();
+    let f = env.file("seed", ABANDON);
+    let g = env.identity.display().to_string();
+    let mut logs = Vec::new();
+    for args in [
+        vec!["keys", "put", "bip39", "seed", "--file", f.as_str()],
+        vec!["keys", "put", "age-identity", "id", "--file", g.as_str()],
+        vec!["keys", "get", "seed"],
+        vec!["keys", "list"],
+        vec!["keys", "verify"],
+    ] {
+        let out = env.run_logged(Some("trace"), &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        logs.push((format!("{args:?} stdout"), out.stdout));
+        logs.push((format!("{args:?} stderr"), out.stderr));
+    }
+    let o = env.path().join("reveal.out");
+    let out = env.run_logged(
+        Some("trace"),
+        &[
+            "keys",
+            "get",
+            "seed",
+            "--reveal",
+            "--out",
+            o.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    logs.push(("reveal stderr".into(), out.stderr));
+    logs.push(("reveal stdout".into(), out.stdout));
+    assert!(
+        logs.iter()
+            .any(|(_, l)| String::from_utf8_lossy(l).contains("TRACE")),
+        "trace logging is on"
+    );
+    logs.push((
+        "chanvault audit".into(),
+        std::fs::read(env.audit_file()).unwrap(),
+    ));
+    logs.push(("bao audit".into(), env.bao.audit_log()));
+    let b64 = |s: &str| base64_std(s.as_bytes());
+    let needles = [
+        ABANDON.to_owned(),
+        hex::encode(ABANDON),
+        b64(ABANDON),
+        age_line.clone(),
+        age_line.to_lowercase(),
+        hex::encode(&age_line),
+        b64(&age_line),
+        env.bao.root_token.clone(),
+    ];
+    for (what, bytes) in &logs {
+        let hay = String::from_utf8_lossy(bytes);
+        for n in &needles {
+            assert!(!hay.contains(n.as_str()), "secret found in {what}");
+        }
+    }
+}
+
+#[test]
+fn policies_let_the_daemon_read_the_identity_but_not_a_seed() {
+    let env = Env::new();
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/openbao");
+    env.bao
+        .write_policy("chanvault-daemon", &contrib.join("chanvault-daemon.hcl"));
+    env.bao.write_policy(
+        "chanvault-operator",
+        &contrib.join("chanvault-operator.hcl"),
+    );
+
+    // The operator, logged in with AppRole, escrows a seed and the identity.
+    env.bao.bao_ok(&[
+        "write",
+        "auth/approle/role/chanvault-operator",
+        "token_policies=chanvault-operator",
+        "token_ttl=1h",
+    ]);
+    let role_id = env.bao.bao_ok(&[
+        "read",
+        "-field=role_id",
+        "auth/approle/role/chanvault-operator/role-id",
+    ]);
+    let secret_id = env.bao.bao_ok(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/chanvault-operator/secret-id",
+    ]);
+    let rid = env.file("role-id", &role_id);
+    let sid = env.file("secret-id", &secret_id);
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let token_line = cfg
+        .lines()
+        .find(|l| l.starts_with("token_file"))
+        .unwrap()
+        .to_owned();
+    let approle = cfg.replace(
+        &token_line,
+        &format!("approle_role_id_file = \"{rid}\"\napprole_secret_id_file = \"{sid}\""),
+    );
+    std::fs::write(&env.config, &approle).unwrap();
+    let f = env.file("seed", ABANDON);
+    env.ok(&["keys", "put", "bip39", "seed", "--file", &f]);
+    let g = env.identity.display().to_string();
+    env.ok(&["keys", "put", "age-identity", "age-identity", "--file", &g]);
+    env.ok(&["keys", "list"]);
+    env.ok(&["keys", "put", "bip39", "seed", "--file", &f, "--replace"]);
+
+    // The daemon's token: the identity yes, the seed no (403), no listing.
+    let daemon = env.bao.token_with_policy("chanvault-daemon");
+    let dfile = env.bao.token_file("daemon.token", &daemon);
+    std::fs::write(
+        &env.config,
+        approle.replace(
+            &format!("approle_role_id_file = \"{rid}\"\napprole_secret_id_file = \"{sid}\""),
+            &format!("token_file = \"{}\"", dfile.display()),
+        ),
+    )
+    .unwrap();
+    let o = env.path().join("id.out");
+    env.ok(&[
+        "keys",
+        "get",
+        "age-identity",
+        "--reveal",
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    let e = env.err(&["keys", "get", "seed"]);
+    assert!(
+        e.contains(&format!(
+            "refused the token from {}: permission denied (secret/data/chanvault/seed)",
+            dfile.display()
+        )),
+        "{e}"
+    );
+    assert!(env.err(&["keys", "list"]).contains("permission denied"));
+    let f2 = env.file("seed2", LEGAL);
+    assert!(
+        env.err(&["keys", "put", "bip39", "new", "--file", &f2])
+            .contains("permission denied")
+    );
+    // Raw API, per path: the daemon cannot destroy or delete either.
+    for args in [
+        vec![
+            "kv",
+            "destroy",
+            "-versions=1",
+            "secret/chanvault/age-identity",
+        ],
+        vec!["kv", "delete", "secret/chanvault/age-identity"],
+        vec!["kv", "metadata", "get", "secret/chanvault/seed"],
+    ] {
+        let out = env.bao.bao_as(&daemon, &args);
+        assert!(!out.status.success(), "daemon could run {args:?}");
+    }
+}
+
+#[test]
+fn secrets_are_never_read_from_a_pipe_prompt_or_printed_to_one() {
+    let env = Env::new();
+    let e = env.err(&["keys", "put", "bip39", "seed"]);
+    assert!(
+        e.contains("no terminal to prompt") && e.contains("--file"),
+        "{e}"
+    );
+    let f = env.file("seed", ABANDON);
+    env.ok(&["keys", "put", "bip39", "seed", "--file", &f]);
+    let e = env.err(&["keys", "get", "seed", "--reveal"]);
+    assert!(e.contains("refusing to print a secret to a pipe"), "{e}");
+    // --out never overwrites.
+    let existing = env.file("exists", "keep");
+    let e = env.err(&["keys", "get", "seed", "--reveal", "--out", &existing]);
+    assert!(e.contains("must not exist"), "{e}");
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep");
+}
+
+fn base64_std(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    s
+}
+
+#[test]
+fn rotating_the_age_identity_keeps_history_and_destroys_old_only_after_the_config_changed() {
+    let env = Env::new();
+    let g = env.identity.display().to_string();
+    env.ok(&["keys", "put", "age-identity", "backup-id", "--file", &g]);
+    let out = env.ok(&["keys", "rotate", "age-identity", "backup-id"]);
+    assert!(out.contains("backup-id version 2"), "{out}");
+    assert!(out.contains(&format!("replace {}", env.recipient)), "{out}");
+    let new = out
+        .lines()
+        .find_map(|l| l.strip_prefix("new recipient: "))
+        .unwrap()
+        .to_owned();
+    // Not in the config yet: refused, nothing destroyed.
+    let e = env.err(&[
+        "keys",
+        "rotate",
+        "age-identity",
+        "backup-id",
+        "--destroy-old",
+    ]);
+    assert!(e.contains("not yet in the config's seal.recipients"), "{e}");
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, cfg.replace(&env.recipient, &new)).unwrap();
+    let out = env.ok(&[
+        "keys",
+        "rotate",
+        "age-identity",
+        "backup-id",
+        "--destroy-old",
+    ]);
+    assert!(out.contains("destroyed versions [1]"), "{out}");
+    let h = env.ok(&["keys", "history", "backup-id"]);
+    assert!(h.contains("v1") && h.contains("destroyed"), "{h}");
+    env.ok(&["keys", "verify"]);
+    env.ok(&["audit", "verify"]);
+}

@@ -1,0 +1,572 @@
+//! The restic target against real parts: stock `restic` (Debian, 0.14) must
+//! list, check and restore what chanvault wrote, the stock `age` CLI must open
+//! the restored file, and `rclone serve restic` on 127.0.0.1 is the REST
+//! server (plain, append-only, with basic auth, with TLS). Every server a test
+//! starts is stopped by it (kill on drop).
+//!
+//! These tests need the Debian packages `restic`, `rclone` and `age`; they fail
+//! (not skip) when one is missing.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chanvault::config::TargetConfig;
+use chanvault::scb;
+use chanvault::target::restic::ResticTarget;
+use chanvault::target::{Delivery, Target};
+use chanvault::watch::Agent;
+use common::{Fixture, eventually};
+use tokio::sync::watch;
+
+const USER: &str = "chanvault";
+const PASS: &str = "http-pass-7f3a9c";
+const REPO_PASSWORD: &str = "repo-pass-5b1e0d";
+
+fn need(bin: &str) {
+    let ok = Command::new(bin)
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        ok,
+        "`{bin}` is not installed: these tests need the Debian packages restic, rclone and age \
+         (apt-get install restic rclone age; .ci/run does this)"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `rclone serve restic` on 127.0.0.1, killed on drop.
+struct Rclone {
+    args: Vec<String>,
+    port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Rclone {
+    fn start(root: &Path, port: u16, extra: &[&str]) -> Self {
+        need("rclone");
+        let mut args = vec![
+            "serve".to_string(),
+            "restic".to_string(),
+            "--addr".to_string(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(root.display().to_string());
+        let mut r = Self {
+            args,
+            port,
+            child: None,
+            log: root.with_extension("rclone.log"),
+        };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("rclone")
+            .args(&self.args)
+            .env("RCLONE_CONFIG", self.log.with_extension("conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("rclone starts");
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "rclone did not listen on {}: {}",
+                self.port,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Rclone {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Stock restic with the repository password from a file.
+fn restic(repo: &str, password_file: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> String {
+    need("restic");
+    let mut c = Command::new("restic");
+    c.arg("-r")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password_file)
+        .arg("--no-cache")
+        .args(args)
+        .env_remove("RESTIC_PASSWORD")
+        .env_remove("RESTIC_REPOSITORY");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("restic runs");
+    assert!(
+        out.status.success(),
+        "restic {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Setup {
+    f: Fixture,
+    password_file: PathBuf,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let f = Fixture::new().await;
+        let password_file = f.path().join("restic-password");
+        std::fs::write(&password_file, format!("{REPO_PASSWORD}\n")).unwrap();
+        Self { f, password_file }
+    }
+
+    /// Configure one restic target "offsite" with `keys` (TOML lines).
+    fn configure(&self, repository: &str, keys: &str) {
+        self.f.write_config(&format!(
+            "[[target]]\nname = \"offsite\"\nkind = \"restic\"\nrepository = \"{repository}\"\npassword_file = \"restic-password\"\n{keys}"
+        ));
+    }
+
+    fn target(&self) -> ResticTarget {
+        let cfg = self.f.load();
+        let t = cfg
+            .targets
+            .iter()
+            .find_map(|t| match t {
+                TargetConfig::Restic(r) => Some(r.clone()),
+                TargetConfig::Dir(_) => None,
+            })
+            .expect("restic target configured");
+        ResticTarget::new(&t)
+    }
+
+    fn write_http_credentials(&self, user: &str, pass: &str) {
+        std::fs::write(self.f.path().join("rest-auth"), format!("{user}:{pass}\n")).unwrap();
+    }
+
+    /// One `backup --once`; returns the failures.
+    async fn once(&self) -> Vec<(String, String)> {
+        let report = Agent::new(self.f.load())
+            .unwrap()
+            .backup_once()
+            .await
+            .unwrap();
+        report.failures
+    }
+
+    fn last_good(&self) -> (chanvault::spool::BackupRecord, Vec<u8>) {
+        let cfg = self.f.load();
+        let spool = chanvault::spool::Spool::open(&cfg.state_dir, cfg.backup.keep).unwrap();
+        let j = spool.journal().unwrap();
+        let rec = j.last_good().unwrap().clone();
+        let bytes = spool.read(&rec.id).unwrap();
+        (rec, bytes)
+    }
+
+    /// Stock restic lists, checks and restores what we wrote; stock age opens it.
+    fn stock_tools_agree(&self, repo: &str, env: &[(&str, &str)], extra: &[&str]) {
+        let (rec, sealed) = self.last_good();
+        let mut a = extra.to_vec();
+        a.extend(["snapshots", "--json"]);
+        let json: serde_json::Value =
+            serde_json::from_str(&restic(repo, &self.password_file, &a, env)).unwrap();
+        let snaps = json.as_array().unwrap();
+        let fp_tag = format!("fp:{}", &rec.fingerprint[..12]);
+        let ours = snaps
+            .iter()
+            .find(|s| {
+                s["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == fp_tag.as_str()))
+            })
+            .unwrap_or_else(|| panic!("no snapshot tagged {fp_tag}: {json}"));
+        let tags: Vec<&str> = ours["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert!(tags.contains(&"chanvault"), "{tags:?}");
+        assert!(
+            tags.contains(&format!("channels:{}", rec.channels).as_str()),
+            "{tags:?}"
+        );
+        assert!(
+            tags.contains(&format!("backup:{}", &rec.id[..12]).as_str()),
+            "{tags:?}"
+        );
+        assert_eq!(ours["hostname"], "chanvault");
+        assert_eq!(ours["paths"][0], "/chanvault");
+
+        let mut a = extra.to_vec();
+        a.extend(["check", "--read-data"]);
+        let out = restic(repo, &self.password_file, &a, env);
+        assert!(out.contains("no errors were found"), "{out}");
+
+        let dest = self.f.path().join(format!("restored-{}", &rec.id[..8]));
+        let mut a = extra.to_vec();
+        a.extend(["restore", "latest", "--target", dest.to_str().unwrap()]);
+        restic(repo, &self.password_file, &a, env);
+        let restored = dest.join("chanvault/channel.backup.age");
+        assert_eq!(
+            std::fs::read(&restored).unwrap(),
+            sealed,
+            "byte-identical to the spool"
+        );
+        let mtime = std::fs::metadata(dest.join("chanvault"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(
+            mtime > std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
+            "dir mtime restored"
+        );
+
+        need("age");
+        let out = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(&self.f.identity)
+            .arg(&restored)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = self.f.sim.decode_multi(&out.stdout).unwrap();
+        assert_eq!(got.len(), rec.channels);
+    }
+}
+
+#[tokio::test]
+async fn local_repository_works_with_stock_restic_and_age() {
+    let s = Setup::new().await;
+    let repo = s.f.path().join("repos/local");
+    s.configure(&repo.display().to_string(), "");
+    let t = s.target();
+    t.init().await.unwrap();
+    // init is never silent about an existing repository.
+    let e = t.init().await.unwrap_err().to_string();
+    assert!(
+        e.starts_with("target offsite: ") && e.contains("already holds a restic repository"),
+        "{e}"
+    );
+
+    s.f.sim.open_channels(3);
+    assert!(s.once().await.is_empty());
+    s.stock_tools_agree(repo.to_str().unwrap(), &[], &[]);
+
+    // Idempotent: the same backup again is not a second snapshot.
+    let (rec, sealed) = s.last_good();
+    let d = Delivery {
+        record: rec.clone(),
+        sealed: std::sync::Arc::new(sealed),
+        current: true,
+    };
+    let first = t.deliver(&d).await.unwrap();
+    let again = t.deliver(&d).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(t.snapshots().await.unwrap().len(), 1);
+    let (info, bytes) = t.latest().await.unwrap().unwrap();
+    assert_eq!(info.id, first.location);
+    assert_eq!(bytes, *d.sealed);
+    // No lock is left behind.
+    assert_eq!(
+        std::fs::read_dir(repo.join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+
+    // A suspect backup never becomes restic's `latest`.
+    s.f.sim.lose_channel_db();
+    let report = Agent::new(s.f.load()).unwrap().backup_once().await.unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(t.snapshots().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_repository_made_by_restic_init_is_a_usable_target() {
+    let s = Setup::new().await;
+    let repo = s.f.path().join("repos/by-restic");
+    restic(repo.to_str().unwrap(), &s.password_file, &["init"], &[]);
+    s.configure(&repo.display().to_string(), "tags = [\"node1\"]\n");
+    s.f.sim.open_channels(2);
+    assert!(s.once().await.is_empty());
+    s.stock_tools_agree(repo.to_str().unwrap(), &[], &[]);
+    let snaps = s.target().snapshots().await.unwrap();
+    assert!(
+        snaps[0].tags.iter().any(|t| t == "node1"),
+        "{:?}",
+        snaps[0].tags
+    );
+}
+
+#[tokio::test]
+async fn rest_server_plain_and_append_only_with_basic_auth() {
+    for append_only in [false, true] {
+        let s = Setup::new().await;
+        let port = free_port();
+        let mut flags = vec!["--user", USER, "--pass", PASS];
+        if append_only {
+            flags.push("--append-only");
+        }
+        let _server = Rclone::start(&s.f.path().join("rest"), port, &flags);
+        s.write_http_credentials(USER, PASS);
+        s.configure(
+            &format!("rest:http://127.0.0.1:{port}/chanvault/"),
+            "http_credentials_file = \"rest-auth\"\n",
+        );
+        s.target().init().await.unwrap();
+        s.f.sim.open_channels(2);
+        assert!(s.once().await.is_empty());
+        s.f.sim.open_channels(1);
+        assert!(s.once().await.is_empty(), "append_only={append_only}");
+        let repo = format!("rest:http://{USER}:{PASS}@127.0.0.1:{port}/chanvault/");
+        if append_only {
+            // restic check needs an exclusive lock, which an append-only server allows;
+            // but it must not delete anything: only list and restore here.
+            let out = restic(&repo, &s.password_file, &["snapshots"], &[]);
+            assert!(out.contains("2 snapshots"), "{out}");
+        }
+        s.stock_tools_agree(&repo, &[], &[]);
+        assert_eq!(s.target().snapshots().await.unwrap().len(), 2);
+    }
+}
+
+fn self_signed() -> (String, String) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}
+
+#[tokio::test]
+async fn rest_server_over_https_with_a_self_signed_cacert() {
+    let s = Setup::new().await;
+    let (cert, key) = self_signed();
+    std::fs::write(s.f.path().join("rest.pem"), &cert).unwrap();
+    std::fs::write(s.f.path().join("rest.key"), &key).unwrap();
+    let port = free_port();
+    let pem = s.f.path().join("rest.pem").display().to_string();
+    let keyp = s.f.path().join("rest.key").display().to_string();
+    let _server = Rclone::start(
+        &s.f.path().join("rest"),
+        port,
+        &["--cert", &pem, "--key", &keyp],
+    );
+    s.configure(
+        &format!("rest:https://127.0.0.1:{port}/chanvault/"),
+        "cacert = \"rest.pem\"\n",
+    );
+    s.target().init().await.unwrap();
+    s.f.sim.open_channels(2);
+    assert!(s.once().await.is_empty());
+    s.stock_tools_agree(
+        &format!("rest:https://127.0.0.1:{port}/chanvault/"),
+        &[],
+        &["--cacert", &pem],
+    );
+}
+
+fn journal_fp(s: &Setup, target: &str) -> Option<String> {
+    let cfg = s.f.load();
+    let spool = chanvault::spool::Spool::open(&cfg.state_dir, cfg.backup.keep).ok()?;
+    let j = spool.journal().ok()?;
+    let id = j.targets.get(target)?.current.clone()?;
+    j.get(&id).map(|b| b.fingerprint.clone())
+}
+
+#[tokio::test]
+async fn rest_server_outage_is_survived_without_a_restart() {
+    let s = Setup::new().await;
+    let port = free_port();
+    let mut server = Rclone::start(&s.f.path().join("rest"), port, &["--append-only"]);
+    s.configure(&format!("rest:http://127.0.0.1:{port}/chanvault/"), "");
+    s.target().init().await.unwrap();
+
+    let agent = Agent::new(s.f.load()).unwrap();
+    let spool = agent.spool().clone();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    s.f.sim.open_channels(2);
+    let fp = scb::fingerprint(&s.f.sim.channels());
+    eventually("first state on the REST server", 20, || {
+        journal_fp(&s, "offsite").as_deref() == Some(fp.as_str())
+    })
+    .await;
+
+    // The server goes away while channels open and close.
+    server.stop();
+    let cps = s.f.sim.open_channels(2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.f.sim.close_channel(&cps[0]);
+    eventually("the failure is recorded", 20, || {
+        spool
+            .journal()
+            .map(|j| j.targets.get("offsite").is_some_and(|t| t.failures > 0))
+            .unwrap_or(false)
+    })
+    .await;
+    let err = spool.journal().unwrap().targets["offsite"]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(
+        err.starts_with("target offsite: ") && err.contains("cannot reach the REST server"),
+        "{err}"
+    );
+    // The pipeline keeps going: the pbs dir target has the newest state meanwhile.
+    let fp = scb::fingerprint(&s.f.sim.channels());
+    let pbs = chanvault::target::dir::DirTarget::new("pbs", &s.f.target_dir("pbs"));
+    eventually(
+        "pbs is current",
+        20,
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+
+    // Back on the same port: the final good state arrives, chanvault untouched.
+    server.restart();
+    eventually("final state on the REST server", 30, || {
+        journal_fp(&s, "offsite").as_deref() == Some(fp.as_str())
+    })
+    .await;
+    tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    s.stock_tools_agree(
+        &format!("rest:http://127.0.0.1:{port}/chanvault/"),
+        &[],
+        &[],
+    );
+    // Nothing in the spool was lost.
+    let j = spool.journal().unwrap();
+    assert!(j.backups.len() >= 3, "{}", j.backups.len());
+    for b in &j.backups {
+        assert!(spool.read(&b.id).is_ok());
+    }
+}
+
+/// backup --once with a broken target: one failure, one line naming the target,
+/// no secret, and the backup stays pending in the spool.
+async fn one_clear_failure(s: &Setup, needle: &str) -> String {
+    s.f.sim.open_channel();
+    let failures = s.once().await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let (target, err) = &failures[0];
+    eprintln!("{err}");
+    assert_eq!(target, "offsite");
+    assert!(err.starts_with("target offsite: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+    assert!(!err.contains('\n'), "{err}");
+    for secret in [PASS, REPO_PASSWORD, "wrong-http-pass"] {
+        assert!(!err.contains(secret), "secret in {err}");
+    }
+    let cfg = s.f.load();
+    let spool = chanvault::spool::Spool::open(&cfg.state_dir, cfg.backup.keep).unwrap();
+    assert!(
+        !spool.pending_for("offsite").unwrap().is_empty(),
+        "nothing lost"
+    );
+    err.clone()
+}
+
+#[tokio::test]
+async fn bad_input_gives_one_clear_error_and_loses_nothing() {
+    // Wrong repository password.
+    let s = Setup::new().await;
+    let repo = s.f.path().join("repos/a");
+    s.configure(&repo.display().to_string(), "");
+    s.target().init().await.unwrap();
+    std::fs::write(&s.password_file, "not-the-password\n").unwrap();
+    one_clear_failure(&s, "wrong repository password").await;
+
+    // Repository missing.
+    let s = Setup::new().await;
+    s.configure(&s.f.path().join("repos/none").display().to_string(), "");
+    one_clear_failure(&s, "chanvault target init offsite").await;
+
+    // Server unreachable.
+    let s = Setup::new().await;
+    s.configure(
+        &format!("rest:http://127.0.0.1:{}/chanvault/", free_port()),
+        "",
+    );
+    one_clear_failure(&s, "cannot reach the REST server").await;
+
+    // 401: wrong credentials.
+    let s = Setup::new().await;
+    let port = free_port();
+    let _server = Rclone::start(
+        &s.f.path().join("rest"),
+        port,
+        &["--user", USER, "--pass", PASS],
+    );
+    s.write_http_credentials(USER, PASS);
+    s.configure(
+        &format!("rest:http://127.0.0.1:{port}/chanvault/"),
+        "http_credentials_file = \"rest-auth\"\n",
+    );
+    s.target().init().await.unwrap();
+    s.write_http_credentials(USER, "wrong-http-pass");
+    one_clear_failure(&s, "HTTP 401").await;
+
+    // TLS mismatch: the server's certificate is not the one in cacert.
+    let s = Setup::new().await;
+    let (cert, key) = self_signed();
+    let (other, _) = self_signed();
+    std::fs::write(s.f.path().join("server.pem"), &cert).unwrap();
+    std::fs::write(s.f.path().join("server.key"), &key).unwrap();
+    std::fs::write(s.f.path().join("other.pem"), &other).unwrap();
+    let port = free_port();
+    let pem = s.f.path().join("server.pem").display().to_string();
+    let keyp = s.f.path().join("server.key").display().to_string();
+    let _tls = Rclone::start(
+        &s.f.path().join("rest"),
+        port,
+        &["--cert", &pem, "--key", &keyp],
+    );
+    s.configure(
+        &format!("rest:https://127.0.0.1:{port}/chanvault/"),
+        "cacert = \"other.pem\"\n",
+    );
+    one_clear_failure(&s, "TLS").await;
+}
