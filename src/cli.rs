@@ -76,6 +76,8 @@ pub enum Command {
     },
     /// Validate the config and print it as it will be used (it names secret files, never their contents).
     CheckConfig(ConfigArg),
+    /// Write a first config: find LND's tls.cert and macaroon, create an age identity, add targets.
+    Init(crate::init::InitArgs),
     /// Run the whole pipeline against a built-in LND simulator, with no external services.
     Demo {
         /// Directory for the demo's config, identity, state and targets (must be new or empty).
@@ -201,6 +203,10 @@ async fn run(cmd: Command) -> ExitCode {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
         },
+        Command::Init(a) => match crate::init::run(a) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => fail(&e.to_string()),
+        },
         Command::Demo { dir, channels } => match crate::demo::run(&dir, channels.into()).await {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
@@ -244,6 +250,7 @@ async fn watch_cmd(path: &Path) -> Result<(), String> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received; finishing the step in flight");
+        crate::systemd::notify_stopping();
         let _ = tx.send(true);
     });
     agent.watch(rx).await.map_err(|e| e.to_string())

@@ -173,6 +173,10 @@ impl Agent {
             state_dir = %self.cfg.state_dir.display(),
             "chanvault watch started"
         );
+        if let Some(every) = crate::systemd::watchdog_interval() {
+            workers.spawn(crate::systemd::watchdog(every, shutdown.clone()));
+        }
+        crate::systemd::notify_ready();
 
         let settings = self.settings();
         let mut reconnect = Backoff::new(
@@ -259,6 +263,7 @@ impl Agent {
             }
         }
 
+        crate::systemd::notify_stopping();
         tracing::info!("shutting down: waiting for deliveries in flight");
         let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while workers.join_next().await.is_some() {}

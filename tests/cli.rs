@@ -56,6 +56,7 @@ fn help_texts_are_golden() {
         ("help-check-config.txt", vec!["check-config", "--help"]),
         ("help-demo.txt", vec!["demo", "--help"]),
         ("help-target-init.txt", vec!["target", "init", "--help"]),
+        ("help-init.txt", vec!["init", "--help"]),
     ] {
         let out = bin().args(&argv).output().unwrap();
         assert!(out.status.success(), "{argv:?}");
