@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
-use crate::target::{BoxFuture, Delivery, Manifest, Receipt, Target, TargetError};
+use crate::target::{BlockingTarget, Delivery, Manifest, Receipt, TargetError};
 
 pub const CURRENT_FILE: &str = "channel.backup.age";
 pub const CURRENT_MANIFEST: &str = "channel.backup.json";
@@ -60,7 +60,7 @@ impl DirTarget {
         TargetError::new(&self.name, message)
     }
 
-    fn put(&self, d: &Delivery) -> Result<Receipt, TargetError> {
+    fn put_blocking(&self, d: &Delivery) -> Result<Receipt, TargetError> {
         let io = |what: &str, p: &Path, e: std::io::Error| {
             self.err(format!("cannot {what} {}: {e}", p.display()))
         };
@@ -118,7 +118,7 @@ impl DirTarget {
     }
 }
 
-impl Target for DirTarget {
+impl BlockingTarget for DirTarget {
     fn name(&self) -> &str {
         &self.name
     }
@@ -127,14 +127,8 @@ impl Target for DirTarget {
         "dir"
     }
 
-    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<Receipt, TargetError>> {
-        Box::pin(async move {
-            let this = self.clone();
-            let d = d.clone();
-            tokio::task::spawn_blocking(move || this.put(&d))
-                .await
-                .map_err(|e| self.err(format!("delivery task failed: {e}")))?
-        })
+    fn put(&self, d: &Delivery) -> Result<Receipt, TargetError> {
+        self.put_blocking(d)
     }
 }
 
@@ -142,6 +136,7 @@ impl Target for DirTarget {
 mod tests {
     use super::*;
     use crate::spool::BackupRecord;
+    use crate::target::Target;
     use chrono::{Duration, Utc};
     use std::sync::Arc;
 

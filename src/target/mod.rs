@@ -96,6 +96,39 @@ pub trait Target: Send + Sync {
     -> BoxFuture<'a, Result<Receipt, TargetError>>;
 }
 
+/// A target whose work is blocking I/O (files, the restic libraries): it
+/// implements `put`, and gets [`Target`] with `put` run off the async threads.
+pub trait BlockingTarget: Clone + Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn kind(&self) -> &'static str;
+    /// Put one backup in place; same contract as [`Target::deliver`].
+    fn put(&self, delivery: &Delivery) -> Result<Receipt, TargetError>;
+}
+
+impl<T: BlockingTarget> Target for T {
+    fn name(&self) -> &str {
+        BlockingTarget::name(self)
+    }
+
+    fn kind(&self) -> &'static str {
+        BlockingTarget::kind(self)
+    }
+
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<Receipt, TargetError>> {
+        Box::pin(async move {
+            let (this, d) = (self.clone(), d.clone());
+            tokio::task::spawn_blocking(move || this.put(&d))
+                .await
+                .map_err(|e| {
+                    TargetError::new(
+                        BlockingTarget::name(self),
+                        format!("delivery task failed: {e}"),
+                    )
+                })?
+        })
+    }
+}
+
 /// Build the target a config entry describes.
 pub fn build(cfg: &TargetConfig) -> Arc<dyn Target> {
     match cfg {

@@ -47,7 +47,7 @@ use crate::config::ResticTargetConfig;
 use crate::pipeline::short;
 use crate::secret::SecretString;
 use crate::spool::BackupRecord;
-use crate::target::{BoxFuture, Delivery, Receipt, Target, TargetError};
+use crate::target::{BlockingTarget, Delivery, Receipt, TargetError};
 
 /// The directory every snapshot holds.
 pub const SNAPSHOT_DIR: &str = "/chanvault";
@@ -490,7 +490,7 @@ impl ResticTarget {
         tags.join(",")
     }
 
-    fn put(&self, d: &Delivery) -> Result<Receipt, TargetError> {
+    fn put_blocking(&self, d: &Delivery) -> Result<Receipt, TargetError> {
         if !d.current || d.record.is_suspect() {
             return Ok(Receipt {
                 location: "not uploaded: suspect backups stay in the spool, so that `restic restore latest` is always the last good state".into(),
@@ -663,7 +663,7 @@ impl ResticTarget {
     }
 }
 
-impl Target for ResticTarget {
+impl BlockingTarget for ResticTarget {
     fn name(&self) -> &str {
         &self.name
     }
@@ -672,14 +672,8 @@ impl Target for ResticTarget {
         "restic"
     }
 
-    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<Receipt, TargetError>> {
-        Box::pin(async move {
-            let this = self.clone();
-            let d = d.clone();
-            tokio::task::spawn_blocking(move || this.put(&d))
-                .await
-                .map_err(|e| self.err(format!("delivery task failed: {e}")))?
-        })
+    fn put(&self, d: &Delivery) -> Result<Receipt, TargetError> {
+        self.put_blocking(d)
     }
 }
 
