@@ -27,7 +27,7 @@ let
   # Every config key, as in the README's configuration table (tests/contrib.rs compares the two).
   settingsKeys = [
     "state_dir"
-    "lnd.address" "lnd.tls_cert" "lnd.macaroon" "lnd.timeout_seconds" "lnd.reconnect_max_seconds"
+    "lnd.address" "lnd.tls_cert" "lnd.macaroon" "lnd.timeout_seconds" "lnd.reconnect_max_seconds" "lnd.restore_macaroon"
     "backup.schedule" "backup.keep"
     "seal.recipients" "seal.recipients_files"
     "delivery.retry_initial_seconds" "delivery.retry_max_seconds"
@@ -38,6 +38,7 @@ let
     "escrow.approle_role_id_file" "escrow.approle_secret_id_file" "escrow.approle_mount"
     "escrow.approle_role_name" "escrow.network" "escrow.seal_recipients" "escrow.required"
     "escrow.timeout_seconds"
+    "verify.max_age_hours"
   ];
 
   configFile = settingsFormat.generate "chanvault.toml" cfg.settings;
@@ -147,7 +148,7 @@ in
       description = "OnCalendar= of chanvault-backup.timer (backup --once).";
     };
 
-    verify.enable = lib.mkEnableOption "the monthly recovery drill (chanvault-verify.timer; `chanvault verify` arrives with a later release)";
+    verify.enable = lib.mkEnableOption "the monthly recovery drill (chanvault-verify.timer running `chanvault verify --textfile`)";
 
     openFirewall = lib.mkOption {
       type = lib.types.bool;

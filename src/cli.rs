@@ -87,12 +87,17 @@ pub enum Command {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=2000))]
         channels: u16,
     },
-    /// Key escrow in OpenBao: put, get, list, history, verify, export-public, rotate.
+    /// Key escrow in OpenBao: put, get, list, history, verify, export-public, rotate, reseal.
     #[command(subcommand)]
     Keys(crate::escrow::cmd::KeysCommand),
     /// The escrow audit log: verify its hash chain, or show it.
     #[command(subcommand)]
     Audit(crate::escrow::cmd::AuditCommand),
+    /// Disaster recovery: list, fetch and decrypt a backup from the targets, restore it into LND.
+    #[command(subcommand)]
+    Restore(crate::restore::RestoreCommand),
+    /// The recovery drill: prove every target's newest backup restores today; table, JSON, Prometheus textfile.
+    Verify(crate::verify::VerifyArgs),
     /// Manage delivery targets.
     #[command(subcommand)]
     Target(TargetCommand),
@@ -219,6 +224,8 @@ async fn run(cmd: Command) -> ExitCode {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
         },
+        Command::Restore(r) => ExitCode::from(crate::restore::run(r).await),
+        Command::Verify(v) => ExitCode::from(crate::verify::run(v).await),
         Command::Target(TargetCommand::Init { name, config }) => {
             match target_init(&config.config, &name).await {
                 Ok(()) => ExitCode::from(exit::OK),

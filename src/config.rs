@@ -58,6 +58,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
+    /// The recovery drill (`chanvault verify`).
+    #[serde(default)]
+    pub verify: VerifyConfig,
     /// Key escrow in OpenBao KV v2 (`keys` commands); optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escrow: Option<crate::escrow::config::EscrowConfig>,
@@ -79,6 +82,10 @@ pub struct LndConfig {
     pub timeout_seconds: u64,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_seconds: u64,
+    /// A macaroon with `offchain:write` for `restore apply` only
+    /// (`lncli bakemacaroon offchain:read offchain:write`); the daemon never uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_macaroon: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -130,6 +137,32 @@ impl Default for MetricsConfig {
             listen: default_metrics_listen(),
         }
     }
+}
+
+/// Default `verify.max_age_hours`: a target's newest backup may be this old
+/// before `verify` calls it stale (unless LND's channels are unchanged since).
+pub const DEFAULT_VERIFY_MAX_AGE_HOURS: u64 = 168;
+/// Largest `verify.max_age_hours` (ten years).
+pub const MAX_VERIFY_MAX_AGE_HOURS: u64 = 87_600;
+
+/// `chanvault verify` (the monthly recovery drill).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    #[serde(default = "default_verify_max_age")]
+    pub max_age_hours: u64,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            max_age_hours: default_verify_max_age(),
+        }
+    }
+}
+
+fn default_verify_max_age() -> u64 {
+    DEFAULT_VERIFY_MAX_AGE_HOURS
 }
 
 /// Default address of the metrics endpoint.
@@ -283,6 +316,7 @@ impl Config {
         abs(&mut self.state_dir);
         abs(&mut self.lnd.tls_cert);
         abs(&mut self.lnd.macaroon);
+        self.lnd.restore_macaroon.iter_mut().for_each(abs);
         self.seal.recipients_files.iter_mut().for_each(abs);
         if let Some(e) = &mut self.escrow {
             e.resolve_paths(base);
@@ -327,6 +361,12 @@ impl Config {
             .map_err(|m| self.invalid("backup.schedule", m))?;
         if self.backup.keep == 0 {
             return Err(self.invalid("backup.keep", "must be at least 1"));
+        }
+        if self.verify.max_age_hours == 0 || self.verify.max_age_hours > MAX_VERIFY_MAX_AGE_HOURS {
+            return Err(self.invalid(
+                "verify.max_age_hours",
+                format!("must be between 1 and {MAX_VERIFY_MAX_AGE_HOURS}"),
+            ));
         }
         if self.seal.recipients.is_empty() && self.seal.recipients_files.is_empty() {
             return Err(self.invalid(

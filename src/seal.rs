@@ -14,6 +14,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use age::secrecy::ExposeSecret;
@@ -75,6 +76,16 @@ pub enum SealError {
         #[source]
         source: io::Error,
     },
+
+    /// An identity file that others can read: refuse it rather than use a
+    /// key that may already have leaked, and say how to fix it.
+    #[error(
+        "identity file {} is readable by group or others (mode {mode:03o}); run `chmod 600 {}` \
+         (and consider the key exposed if others could log in)",
+        path.display(),
+        path.display()
+    )]
+    IdentityPermissions { path: PathBuf, mode: u32 },
 
     /// An identity file or escrowed identity could not be parsed. The reason
     /// never quotes the key text.
@@ -293,7 +304,10 @@ fn read_recipients_file(path: &Path) -> Result<Zeroizing<String>, SealError> {
 /// that no reallocation leaves a stray copy behind (unless the file grows
 /// while we read it). A result longer than `limit` means "too large".
 fn read_limited(path: &Path, limit: u64) -> io::Result<Zeroizing<Vec<u8>>> {
-    let file = File::open(path)?;
+    read_limited_from(File::open(path)?, limit)
+}
+
+fn read_limited_from(file: File, limit: u64) -> io::Result<Zeroizing<Vec<u8>>> {
     let len = file.metadata()?.len().min(limit + 1);
     let cap = usize::try_from(len).unwrap_or(0).saturating_add(1);
     let mut buf = Zeroizing::new(Vec::with_capacity(cap));
@@ -337,11 +351,20 @@ impl Identities {
     /// buffer and parsed in place.
     pub fn from_file(path: &Path) -> Result<Self, SealError> {
         let source_desc = path.display().to_string();
-        let bytes =
-            read_limited(path, IDENTITY_FILE_LIMIT).map_err(|source| SealError::ReadIdentity {
+        let read_err = |source| SealError::ReadIdentity {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(read_err)?;
+        // Checked on the open file, so a swap between check and read cannot dodge it.
+        let mode = file.metadata().map_err(read_err)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(SealError::IdentityPermissions {
                 path: path.to_path_buf(),
-                source,
-            })?;
+                mode,
+            });
+        }
+        let bytes = read_limited_from(file, IDENTITY_FILE_LIMIT).map_err(read_err)?;
         if bytes.len() as u64 > IDENTITY_FILE_LIMIT {
             return Err(SealError::BadIdentity {
                 source_desc,
@@ -890,6 +913,7 @@ mod tests {
         let damaged = format!("{}{last}", &key[..key.len() - 1]);
         let path = dir.path().join("identity.txt");
         std::fs::write(&path, format!("{}# second\n{damaged}\n", text.expose())).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let err = Identities::from_file(&path).expect_err("damaged");
         let shown = format!("{err} {err:?}");
         assert!(shown.contains("line 5"), "{shown}");
@@ -912,6 +936,7 @@ mod tests {
         ] {
             let p = dir.path().join("other.txt");
             std::fs::write(&p, &content).expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
             let err = Identities::from_file(&p).expect_err(needle);
             let shown = format!("{err} {err:?}");
             assert!(shown.contains(needle), "{shown}");

@@ -9,6 +9,16 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+/// Make this process non-dumpable (`PR_SET_DUMPABLE 0`): no core file with
+/// identities or macaroons in it, and other processes of the same user can
+/// neither ptrace it nor read its `/proc/<pid>/mem`. Called first thing by
+/// the binary; Linux only, a no-op elsewhere.
+pub fn set_non_dumpable() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
 /// Secret bytes (macaroons, plaintext channel backups, identity files).
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
 

@@ -52,6 +52,22 @@ pub enum SpoolError {
     Crash(CrashPoint),
 }
 
+/// Parse and validate journal bytes (untrusted: whatever is on disk). Errors
+/// name [`JOURNAL_FILE`]; [`Spool`] reports the real path.
+pub fn parse_journal(bytes: &[u8]) -> Result<Journal, SpoolError> {
+    parse_journal_at(bytes, PathBuf::from(JOURNAL_FILE))
+}
+
+fn parse_journal_at(bytes: &[u8], path: PathBuf) -> Result<Journal, SpoolError> {
+    let j: Journal = serde_json::from_slice(bytes).map_err(|e| SpoolError::Journal {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    j.validate()
+        .map_err(|reason| SpoolError::Journal { path, reason })?;
+    Ok(j)
+}
+
 /// Points where a test can make `store` stop as if the process had died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
@@ -321,13 +337,7 @@ impl Spool {
                 });
             }
         };
-        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| SpoolError::Journal {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        j.validate()
-            .map_err(|reason| SpoolError::Journal { path, reason })?;
-        Ok(j)
+        parse_journal_at(&bytes, path)
     }
 
     fn save(&self, j: &Journal) -> Result<(), SpoolError> {
@@ -395,13 +405,42 @@ impl Spool {
     }
 
     /// Store a sealed backup. `record.id` is set here from the bytes.
-    pub fn store(&self, mut record: BackupRecord, sealed: &[u8]) -> Result<Stored, SpoolError> {
+    pub fn store(&self, record: BackupRecord, sealed: &[u8]) -> Result<Stored, SpoolError> {
+        self.store_with(record, sealed, true)
+    }
+
+    /// Store the same channel state re-sealed to a new recipient set (age
+    /// identity rotation): like [`Spool::store`], but without the fingerprint
+    /// dedupe (the fingerprint is the one of the backup it re-seals), so it
+    /// always becomes the newest backup and, unless suspect, the last good one.
+    pub fn store_reseal(
+        &self,
+        record: BackupRecord,
+        sealed: &[u8],
+    ) -> Result<BackupRecord, SpoolError> {
+        match self.store_with(record, sealed, false)? {
+            Stored::New(r) => Ok(r),
+            // Unreachable without dedupe; report it rather than panic.
+            Stored::Duplicate { fingerprint } => Err(SpoolError::Journal {
+                path: self.journal_path(),
+                reason: format!("re-seal of {fingerprint} was taken for a duplicate"),
+            }),
+        }
+    }
+
+    fn store_with(
+        &self,
+        mut record: BackupRecord,
+        sealed: &[u8],
+        dedupe: bool,
+    ) -> Result<Stored, SpoolError> {
         record.id = sha256_hex(sealed);
         record.sealed_len = sealed.len() as u64;
         let _lock = self.lock()?;
         let mut j = self.load()?;
-        if j.newest()
-            .is_some_and(|n| n.fingerprint == record.fingerprint)
+        if dedupe
+            && j.newest()
+                .is_some_and(|n| n.fingerprint == record.fingerprint)
         {
             return Ok(Stored::Duplicate {
                 fingerprint: record.fingerprint,
@@ -425,7 +464,15 @@ impl Spool {
             j.last_good = Some(record.id.clone());
         }
         let pruned = prune(&mut j, self.keep);
-        self.save(&j)?;
+        if let Err(e) = self.save(&j) {
+            // Not journaled, so not durable: take the file back now rather than
+            // leaving it for the sweep at the next start (a full disk would
+            // otherwise fill up further with every retry).
+            if !matches!(e, SpoolError::Crash(_)) {
+                let _ = fs::remove_file(&path);
+            }
+            return Err(e);
+        }
         self.crash_at(CrashPoint::JournalRenamed)?;
         for id in &pruned {
             let p = self.backup_path(id);
@@ -557,6 +604,26 @@ mod tests {
             Stored::New(r) => r,
             Stored::Duplicate { .. } => panic!("unexpected duplicate"),
         }
+    }
+
+    #[test]
+    fn a_reseal_of_the_same_state_bypasses_dedupe_and_becomes_last_good() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 10).unwrap();
+        let first = stored(s.store(rec("fp", false), b"sealed-old").unwrap());
+        assert!(matches!(
+            s.store(rec("fp", false), b"sealed-again").unwrap(),
+            Stored::Duplicate { .. }
+        ));
+        let mut r = rec("fp", false);
+        r.source = "reseal".into();
+        let again = s.store_reseal(r, b"sealed-new").unwrap();
+        assert_ne!(again.id, first.id);
+        let j = s.journal().unwrap();
+        assert_eq!(j.last_good.as_deref(), Some(again.id.as_str()));
+        assert_eq!(j.newest().unwrap().source, "reseal");
+        assert_eq!(s.read(&again.id).unwrap(), b"sealed-new");
+        assert_eq!(s.pending_for("t").unwrap()[0].record.id, again.id);
     }
 
     #[test]

@@ -57,6 +57,11 @@ fn help_texts_are_golden() {
         ("help-demo.txt", vec!["demo", "--help"]),
         ("help-target-init.txt", vec!["target", "init", "--help"]),
         ("help-init.txt", vec!["init", "--help"]),
+        ("help-restore.txt", vec!["restore", "--help"]),
+        ("help-restore-list.txt", vec!["restore", "list", "--help"]),
+        ("help-restore-fetch.txt", vec!["restore", "fetch", "--help"]),
+        ("help-restore-apply.txt", vec!["restore", "apply", "--help"]),
+        ("help-verify.txt", vec!["verify", "--help"]),
     ] {
         let out = bin().args(&argv).output().unwrap();
         assert!(out.status.success(), "{argv:?}");
@@ -436,4 +441,228 @@ async fn demo_runs_end_to_end() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     let _ = Duration::ZERO;
+}
+
+/// Every secret we can seed (macaroon, identity, restic password) in every
+/// encoding we check for, from every command at trace level: logs, stdout,
+/// stderr and every file under the state dir and the targets (a local restic
+/// repository included). Restore and verify run too; their exit codes are
+/// printed, not asserted here (their own tests pin them).
+#[tokio::test]
+async fn no_secret_reaches_any_output_or_file_at_trace_level() {
+    const RESTIC_PASSWORD: &str = "hygiene-restic-password-5d41402abc";
+    let f = Fixture::new().await;
+    let pw = f.path().join("restic-password");
+    chanvault::fsutil::create_secret_file(&pw, format!("{RESTIC_PASSWORD}\n").as_bytes()).unwrap();
+    f.write_config(
+        "[[target]]\nname = \"offsite\"\nkind = \"restic\"\nrepository = \"targets/restic-repo\"\npassword_file = \"restic-password\"\n",
+    );
+    let cfg = f.config.to_str().unwrap().to_string();
+    let trace = |list: &[&str]| {
+        let mut a = args(&["--log-level", "trace"]);
+        a.extend(args(list));
+        a
+    };
+    let mut outputs: Vec<(String, Output)> = Vec::new();
+    let out = run(trace(&["target", "init", "offsite", "--config", &cfg])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    outputs.push(("target init".into(), out));
+    f.sim.open_channels(2);
+    let out = run(trace(&["backup", "--once", "--config", &cfg])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    outputs.push(("backup --once".into(), out));
+
+    let log = f.path().join("watch.log");
+    let child = spawn_watch(&f, &log, "trace");
+    f.sim.open_channels(2);
+    let fp = chanvault::scb::fingerprint(&f.sim.channels());
+    let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
+    eventually(
+        "channels delivered",
+        20,
+        || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    assert_eq!(sigterm(child).await.code(), Some(0));
+
+    let id = f.identity.to_str().unwrap().to_string();
+    let plain_out = f.path().join("restored-channel.backup");
+    for (name, list) in [
+        ("status", vec!["status", "--config", &cfg]),
+        ("status --json", vec!["status", "--json", "--config", &cfg]),
+        ("check-config", vec!["check-config", "--config", &cfg]),
+        ("restore list", vec!["restore", "list", "--config", &cfg]),
+        (
+            "restore fetch",
+            vec![
+                "restore",
+                "fetch",
+                "--config",
+                &cfg,
+                "--identity",
+                &id,
+                "--out",
+                plain_out.to_str().unwrap(),
+            ],
+        ),
+        (
+            "verify",
+            vec!["verify", "--config", &cfg, "--identity", &id],
+        ),
+    ] {
+        let out = run(trace(&list)).await;
+        println!("{name}: exit {:?}", out.status.code());
+        outputs.push((name.to_string(), out));
+    }
+    assert!(outputs[2].1.status.success(), "status");
+
+    let macaroon = std::fs::read(f.sim.offchain_read_macaroon_path()).unwrap();
+    let identity = std::fs::read_to_string(&f.identity).unwrap();
+    let secret_key = identity
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_string();
+    let raw: Vec<Vec<u8>> = vec![
+        macaroon.clone(),
+        secret_key.as_bytes().to_vec(),
+        RESTIC_PASSWORD.as_bytes().to_vec(),
+    ];
+    let mut needles: Vec<String> = Vec::new();
+    for r in &raw {
+        needles.push(hex::encode(r));
+        needles.push(hex::encode(r).to_uppercase());
+        needles.push(base64_std(r));
+        needles.push(String::from_utf8_lossy(r).into_owned());
+    }
+    needles.push(secret_key.to_lowercase());
+    needles.retain(|n| n.len() >= 16);
+
+    let mut haystacks = vec![("watch.log".to_string(), std::fs::read(&log).unwrap())];
+    for (name, out) in &outputs {
+        haystacks.push((format!("{name} stdout"), out.stdout.clone()));
+        haystacks.push((format!("{name} stderr"), out.stderr.clone()));
+    }
+    for dir in [f.path().join("state"), f.path().join("targets")] {
+        collect_files(&dir, &mut haystacks);
+    }
+    let mut hits = Vec::new();
+    for (name, bytes) in &haystacks {
+        let hay = String::from_utf8_lossy(bytes);
+        for (i, n) in needles.iter().enumerate() {
+            if hay.contains(n.as_str()) {
+                hits.push(format!("needle {i} in {name}"));
+            }
+        }
+        for r in &raw {
+            if bytes.windows(r.len()).any(|w| w == &r[..]) {
+                hits.push(format!("raw secret in {name}"));
+            }
+        }
+    }
+    println!(
+        "secret scan: {} haystacks, {} needles, hits={}",
+        haystacks.len(),
+        needles.len(),
+        hits.len()
+    );
+    assert!(hits.is_empty(), "{hits:#?}");
+}
+
+#[tokio::test]
+async fn a_group_or_world_readable_identity_is_refused_naming_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new().await;
+    for mode in [0o640, 0o604, 0o644] {
+        std::fs::set_permissions(&f.identity, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = match chanvault::seal::Identities::from_file(&f.identity) {
+            Ok(_) => panic!("mode {mode:o} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("chmod 600"), "{err}");
+        assert!(err.contains(&f.identity.display().to_string()), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+    // The binary says the same on stderr.
+    assert!(run(once(&f)).await.status.success());
+    let out = run(args(&[
+        "restore",
+        "fetch",
+        "--config",
+        f.config.to_str().unwrap(),
+        "--identity",
+        f.identity.to_str().unwrap(),
+        "--out",
+        f.path().join("plain").to_str().unwrap(),
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    std::fs::set_permissions(&f.identity, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(chanvault::seal::Identities::from_file(&f.identity).is_ok());
+}
+
+/// PR_SET_DUMPABLE 0: /proc/<pid> of a non-dumpable process belongs to root
+/// whatever its uid, so run the binary as `nobody` and look at the owner.
+/// (Only as root, which CI is; elsewhere the check is skipped, loudly.)
+#[test]
+fn the_binary_makes_itself_non_dumpable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    if rustix::process::geteuid().as_raw() != 0 {
+        println!("SKIPPED: needs root to run the binary as another user");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let owner_of = |mut child: std::process::Child| {
+        let proc_dir = format!("/proc/{}", child.id());
+        // It has exec'd once /proc/<pid>/exe is no longer this test binary.
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
+        for _ in 0..200 {
+            if std::fs::read_link(format!("{proc_dir}/exe")).is_ok_and(|e| e != me) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let uid = std::fs::metadata(format!("{proc_dir}/status"))
+            .unwrap()
+            .uid();
+        let _ = child.kill();
+        let _ = child.wait();
+        uid
+    };
+    let control = Command::new("sleep")
+        .arg("30")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        owner_of(control),
+        NOBODY,
+        "a dumpable process owns its /proc dir"
+    );
+    let ours = bin()
+        .args(["dev", "lnd-sim", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.path().join("lnd"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    assert_eq!(owner_of(ours), 0, "chanvault is non-dumpable");
 }

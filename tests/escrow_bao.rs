@@ -128,9 +128,12 @@ address = "{addr}"
         lines[0].to_owned()
     }
 
+    /// A file of test input (mode 0600: some are identities or secrets).
     fn file(&self, name: &str, text: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
         let p = self.path().join(name);
         std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         p.display().to_string()
     }
 
@@ -809,5 +812,193 @@ fn rotating_the_age_identity_keeps_history_and_destroys_old_only_after_the_confi
     let h = env.ok(&["keys", "history", "backup-id"]);
     assert!(h.contains("v1") && h.contains("destroyed"), "{h}");
     env.ok(&["keys", "verify"]);
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn rotating_the_approle_secret_id_proves_writes_and_destroys_the_old_one() {
+    let env = Env::new();
+    // As the operator (root here): escrow the identity the daemon may read.
+    let g = env.identity.display().to_string();
+    env.ok(&["keys", "put", "age-identity", "age-identity", "--file", &g]);
+    // The daemon's policy from contrib/, with its optional self-rotation block enabled.
+    let daemon = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/openbao/chanvault-daemon.hcl"),
+    )
+    .unwrap();
+    let (head, optional) = daemon.split_once("Uncomment to use:").unwrap();
+    let enabled: String = optional
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let policy = env.file(
+        "rotator.hcl",
+        &format!("{head}\n{enabled}\n").replace("chanvault-daemon", "chanvault"),
+    );
+    env.bao
+        .write_policy("chanvault-rotator", Path::new(&policy));
+    env.bao.bao_ok(&[
+        "write",
+        "auth/approle/role/chanvault",
+        "token_policies=chanvault-rotator",
+        "token_ttl=1h",
+    ]);
+    let role_id = env.bao.bao_ok(&[
+        "read",
+        "-field=role_id",
+        "auth/approle/role/chanvault/role-id",
+    ]);
+    let old = env.bao.bao_ok(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/chanvault/secret-id",
+    ]);
+    let rid = env.file("role-id", &role_id);
+    let sid = env.file("secret-id", &old);
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let token_line = cfg
+        .lines()
+        .find(|l| l.starts_with("token_file"))
+        .unwrap()
+        .to_owned();
+    let approle = format!("approle_role_id_file = \"{rid}\"\napprole_secret_id_file = \"{sid}\"");
+    std::fs::write(&env.config, cfg.replace(&token_line, &approle)).unwrap();
+
+    // Without the role name: one clear line, nothing changed.
+    let e = env.err(&["keys", "rotate", "approle"]);
+    assert!(e.contains("escrow.approle_role_name is not set"), "{e}");
+    assert_eq!(std::fs::read_to_string(&sid).unwrap(), old);
+
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        cfg.replace(
+            &approle,
+            &format!("{approle}\napprole_role_name = \"chanvault\""),
+        ),
+    )
+    .unwrap();
+    let out = env.ok(&["keys", "rotate", "approle"]);
+    assert!(out.contains("login works"), "{out}");
+    assert!(out.contains("destroyed the old secret-id"), "{out}");
+    let new = std::fs::read_to_string(&sid).unwrap();
+    assert_ne!(new.trim(), old.trim());
+    assert!(
+        !out.contains(new.trim()) && !out.contains(old.trim()),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sid).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let login = |secret: &str| {
+        env.bao.bao(&[
+            "write",
+            "-field=token",
+            "auth/approle/login",
+            &format!("role_id={role_id}"),
+            &format!("secret_id={}", secret.trim()),
+        ])
+    };
+    assert!(!login(&old).status.success(), "old secret-id still works");
+    assert!(login(&new).status.success(), "new secret-id does not work");
+    // A fresh process logs in with the new file (and the daemon policy still reads only the identity).
+    let out = env.ok(&["keys", "get", "age-identity"]);
+    assert!(out.contains("age-identity version 1"), "{out}");
+    assert!(!out.contains("AGE-SECRET-KEY"), "{out}");
+    let e = env.err(&["keys", "list"]);
+    assert!(e.contains("permission denied"), "{e}");
+    let audit = std::fs::read_to_string(env.audit_file()).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"op\":\"rotate-approle\"") && l.contains("\"outcome\":\"ok\"")),
+        "{audit}"
+    );
+    assert!(!audit.contains(new.trim()) && !audit.contains(old.trim()));
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn reseal_moves_the_latest_versions_to_the_new_offline_recipients() {
+    let (old_text, old_pub) = chanvault::seal::generate_identity();
+    let (new_text, new_pub) = chanvault::seal::generate_identity();
+    let env = Env::with(|_| format!("seal_recipients = [\"{old_pub}\"]\n"));
+    let old_id = env.file("old-offline.txt", old_text.expose());
+    let new_id = env.file("new-offline.txt", new_text.expose());
+    let f = env.file("seed", ABANDON);
+    env.ok(&["keys", "put", "bip39", "seed", "--file", &f]);
+    let g = env.identity.display().to_string();
+    env.ok(&["keys", "put", "age-identity", "backup-id", "--file", &g]);
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, cfg.replace(&old_pub, &new_pub)).unwrap();
+
+    // An identity that opens nothing: refused, nothing written.
+    let e = env.err(&["keys", "reseal", "--identity", &new_id]);
+    assert!(
+        e.contains("opens none of the 2 envelope-sealed item(s)"),
+        "{e}"
+    );
+    assert!(
+        env.ok(&["keys", "history", "seed"])
+            .contains("current version 1")
+    );
+
+    let out = env.ok(&["keys", "reseal", "--identity", &old_id]);
+    assert!(
+        out.contains("✓ seed version 1 re-sealed as version 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("✓ backup-id version 1 re-sealed as version 2"),
+        "{out}"
+    );
+    assert!(out.contains("only the latest version"), "{out}");
+    let raw = env.raw("seed").to_string();
+    assert!(!raw.contains("abandon"), "{raw}");
+
+    let get = |id: &str, version: Option<&str>, out: &str| {
+        let o = env.path().join(out);
+        let mut a = vec![
+            "keys",
+            "get",
+            "seed",
+            "--reveal",
+            "--out",
+            o.to_str().unwrap(),
+            "--identity",
+            id,
+        ];
+        if let Some(v) = version {
+            a.extend(["--version", v]);
+        }
+        (env.run(&a), o)
+    };
+    let (r, o) = get(&new_id, None, "latest-new");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read_to_string(o).unwrap().trim(), ABANDON);
+    let (r, _) = get(&old_id, None, "latest-old");
+    assert!(
+        !r.status.success(),
+        "the old identity still opens the latest version"
+    );
+    let (r, _) = get(&old_id, Some("1"), "v1-old");
+    assert!(
+        r.status.success(),
+        "version 1 stays sealed to the old recipient"
+    );
+    env.ok(&["keys", "verify", "--identity", &new_id]);
+    let audit = std::fs::read_to_string(env.audit_file()).unwrap();
+    assert_eq!(
+        audit
+            .lines()
+            .filter(|l| l.contains("\"op\":\"reseal\"") && l.contains("\"outcome\":\"ok\""))
+            .count(),
+        2,
+        "{audit}"
+    );
     env.ok(&["audit", "verify"]);
 }

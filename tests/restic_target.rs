@@ -345,9 +345,14 @@ async fn rest_server_plain_and_append_only_with_basic_auth() {
     for append_only in [false, true] {
         let s = Setup::new().await;
         let port = free_port();
+        // Plain: rclone's single --user/--pass. Append-only: an htpasswd file
+        // as rest-server deployments use (SHA1 entry; rclone also takes bcrypt).
+        let htpasswd = s.f.path().join("htpasswd");
+        let htpasswd_arg = htpasswd.display().to_string();
         let mut flags = vec!["--user", USER, "--pass", PASS];
         if append_only {
-            flags.push("--append-only");
+            write_htpasswd(&htpasswd, USER, PASS);
+            flags = vec!["--htpasswd", &htpasswd_arg, "--append-only"];
         }
         let _server = Rclone::start(&s.f.path().join("rest"), port, &flags);
         s.write_http_credentials(USER, PASS);
@@ -370,6 +375,22 @@ async fn rest_server_plain_and_append_only_with_basic_auth() {
         s.stock_tools_agree(&repo, &[], &[]);
         assert_eq!(s.target().snapshots().await.unwrap().len(), 2);
     }
+}
+
+/// An apache htpasswd line `USER:{SHA}base64(sha1(PASS))`, made by python3's
+/// hashlib (no SHA-1 crate in the tree).
+fn write_htpasswd(path: &std::path::Path, user: &str, pass: &str) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import base64,hashlib,sys; print(sys.argv[1] + ':{SHA}' + base64.b64encode(hashlib.sha1(sys.argv[2].encode()).digest()).decode())",
+            user,
+            pass,
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success());
+    std::fs::write(path, out.stdout).unwrap();
 }
 
 fn self_signed() -> (String, String) {

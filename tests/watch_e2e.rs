@@ -435,3 +435,93 @@ async fn metrics_and_health_reflect_the_pipeline() {
     tx.send(true).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// A small tmpfs mounted over a directory; unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` when not root (mounting needs it); CI runs as root.
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs failed as root");
+        Some(Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_spool_disk_loses_nothing_and_recovers_without_a_restart() {
+    let f = Fixture::new().await;
+    let Some(_fs) = Tmpfs::mount(&f.path().join("state"), "512k") else {
+        return;
+    };
+    let agent = Agent::new(f.load()).unwrap();
+    let spool = agent.spool().clone();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
+    eventually("baseline delivered", 10, || {
+        matches!(pbs.current_manifest(), Ok(Some(_)))
+    })
+    .await;
+    let before = spool.journal().unwrap();
+
+    // Fill the disk, then change the channel set: storing must fail cleanly.
+    let filler = f.path().join("state/filler");
+    let _ = std::fs::write(&filler, vec![0u8; 1024 * 1024]);
+    f.sim.open_channels(2);
+    eventually("store attempts fail and are retried", 10, || {
+        f.sim.calls("ExportAllChannelBackups") >= 3
+    })
+    .await;
+    let during = spool.journal().unwrap();
+    assert_eq!(during, before, "nothing half-written reached the journal");
+    let names: Vec<String> = std::fs::read_dir(f.path().join("state/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.len(),
+        before.backups.len(),
+        "no partial or orphan files: {names:?}"
+    );
+    for b in &before.backups {
+        spool.read(&b.id).unwrap();
+    }
+
+    // Space comes back: the new state is stored and delivered, no restart.
+    std::fs::remove_file(&filler).unwrap();
+    let fp = scb::fingerprint(&f.sim.channels());
+    eventually(
+        "state delivered after space came back",
+        15,
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}

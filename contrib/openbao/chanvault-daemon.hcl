@@ -12,3 +12,18 @@ path "secret/data/chanvault/age-identity" {
 path "secret/metadata/chanvault/age-identity" {
   capabilities = ["read"]
 }
+
+# Optional: let the daemon's AppRole rotate its own secret-id
+# (`chanvault keys rotate approle`, role "chanvault-daemon" here). It can then
+# mint secret-ids for itself only, which grants nothing it does not already
+# have. Uncomment to use:
+#
+# path "auth/approle/role/chanvault-daemon/secret-id" {
+#   capabilities = ["update"]
+# }
+# path "auth/approle/role/chanvault-daemon/secret-id/lookup" {
+#   capabilities = ["update"]
+# }
+# path "auth/approle/role/chanvault-daemon/secret-id-accessor/destroy" {
+#   capabilities = ["update"]
+# }

@@ -54,23 +54,36 @@ pub enum KeysCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Rotate an escrowed age identity (AppRole secret-id rotation and reseal: not yet).
+    /// Rotate an escrowed age identity, or the AppRole secret-id.
     #[command(subcommand)]
     Rotate(RotateCommand),
+    /// Re-encrypt the latest version of every envelope-sealed item to the current escrow.seal_recipients (older versions stay as they are).
+    Reseal {
+        /// An identity that opens the items as they are sealed now (the old offline identity).
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum RotateCommand {
-    /// Generate a new age identity and store it as a new version; print what to change in the config.
+    /// Generate a new age identity, store it as a new version, re-seal the newest good backup to the new recipients and deliver it to every target; print what to change in the config.
     AgeIdentity {
         /// Item name.
         name: String,
-        /// Instead of rotating: destroy every older version, once the config's seal.recipients has the new recipient.
+        /// Instead of rotating: destroy every older version, once the config's seal.recipients has the new recipient and every target holds the re-sealed backup.
         #[arg(long)]
         destroy_old: bool,
+        /// The old identity, to open the newest backup (default: the escrowed current version).
+        #[arg(long, value_name = "FILE", conflicts_with = "destroy_old")]
+        identity: Option<PathBuf>,
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Generate a new AppRole secret-id, prove it by logging in, write it to escrow.approle_secret_id_file, destroy the old one.
+    Approle(ConfigArg),
 }
 
 #[derive(Args, Debug)]
@@ -255,39 +268,184 @@ pub async fn keys(cmd: KeysCommand) -> Result<(), String> {
         KeysCommand::Rotate(RotateCommand::AgeIdentity {
             name,
             destroy_old,
+            identity,
             config,
-        }) => {
-            let cfg = load(&config.config)?;
+        }) => rotate_age_identity(&config.config, &name, destroy_old, identity.as_deref()).await,
+        KeysCommand::Rotate(RotateCommand::Approle(c)) => {
+            let cfg = load(&c.config)?;
             let mut e = Escrow::open(&cfg).map_err(|e| e.to_string())?;
-            if destroy_old {
-                let gone = e
-                    .destroy_old_identities(&name)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                println!("destroyed versions {gone:?} of {name}");
-                return Ok(());
+            let Some(esc) = cfg.escrow.as_ref() else {
+                return Err("the [escrow] section is missing".into());
+            };
+            let r = e.rotate_approle(esc).await.map_err(|e| e.to_string())?;
+            let file = esc
+                .approle_secret_id_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            println!(
+                "new secret-id for AppRole role {} (accessor {}): login works; written to {file} (mode 0600)",
+                r.role, r.new_accessor
+            );
+            match r.old_accessor {
+                Some(a) => println!("destroyed the old secret-id (accessor {a})"),
+                None => println!(
+                    "the old secret-id was not found on the server (already destroyed or expired); nothing to destroy"
+                ),
             }
-            let (version, new, old) = e
-                .rotate_age_identity(&name)
+            Ok(())
+        }
+        KeysCommand::Reseal { identity, config } => {
+            let ids = Identities::from_file(&identity).map_err(|e| e.to_string())?;
+            let mut e = open(&config.config)?;
+            let results = e
+                .reseal(&ids, &identity.display().to_string())
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("stored a new age identity as {name} version {version}");
-            println!("new recipient: {new}");
-            println!("now change {}:", cfg.source.display());
-            match old {
-                Some(o) => {
-                    println!("  [seal] recipients: replace {o}\n                    with    {new}")
-                }
-                None => println!("  [seal] recipients: add {new}"),
+            if results.is_empty() {
+                println!("(no envelope-sealed item; nothing to re-seal)");
             }
-            println!(
-                "backups already in the spool and on the targets stay sealed to the old recipient; \
-                 re-sealing them is not automated yet, so keep the old version until the next backup \
-                 has been delivered, then run: chanvault keys rotate age-identity {name} --destroy-old"
-            );
+            let mut failed = 0;
+            for r in &results {
+                match &r.result {
+                    Ok(v) => println!("✓ {} version {} re-sealed as version {v}", r.name, r.from),
+                    Err(m) => {
+                        failed += 1;
+                        println!("✗ {} version {}: {m}", r.name, r.from);
+                    }
+                }
+            }
+            if !results.is_empty() {
+                println!(
+                    "only the latest version of each item was re-sealed; older versions stay sealed to their old recipients"
+                );
+            }
+            if failed > 0 {
+                return Err(format!(
+                    "{failed} of {} item(s) not re-sealed; they stay sealed to their old recipients",
+                    results.len()
+                ));
+            }
             Ok(())
         }
     }
+}
+
+/// `keys rotate age-identity`: open the newest good backup with the old
+/// identity (before anything is written), store the new identity, re-seal
+/// and deliver the backup; or, with `--destroy-old`, destroy the old versions
+/// once nothing needs them.
+async fn rotate_age_identity(
+    config: &Path,
+    name: &str,
+    destroy_old: bool,
+    identity: Option<&Path>,
+) -> Result<(), String> {
+    use crate::escrow::rotate;
+    let cfg = load(config)?;
+    let mut e = Escrow::open(&cfg).map_err(|e| e.to_string())?;
+    if destroy_old {
+        let gone = e
+            .destroy_old_identities(name, |recipient| {
+                rotate::destroy_blocker(&cfg, recipient).unwrap_or_else(|err| Some(err.to_string()))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("destroyed versions {gone:?} of {name}");
+        return Ok(());
+    }
+    // 1. The old identity, and the newest good backup opened with it.
+    let old_ids = match identity {
+        Some(p) => Some((
+            Identities::from_file(p).map_err(|e| e.to_string())?,
+            p.display().to_string(),
+        )),
+        None => match e.get(name, None, None, true).await {
+            Ok(item) => {
+                if item.kind != Kind::AgeIdentity {
+                    return Err(format!("{name} is a {}, not an age-identity", item.kind));
+                }
+                let what = format!("{name} version {}", item.version);
+                let Some(text) = item.material.as_ref().and_then(|m| m.secret()) else {
+                    return Err(format!(
+                        "{what} is envelope-sealed to the offline recipients; pass --identity FILE with the age identity the backups are sealed to"
+                    ));
+                };
+                let ids = Identities::from_secret_str(text, &what).map_err(|e| e.to_string())?;
+                Some((ids, what))
+            }
+            Err(crate::escrow::store::EscrowError::NotFound { .. }) => None,
+            Err(e) => return Err(e.to_string()),
+        },
+    };
+    let opened = match &old_ids {
+        Some((ids, what)) => {
+            rotate::open_newest_good(&cfg, ids, what).map_err(|e| e.to_string())?
+        }
+        None => {
+            if let Some(id) = rotate::newest_good_id(&cfg).map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "{name} is not escrowed yet, so nothing opens the newest good backup {id}; pass --identity FILE with the identity it is sealed to"
+                ));
+            }
+            None
+        }
+    };
+    // 2. The new identity in OpenBao.
+    let (version, new, old) = e
+        .rotate_age_identity(name)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("stored a new age identity as {name} version {version}");
+    println!("new recipient: {new}");
+    // 3. Re-seal and deliver.
+    let mut undelivered = Vec::new();
+    match opened {
+        None => println!("no good backup in the spool yet; nothing to re-seal"),
+        Some(o) => {
+            let recipients =
+                rotate::new_recipients(&cfg, old.as_deref(), &new).map_err(|e| e.to_string())?;
+            let r = rotate::reseal_and_deliver(&cfg, o, &recipients)
+                .await
+                .map_err(|err| {
+                    format!(
+                        "{name} version {version} is stored, but re-sealing the newest backup failed: {err}; keep the old version and retry with --identity FILE"
+                    )
+                })?;
+            println!(
+                "re-sealed backup {} as {} to {} recipient(s)",
+                r.from,
+                r.record.id,
+                r.record.recipients.len()
+            );
+            for (t, err) in &r.targets {
+                match err {
+                    None => println!("  ✓ {t}: delivered"),
+                    Some(m) => {
+                        println!("  ✗ {t}: {m}");
+                        undelivered.push(t.clone());
+                    }
+                }
+            }
+        }
+    }
+    println!("now change {}:", cfg.source.display());
+    match &old {
+        Some(o) if cfg.seal.recipients.contains(o) => {
+            println!("  [seal] recipients: replace {o}\n                    with    {new}")
+        }
+        _ => println!("  [seal] recipients: add {new}"),
+    }
+    if !undelivered.is_empty() {
+        return Err(format!(
+            "the re-sealed backup did not reach {}; watch retries it, and --destroy-old waits until every target holds it",
+            undelivered.join(", ")
+        ));
+    }
+    println!(
+        "then destroy the old version: chanvault keys rotate age-identity {name} --destroy-old"
+    );
+    Ok(())
 }
 
 fn summary(f: &PublicFacts) -> String {

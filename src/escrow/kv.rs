@@ -64,6 +64,14 @@ pub enum KvError {
         path: String,
         detail: String,
     },
+    #[error(
+        "OpenBao at {address} did not answer {path} within {seconds}s (escrow.timeout_seconds); check the server and the network, then retry"
+    )]
+    Timeout {
+        address: String,
+        path: String,
+        seconds: u64,
+    },
     #[error("OpenBao at {address} sent a malformed reply for {path}: {detail}")]
     Malformed {
         address: String,
@@ -106,6 +114,7 @@ impl KvError {
             KvError::Refused { .. } => "permission-denied",
             KvError::Sealed { .. } => "sealed",
             KvError::Unreachable { .. } => "unreachable",
+            KvError::Timeout { .. } => "timeout",
             KvError::Malformed { .. } => "malformed-reply",
             KvError::CasConflict { .. } => "cas-conflict",
             KvError::Server { .. } => "server-error",
@@ -212,6 +221,7 @@ pub struct KvClient {
     mount: String,
     auth: Auth,
     state: Option<TokenState>,
+    timeout_seconds: u64,
 }
 
 #[derive(Deserialize)]
@@ -366,6 +376,7 @@ impl KvClient {
             mount: cfg.mount.clone(),
             auth,
             state: None,
+            timeout_seconds: cfg.timeout_seconds,
         })
     }
 
@@ -439,51 +450,76 @@ impl KvClient {
                     renewable: info.renewable,
                 });
             }
-            Auth::AppRole {
-                mount,
-                role_id_file,
-                secret_id_file,
-            } => {
-                let role_id = read_credential("AppRole role-id file", &role_id_file)?;
+            Auth::AppRole { secret_id_file, .. } => {
                 let secret_id = read_credential("AppRole secret-id file", &secret_id_file)?;
-                let body = json_body(&[
-                    ("role_id", role_id.expose()),
-                    ("secret_id", secret_id.expose()),
-                ])?;
-                let path = format!("auth/{mount}/login");
-                let empty = SecretString::new(String::new());
-                let reply: Option<AuthReply> = match self
-                    .call_with(&empty, Method::Post, &path, Some(body))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(KvError::Server { message, .. })
-                    | Err(KvError::Refused { path: message, .. }) => {
-                        return Err(KvError::Login {
-                            address: self.address.clone(),
-                            mount,
-                            role_id_file: role_id_file.display().to_string(),
-                            secret_id_file: secret_id_file.display().to_string(),
-                            message,
-                        });
-                    }
-                    Err(e) => return Err(e),
-                };
-                let auth = reply
-                    .and_then(|r| r.auth)
-                    .ok_or_else(|| self.malformed(&path, "no auth block in the login reply"))?;
-                self.state = Some(TokenState {
-                    token: auth.client_token.0,
-                    accessor: auth.accessor,
-                    expires: (auth.lease_duration > 0)
-                        .then(|| Instant::now() + Duration::from_secs(auth.lease_duration)),
-                    ttl: Duration::from_secs(auth.lease_duration),
-                    renewable: auth.renewable,
-                });
+                self.login_approle(&secret_id, &secret_id_file.display().to_string())
+                    .await?;
             }
         }
         tracing::debug!(address = %self.address, accessor = self.accessor().unwrap_or(""), "logged in to OpenBao");
         Ok(())
+    }
+
+    /// AppRole login with the configured role-id and this secret-id (from
+    /// the configured file, or a freshly generated one being proved before
+    /// it is written there); the new token replaces the current one.
+    /// `secret_id_desc` names the secret-id in errors.
+    pub async fn login_approle(
+        &mut self,
+        secret_id: &SecretString,
+        secret_id_desc: &str,
+    ) -> Result<(), KvError> {
+        let Auth::AppRole {
+            mount,
+            role_id_file,
+            ..
+        } = self.auth.clone()
+        else {
+            return Err(KvError::Config(
+                "escrow: AppRole login needs approle_role_id_file and approle_secret_id_file"
+                    .into(),
+            ));
+        };
+        let role_id = read_credential("AppRole role-id file", &role_id_file)?;
+        let body = json_body(&[
+            ("role_id", role_id.expose()),
+            ("secret_id", secret_id.expose()),
+        ])?;
+        let path = format!("auth/{mount}/login");
+        let empty = SecretString::new(String::new());
+        let reply: Option<AuthReply> = match self
+            .call_with(&empty, Method::Post, &path, Some(body))
+            .await
+        {
+            Ok(r) => r,
+            Err(KvError::Server { message, .. }) | Err(KvError::Refused { path: message, .. }) => {
+                return Err(KvError::Login {
+                    address: self.address.clone(),
+                    mount,
+                    role_id_file: role_id_file.display().to_string(),
+                    secret_id_file: secret_id_desc.to_owned(),
+                    message,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let auth = reply
+            .and_then(|r| r.auth)
+            .ok_or_else(|| self.malformed(&path, "no auth block in the login reply"))?;
+        self.state = Some(TokenState {
+            token: auth.client_token.0,
+            accessor: auth.accessor,
+            expires: (auth.lease_duration > 0)
+                .then(|| Instant::now() + Duration::from_secs(auth.lease_duration)),
+            ttl: Duration::from_secs(auth.lease_duration),
+            renewable: auth.renewable,
+        });
+        Ok(())
+    }
+
+    /// The auth method from the config.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// `auth/token/renew-self`.
@@ -687,6 +723,9 @@ impl KvClient {
         }
         let (status, reply) = self.raw(Method::Post, path, Some(body)).await?;
         self.check_status(status, &reply, path)?;
+        if status == 204 || reply.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let r: R =
             serde_json::from_slice(&reply).map_err(|e| self.malformed(path, &e.to_string()))?;
         Ok(r.data
@@ -805,10 +844,22 @@ impl KvClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b.to_vec());
         }
-        let unreachable = |e: reqwest::Error| KvError::Unreachable {
-            address: self.address.clone(),
-            path: path.to_owned(),
-            detail: error_chain(&e),
+        let unreachable = |e: reqwest::Error| {
+            if e.is_timeout() {
+                KvError::Timeout {
+                    address: self.address.clone(),
+                    path: path.to_owned(),
+                    seconds: self.timeout_seconds,
+                }
+            } else if e.is_decode() || e.is_body() {
+                self.malformed(path, &error_chain(&e))
+            } else {
+                KvError::Unreachable {
+                    address: self.address.clone(),
+                    path: path.to_owned(),
+                    detail: error_chain(&e),
+                }
+            }
         };
         let mut resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
@@ -874,7 +925,8 @@ fn serialize_zeroizing<T: serde::Serialize>(v: &T) -> Result<Zeroizing<Vec<u8>>,
     Ok(buf)
 }
 
-fn json_body(fields: &[(&str, &str)]) -> Result<Zeroizing<Vec<u8>>, KvError> {
+/// A JSON object of string fields in a zeroizing buffer.
+pub fn json_body(fields: &[(&str, &str)]) -> Result<Zeroizing<Vec<u8>>, KvError> {
     let map: BTreeMap<&str, &str> = fields.iter().copied().collect();
     serialize_zeroizing(&map).map_err(KvError::Config)
 }

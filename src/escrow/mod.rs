@@ -10,4 +10,5 @@ pub mod cmd;
 pub mod config;
 pub mod kv;
 pub mod material;
+pub mod rotate;
 pub mod store;

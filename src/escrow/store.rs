@@ -723,8 +723,14 @@ impl Escrow {
     }
 
     /// `--destroy-old`: destroy every version before the latest, only once the
-    /// latest identity's recipient is in the config's recipients.
-    pub async fn destroy_old_identities(&mut self, name: &str) -> Result<Vec<u64>, EscrowError> {
+    /// latest identity's recipient is in the config's recipients and the
+    /// caller found nothing else in the way (`blocker`: why not, e.g. the
+    /// re-sealed backup has not reached every target yet).
+    pub async fn destroy_old_identities(
+        &mut self,
+        name: &str,
+        blocker: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<Vec<u64>, EscrowError> {
         let path = format!("{}/destroy/{}", self.kv.mount(), self.item(name));
         let r = async {
             let meta = self
@@ -746,6 +752,11 @@ impl Escrow {
                     )));
                 }
             }
+            if let Some(why) = recipient.as_deref().and_then(blocker) {
+                return Err(EscrowError::Invalid(format!(
+                    "refusing to destroy old versions of {name}: {why}"
+                )));
+            }
             let old: Vec<u64> = meta
                 .versions()
                 .into_iter()
@@ -760,6 +771,259 @@ impl Escrow {
         .await;
         self.record("destroy", &path, |v: &Vec<u64>| v.last().copied(), r)
     }
+
+    /// `keys rotate approle`: a new secret-id for `escrow.approle_role_name`,
+    /// proved by logging in with it, written atomically (0600) to
+    /// `escrow.approle_secret_id_file`; then the old secret-id is destroyed
+    /// by its accessor. If anything fails before the file is written, the old
+    /// secret-id stays in place and valid.
+    pub async fn rotate_approle(
+        &mut self,
+        e: &EscrowConfig,
+    ) -> Result<ApproleRotation, EscrowError> {
+        let role = e.approle_role_name.clone().unwrap_or_default();
+        let base = format!("auth/{}/role/{role}", e.approle_mount);
+        let path = format!("{base}/secret-id");
+        let r = self.rotate_approle_inner(e, &role, &base).await;
+        self.record("rotate-approle", &path, |_| None, r)
+    }
+
+    async fn rotate_approle_inner(
+        &mut self,
+        e: &EscrowConfig,
+        role: &str,
+        base: &str,
+    ) -> Result<ApproleRotation, EscrowError> {
+        if role.is_empty() {
+            return Err(EscrowError::Invalid(
+                "escrow.approle_role_name is not set; `keys rotate approle` needs the role's name"
+                    .into(),
+            ));
+        }
+        if !crate::escrow::config::valid_segment(role) {
+            return Err(EscrowError::Invalid(format!(
+                "escrow.approle_role_name {role:?} is not a valid role name"
+            )));
+        }
+        let (None, Some(file)) = (&e.token_file, &e.approle_secret_id_file) else {
+            return Err(EscrowError::Invalid(
+                "`keys rotate approle` needs the AppRole login (escrow.approle_role_id_file and escrow.approle_secret_id_file), not token_file".into(),
+            ));
+        };
+        let old = crate::escrow::kv::read_credential("AppRole secret-id file", file)?;
+        let address = self.kv.address().to_owned();
+        let malformed = |p: &str, what: &str| {
+            EscrowError::Kv(KvError::Malformed {
+                address: address.clone(),
+                path: p.to_owned(),
+                detail: format!("no {what} in the reply"),
+            })
+        };
+        let gen_path = format!("{base}/secret-id");
+        let mut generated = self
+            .kv
+            .post_data(&gen_path, zeroize::Zeroizing::new(b"{}".to_vec()))
+            .await?;
+        let new = generated
+            .remove("secret_id")
+            .ok_or_else(|| malformed(&gen_path, "secret_id"))?;
+        let new_accessor = generated
+            .remove("secret_id_accessor")
+            .map(|a| a.expose().to_owned())
+            .ok_or_else(|| malformed(&gen_path, "secret_id_accessor"))?;
+        self.kv
+            .login_approle(&new, "the newly generated secret-id")
+            .await?;
+        crate::fsutil::write_atomic(file, new.expose().as_bytes(), 0o600).map_err(|err| {
+            EscrowError::Invalid(format!(
+                "cannot write the new secret-id to {}: {err}; the old secret-id there is still valid, and the new one (accessor {new_accessor}) was not saved",
+                file.display()
+            ))
+        })?;
+        let lookup_path = format!("{base}/secret-id/lookup");
+        let body = crate::escrow::kv::json_body(&[("secret_id", old.expose())])?;
+        let found = self.kv.post_data(&lookup_path, body).await?;
+        let old_accessor = found
+            .get("secret_id_accessor")
+            .map(|a| a.expose().to_owned());
+        if let Some(acc) = &old_accessor
+            && *acc != new_accessor
+        {
+            let body = crate::escrow::kv::json_body(&[("secret_id_accessor", acc)])?;
+            self.kv
+                .post_no_reply(&format!("{base}/secret-id-accessor/destroy"), body)
+                .await?;
+        }
+        Ok(ApproleRotation {
+            role: role.to_owned(),
+            new_accessor,
+            old_accessor,
+        })
+    }
+
+    /// `keys reseal`: re-encrypt the latest version of every envelope-sealed
+    /// item to the current `escrow.seal_recipients`, as a new version
+    /// (check-and-set on the version read). Older versions stay sealed to
+    /// whatever they were sealed to. Refuses, writing nothing, if `ids`
+    /// opens none of the sealed items.
+    pub async fn reseal(
+        &mut self,
+        ids: &Identities,
+        what: &str,
+    ) -> Result<Vec<Resealed>, EscrowError> {
+        let list_path = format!("{}/metadata/{}/", self.kv.mount(), self.prefix);
+        let opened = self.reseal_open(ids, what).await;
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => return self.record("reseal", &list_path, |_| None, Err(e)),
+        };
+        let mut out = Vec::new();
+        for o in opened {
+            match o {
+                ResealInput::Skipped(r) => out.push(r),
+                ResealInput::Open {
+                    name,
+                    version,
+                    data,
+                } => {
+                    let path = self.api_path(&name);
+                    let r = self.reseal_one(&name, version, data).await;
+                    let r = self.record("reseal", &path, |v: &u64| Some(*v), r);
+                    out.push(Resealed {
+                        name,
+                        from: version,
+                        result: r.map_err(|e| e.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn reseal_open(
+        &mut self,
+        ids: &Identities,
+        what: &str,
+    ) -> Result<Vec<ResealInput>, EscrowError> {
+        if self.envelope.is_none() {
+            return Err(EscrowError::Invalid(
+                "escrow.seal_recipients is empty: there are no offline recipients to re-seal to"
+                    .into(),
+            ));
+        }
+        let names: Vec<String> = self
+            .kv
+            .list(&format!("{}/", self.prefix))
+            .await?
+            .into_iter()
+            .filter(|n| !n.ends_with('/'))
+            .collect();
+        let mut out = Vec::new();
+        let (mut sealed, mut opened) = (0, 0);
+        for name in names {
+            let Read::Found {
+                version, mut data, ..
+            } = self.kv.read(&self.item(&name), None).await?
+            else {
+                continue;
+            };
+            let envelope = data.get("envelope").map(|e| e.expose().to_owned());
+            if envelope.as_deref() != Some(ENVELOPE_AGE) {
+                continue;
+            }
+            sealed += 1;
+            let mut failure = None;
+            for field in ["secret", "passphrase"] {
+                if let Some(v) = data.remove(field) {
+                    match armor_open(ids, &v) {
+                        Ok(plain) => {
+                            data.insert(field.to_owned(), plain);
+                        }
+                        Err(e) => {
+                            failure = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            match failure {
+                None => {
+                    opened += 1;
+                    out.push(ResealInput::Open {
+                        name,
+                        version,
+                        data,
+                    });
+                }
+                Some(e) => out.push(ResealInput::Skipped(Resealed {
+                    name,
+                    from: version,
+                    result: Err(format!("not opened with {what}: {e}")),
+                })),
+            }
+        }
+        if sealed > 0 && opened == 0 {
+            return Err(EscrowError::Invalid(format!(
+                "refusing to re-seal: {what} opens none of the {sealed} envelope-sealed item(s); nothing was written"
+            )));
+        }
+        Ok(out)
+    }
+
+    async fn reseal_one(
+        &mut self,
+        name: &str,
+        version: u64,
+        mut data: BTreeMap<String, SecretString>,
+    ) -> Result<u64, EscrowError> {
+        let r = self
+            .envelope
+            .as_ref()
+            .ok_or_else(|| EscrowError::Invalid("escrow.seal_recipients is empty".into()))?;
+        for field in ["secret", "passphrase"] {
+            if let Some(plain) = data.remove(field) {
+                data.insert(field.to_owned(), SecretString::new(armor_seal(r, &plain)?));
+            }
+        }
+        let fields: Vec<(&str, &str)> =
+            data.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+        let item = self.item(name);
+        let new = self.kv.put(&item, &fields, version).await?;
+        let mut custom = self
+            .kv
+            .metadata(&item)
+            .await?
+            .map(|m| m.custom_metadata)
+            .unwrap_or_default();
+        custom.insert("updated".into(), now());
+        custom.insert("rotated_from".into(), version.to_string());
+        self.kv.write_metadata(&item, &custom).await?;
+        Ok(new)
+    }
+}
+
+/// What `keys rotate approle` did (accessors only; they are not secret).
+pub struct ApproleRotation {
+    pub role: String,
+    pub new_accessor: String,
+    /// None: the old secret-id was not found (already gone).
+    pub old_accessor: Option<String>,
+}
+
+/// One item of `keys reseal`: Ok(new version) or why it was not re-sealed.
+pub struct Resealed {
+    pub name: String,
+    pub from: u64,
+    pub result: Result<u64, String>,
+}
+
+enum ResealInput {
+    Open {
+        name: String,
+        version: u64,
+        data: BTreeMap<String, SecretString>,
+    },
+    Skipped(Resealed),
 }
 
 fn now() -> String {

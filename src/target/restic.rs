@@ -463,7 +463,9 @@ impl ResticTarget {
     }
 
     /// The snapshot that already holds this backup, if any: the same backup
-    /// (a retry), or the same channel set as the newest snapshot.
+    /// (a retry), or the same channel set as the newest snapshot (unless it
+    /// is a re-seal to new recipients after an identity rotation: the newest
+    /// snapshot must then be the one the new identity opens).
     fn already_there<'a>(
         &'a self,
         snaps: &'a [SnapshotFile],
@@ -473,6 +475,9 @@ impl ResticTarget {
         let fp_tag = format!("fp:{}", short(&r.fingerprint));
         if let Some(s) = self.ours(snaps).find(|s| s.tags.contains(&backup_tag)) {
             return Some(s);
+        }
+        if r.source == "reseal" {
+            return None;
         }
         self.ours(snaps)
             .max_by_key(|s| s.time.timestamp())
@@ -642,16 +647,55 @@ impl ResticTarget {
         else {
             return Ok(None);
         };
+        self.read_file(repo, &snap).map(Some)
+    }
+
+    /// The sealed backup in one chanvault snapshot of this host, by full id
+    /// or a unique prefix (as `restic snapshots` shows it).
+    pub fn snapshot_blocking(&self, id: &str) -> Result<(SnapshotInfo, Vec<u8>), TargetError> {
+        let mut guard = self.lock_session();
+        let (s, repo) = self.reopen(&mut guard)?;
+        let found: Vec<SnapshotFile> = self
+            .ours(&s.snapshots)
+            .filter(|x| x.id.to_hex().starts_with(id))
+            .cloned()
+            .collect();
+        match found.as_slice() {
+            [snap] => self.read_file(repo, snap),
+            [] => Err(self.err(format!(
+                "no chanvault snapshot {id} in {}",
+                self.cfg.repository
+            ))),
+            _ => Err(self.err(format!(
+                "snapshot id {id} is ambiguous in {}",
+                self.cfg.repository
+            ))),
+        }
+    }
+
+    /// See [`Self::snapshot_blocking`].
+    pub async fn snapshot(&self, id: &str) -> Result<(SnapshotInfo, Vec<u8>), TargetError> {
+        let (this, id) = (self.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || this.snapshot_blocking(&id))
+            .await
+            .map_err(|e| self.err(format!("read task failed: {e}")))?
+    }
+
+    fn read_file(
+        &self,
+        repo: Repository<OpenStatus>,
+        snap: &SnapshotFile,
+    ) -> Result<(SnapshotInfo, Vec<u8>), TargetError> {
         let repo = repo
             .to_indexed()
             .map_err(|e| self.rustic_err("cannot read the index of", &e))?;
         let node = repo
-            .node_from_snapshot_and_path(&snap, SNAPSHOT_FILE)
+            .node_from_snapshot_and_path(snap, SNAPSHOT_FILE)
             .map_err(|e| self.rustic_err("cannot find the backup in", &e))?;
         let mut bytes = vec![];
         repo.dump(&node, &mut bytes)
             .map_err(|e| self.rustic_err("cannot read the backup from", &e))?;
-        Ok(Some((SnapshotInfo::of(&snap), bytes)))
+        Ok((SnapshotInfo::of(snap), bytes))
     }
 
     /// See [`Self::latest_blocking`].

@@ -46,7 +46,7 @@ pub struct Bao {
 }
 
 /// A port p with p+1 also free (dev mode binds the cluster port p+1).
-fn free_port_pair() -> u16 {
+pub fn free_port_pair() -> u16 {
     for _ in 0..50 {
         let a = TcpListener::bind("127.0.0.1:0").expect("bind");
         let p = a.local_addr().expect("addr").port();

@@ -1,0 +1,194 @@
+//! The stable-toolchain stand-in for the `fuzz/` targets: random and mutated
+//! inputs to every parser of untrusted bytes. Each must return (never panic)
+//! and every error must be one line. The long runs are cargo-fuzz's (see
+//! docs/fuzzing.md); these keep the entry points honest in CI.
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use chanvault::escrow::audit::{AUDIT_FILE, AuditLog, Event, HEAD_FILE};
+use chanvault::scb::ChanPoint;
+use chanvault::seal::{Identities, Recipients};
+use chanvault::secret::SecretString;
+use proptest::prelude::*;
+use prost::Message;
+
+const CASES: u32 = 256;
+
+struct Keys {
+    ids: Identities,
+    recipients: Recipients,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| {
+    let (secret, recipient) = chanvault::seal::generate_identity();
+    let text = SecretString::new(format!("{}\n", secret.expose()));
+    Keys {
+        ids: Identities::from_secret_str(&text, "test identity").expect("identity"),
+        recipients: Recipients::from_config(&[recipient], &[]).expect("recipients"),
+    }
+});
+
+/// A sealed backup, a journal, an audit log and a config that are all valid:
+/// the seeds the mutations start from.
+static SEALED: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    chanvault::seal::seal(&KEYS.recipients, b"a multi channel backup").expect("seal")
+});
+
+const JOURNAL: &str = r#"{"format":1,"backups":[{"id":"0000000000000000000000000000000000000000000000000000000000000000","created":"2024-01-01T00:00:00Z","source":"stream","channels":1,"chan_points":["0000000000000000000000000000000000000000000000000000000000000001:0"],"fingerprint":"ab","blob_sha256":"cd","sealed_len":10,"recipients":["age1x"]}],"last_good":"0000000000000000000000000000000000000000000000000000000000000000","targets":{"pbs":{"delivered":{},"current":null,"failures":0}}}"#;
+
+const CONFIG: &str = r#"state_dir = "state"
+[lnd]
+address = "127.0.0.1:10009"
+tls_cert = "tls.cert"
+macaroon = "readonly.macaroon"
+[backup]
+keep = 10
+[seal]
+recipients = ["age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"]
+[[target]]
+name = "pbs"
+kind = "dir"
+path = "targets/pbs"
+[[target]]
+name = "offsite"
+kind = "restic"
+repository = "rest:http://127.0.0.1:8000/repo/"
+password_file = "restic-password"
+"#;
+
+/// A valid audit log and its head file.
+fn audit_seed() -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::new(dir.path());
+    for (i, op) in ["put", "get", "rotate"].iter().enumerate() {
+        log.append(&Event {
+            accessor: "test",
+            op,
+            path: "chanvault/seed",
+            version: Some(i as u64),
+            outcome: "ok",
+        })
+        .expect("append");
+    }
+    (
+        std::fs::read(dir.path().join(AUDIT_FILE)).expect("read audit log"),
+        std::fs::read(dir.path().join(HEAD_FILE)).expect("read audit head"),
+    )
+}
+
+static AUDIT: LazyLock<(Vec<u8>, Vec<u8>)> = LazyLock::new(audit_seed);
+
+/// Byte-level mutations of a valid input: flip, truncate, splice, insert.
+fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    let len = seed.len().max(1);
+    prop::collection::vec((0..4u8, 0..len, any::<u8>()), 1..8).prop_map(move |ops| {
+        let mut b = seed.clone();
+        for (op, at, byte) in ops {
+            let at = at.min(b.len());
+            match op {
+                0 if at < b.len() => b[at] ^= byte | 1,
+                1 => b.truncate(at),
+                2 => b.insert(at, byte),
+                _ => {
+                    let end = (at + usize::from(byte) % 16).min(b.len());
+                    b.drain(at..end);
+                }
+            }
+        }
+        b
+    })
+}
+
+fn inputs(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![prop::collection::vec(any::<u8>(), 0..512), mutated(seed)]
+}
+
+fn one_line(e: &dyn std::fmt::Display) -> Result<(), TestCaseError> {
+    let s = e.to_string();
+    prop_assert!(!s.contains('\n'), "multi-line error: {s:?}");
+    prop_assert!(!s.is_empty(), "empty error");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn chan_point_parses_or_errs_in_one_line(bytes in inputs(
+        b"4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b:1".to_vec()
+    )) {
+        let s = String::from_utf8_lossy(&bytes);
+        match s.parse::<ChanPoint>() {
+            Ok(cp) => prop_assert_eq!(cp.to_string().parse::<ChanPoint>().ok(), Some(cp)),
+            Err(e) => one_line(&e)?,
+        }
+    }
+
+    #[test]
+    fn snapshot_proto_never_panics(bytes in inputs({
+        let mut s = chanvault::lnd::proto::ChanBackupSnapshot::default();
+        let mut multi = chanvault::lnd::proto::MultiChanBackup {
+            multi_chan_backup: vec![1, 2, 3],
+            ..Default::default()
+        };
+        multi.chan_points.push(Default::default());
+        s.multi_chan_backup = Some(multi);
+        s.encode_to_vec()
+    })) {
+        if let Ok(s) = chanvault::lnd::proto::ChanBackupSnapshot::decode(bytes.as_slice())
+            && let Err(e) = chanvault::lnd::snapshot_from_proto("SubscribeChannelBackups", s)
+        {
+            one_line(&e)?;
+        }
+    }
+
+    #[test]
+    fn opening_hostile_ciphertext_errs_in_one_line(bytes in inputs(SEALED.clone())) {
+        match chanvault::seal::open(&KEYS.ids, &bytes) {
+            // Only the untouched file (or a no-op mutation) opens.
+            Ok(p) => prop_assert_eq!(p.expose(), b"a multi channel backup"),
+            Err(e) => one_line(&e)?,
+        }
+    }
+
+    #[test]
+    fn journal_parser_errs_in_one_line(bytes in inputs(JOURNAL.as_bytes().to_vec())) {
+        if let Err(e) = chanvault::spool::parse_journal(&bytes) {
+            one_line(&e)?;
+        }
+    }
+
+    #[test]
+    fn audit_verifier_errs_in_one_line(bytes in inputs(AUDIT.0.clone())) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(AUDIT_FILE), &bytes).expect("write");
+        std::fs::write(dir.path().join(HEAD_FILE), &AUDIT.1).expect("write head");
+        if let Err(e) = AuditLog::new(dir.path()).verify() {
+            one_line(&e)?;
+        }
+    }
+
+    #[test]
+    fn config_parser_errs_in_one_line(bytes in inputs(CONFIG.as_bytes().to_vec())) {
+        let text = String::from_utf8_lossy(&bytes);
+        if let Err(e) = chanvault::config::Config::parse(&text, Path::new("/etc/chanvault.toml")) {
+            one_line(&e)?;
+        }
+    }
+}
+
+#[test]
+fn the_seeds_are_valid() {
+    assert!(chanvault::spool::parse_journal(JOURNAL.as_bytes()).is_ok());
+    assert!(chanvault::seal::open(&KEYS.ids, &SEALED).is_ok());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(AUDIT_FILE), &AUDIT.0).expect("write");
+    std::fs::write(dir.path().join(HEAD_FILE), &AUDIT.1).expect("write head");
+    assert_eq!(
+        AuditLog::new(dir.path()).verify().expect("verifies").len(),
+        3
+    );
+    let cfg = chanvault::config::Config::parse(CONFIG, Path::new("/etc/chanvault.toml"));
+    assert!(cfg.is_ok(), "{:?}", cfg.err().map(|e| e.to_string()));
+}

@@ -1,0 +1,389 @@
+//! `chanvault restore` end to end with the real binary: the LND simulator, a
+//! dir target and a local restic repository (real format, read back by
+//! chanvault from scratch). The state dir is "lost" before restoring; every
+//! failure class has its own exit code.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use chanvault::config::TargetConfig;
+use chanvault::target::restic::ResticTarget;
+use common::Fixture;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
+    c.env_remove("RUST_LOG").stdin(Stdio::null());
+    c
+}
+
+async fn run(f: &Fixture, argv: &[&str]) -> Output {
+    let mut args: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    args.push("--config".into());
+    args.push(f.config.display().to_string());
+    tokio::task::spawn_blocking(move || bin().args(&args).output().expect("binary runs"))
+        .await
+        .expect("join")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The one `chanvault: error:` line of a failed run.
+fn error_line(o: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("chanvault: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", text(o));
+    errors[0].to_owned()
+}
+
+async fn setup() -> Fixture {
+    let f = Fixture::new().await;
+    std::fs::write(f.path().join("restic-password"), "pw-restore-1\n").unwrap();
+    f.write_config(
+        "[[target]]\nname = \"repo\"\nkind = \"restic\"\nrepository = \"targets/restic\"\npassword_file = \"restic-password\"\n",
+    );
+    f.edit_config(
+        "timeout_seconds = 5\n",
+        &format!(
+            "timeout_seconds = 5\nrestore_macaroon = \"{}\"\n",
+            f.sim.admin_macaroon_path().display()
+        ),
+    );
+    let cfg = f.load();
+    let Some(TargetConfig::Restic(r)) = cfg.targets.iter().find(|t| t.name() == "repo") else {
+        panic!("no restic target");
+    };
+    ResticTarget::new(r).init().await.unwrap();
+    f
+}
+
+async fn backup(f: &Fixture) {
+    let o = run(f, &["backup", "--once"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+fn out_path(f: &Fixture, name: &str) -> String {
+    f.path().join(name).display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_after_losing_the_state_dir() {
+    let f = setup().await;
+    f.sim.open_channels(2);
+    backup(&f).await;
+    f.sim.open_channels(1);
+    backup(&f).await;
+    let channels = f.sim.channels();
+    assert_eq!(channels.len(), 3);
+    // The disk dies: the spool is gone.
+    std::fs::remove_dir_all(f.path().join("state")).unwrap();
+
+    // list: both backups, on both targets, newest first.
+    let o = run(&f, &["restore", "list", "--json"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let backups = v["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{v}");
+    assert_eq!(backups[0]["channels"], 3);
+    assert_eq!(backups[1]["channels"], 2);
+    let held: std::collections::BTreeSet<&str> = backups[0]["held_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(held.into_iter().collect::<Vec<_>>(), ["pbs", "repo"], "{v}");
+    let o = run(&f, &["restore", "list"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("pbs, repo ("),
+        "{}",
+        text(&o)
+    );
+
+    // fetch latest from each target: the plain channel.backup, 0600, that LND reads.
+    for target in ["pbs", "repo"] {
+        let out = out_path(&f, &format!("channel-{target}.backup"));
+        let id = f.identity.display().to_string();
+        let o = run(
+            &f,
+            &[
+                "restore",
+                "fetch",
+                "--target",
+                target,
+                "--identity",
+                &id,
+                "--out",
+                &out,
+            ],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        for cp in &channels {
+            assert!(stdout.contains(&cp.to_string()), "{stdout}");
+        }
+        assert!(
+            stdout.contains("every channel LND has now is in this backup"),
+            "{stdout}"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("fetching backup"),
+            "{}",
+            text(&o)
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(f.sim.decode_multi(&bytes).unwrap(), channels);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Never overwrites.
+        let o = run(
+            &f,
+            &[
+                "restore",
+                "fetch",
+                "--target",
+                target,
+                "--identity",
+                &id,
+                "--out",
+                &out,
+            ],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(error_line(&o).contains("already exists"), "{}", text(&o));
+    }
+
+    // An older backup by id, and a channel LND has that it lacks.
+    let older = backups[1]["id"].as_str().unwrap()[..12].to_owned();
+    let out = out_path(&f, "older.backup");
+    let id = f.identity.display().to_string();
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--backup",
+            &older,
+            "--identity",
+            &id,
+            "--out",
+            &out,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["lnd"]["missing"].as_array().unwrap().len(), 1, "{v}");
+
+    // apply: refuses without a terminal and without --yes.
+    let o = run(&f, &["restore", "apply", "--identity", &id]).await;
+    assert_eq!(o.status.code(), Some(15), "{}", text(&o));
+    assert!(error_line(&o).contains("--yes"), "{}", text(&o));
+    assert!(f.sim.restored().is_empty());
+
+    // The node lost its channel.db: apply restores every channel.
+    f.sim.lose_channel_db();
+    let o = run(&f, &["restore", "apply", "--identity", &id, "--yes"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("LND restored 3 channel(s)"), "{stdout}");
+    assert!(stdout.contains("force-close"), "{stdout}");
+    assert_eq!(f.sim.restored(), channels);
+    assert!(
+        !f.path().join("state").join("journal.json").exists(),
+        "restore must not create a spool"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failure_has_its_own_exit_code() {
+    let f = setup().await;
+    let id = f.identity.display().to_string();
+
+    // No backups yet.
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--identity",
+            &id,
+            "--out",
+            &out_path(&f, "x"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(13), "{}", text(&o));
+    error_line(&o);
+
+    f.sim.open_channels(2);
+    backup(&f).await;
+
+    // Wrong identity.
+    let other = f.path().join("other.txt");
+    chanvault::seal::write_new_identity(&other).unwrap();
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--identity",
+            other.to_str().unwrap(),
+            "--out",
+            &out_path(&f, "w"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    assert!(error_line(&o).contains("no identity"), "{}", text(&o));
+    assert!(!f.path().join("w").exists());
+
+    // A passphrase-protected identity file needs a terminal to ask on.
+    let locked = f.path().join("identity.age");
+    {
+        use std::io::Write;
+        let enc = age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from(
+            "correct horse".to_owned(),
+        ));
+        let mut buf = Vec::new();
+        let mut w = enc.wrap_output(&mut buf).unwrap();
+        w.write_all(&std::fs::read(&f.identity).unwrap()).unwrap();
+        w.finish().unwrap();
+        std::fs::write(&locked, buf).unwrap();
+    }
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--identity",
+            locked.to_str().unwrap(),
+            "--out",
+            &out_path(&f, "p"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        error_line(&o).contains("passphrase-protected"),
+        "{}",
+        text(&o)
+    );
+
+    // Tampered ciphertext on the dir target.
+    let cur = f.target_dir("pbs").join("channel.backup.age");
+    let mut bytes = std::fs::read(&cur).unwrap();
+    let n = bytes.len() - 20;
+    bytes[n] ^= 1;
+    std::fs::write(&cur, &bytes).unwrap();
+    let hist: Vec<_> = std::fs::read_dir(f.target_dir("pbs").join("history"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "age"))
+        .collect();
+    for h in &hist {
+        std::fs::write(h, &bytes).unwrap();
+    }
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--target",
+            "pbs",
+            "--identity",
+            &id,
+            "--out",
+            &out_path(&f, "t"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o));
+    assert!(
+        error_line(&o).contains("changed or damaged"),
+        "{}",
+        text(&o)
+    );
+    // Without --target the intact restic copy is used.
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--identity",
+            &id,
+            "--out",
+            &out_path(&f, "ok"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Target unreachable.
+    std::fs::rename(f.target_dir("pbs"), f.path().join("pbs-away")).unwrap();
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--target",
+            "pbs",
+            "--identity",
+            &id,
+            "--out",
+            &out_path(&f, "u"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o));
+    assert!(
+        error_line(&o).contains("is the share mounted"),
+        "{}",
+        text(&o)
+    );
+
+    // LND refuses the backup.
+    f.sim.fail_next(
+        "VerifyChanBackup",
+        tonic::Status::unknown("invalid multi channel backup: unable to decrypt"),
+    );
+    let o = run(&f, &["restore", "apply", "--identity", &id, "--yes"]).await;
+    assert_eq!(o.status.code(), Some(14), "{}", text(&o));
+    assert!(error_line(&o).contains("refused"), "{}", text(&o));
+
+    // LND unreachable: fetch still works and says so.
+    f.sim.stop().await;
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--identity",
+            &id,
+            "--out",
+            &out_path(&f, "down"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("LND is unreachable"),
+        "{}",
+        text(&o)
+    );
+}
