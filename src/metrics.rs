@@ -40,7 +40,23 @@ pub const METRIC_NAMES: &[&str] = &[
     "chanvault_target_up_to_date",
     "chanvault_target_delivery_attempts_total",
     "chanvault_target_delivery_failures_total",
+    "chanvault_last_verify_success",
+    "chanvault_last_verify_timestamp_seconds",
+    "chanvault_escrow_operations",
 ];
+
+/// File in `state_dir` where `chanvault verify` records its last result, so
+/// that `watch` can export it (`verify` itself is a separate, timed process).
+pub const VERIFY_RESULT_FILE: &str = "verify-last.json";
+
+/// What `verify` leaves behind for `watch`'s metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyResult {
+    /// Unix seconds.
+    pub time: i64,
+    pub success: bool,
+    pub failed_checks: usize,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabel {
@@ -55,6 +71,12 @@ struct FailureLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EscrowLabels {
+    operation: String,
     outcome: String,
 }
 
@@ -101,6 +123,9 @@ pub struct Metrics {
     target_up_to_date: Family<TargetLabel, Gauge>,
     attempts: Family<TargetLabel, Counter>,
     failures: Family<FailureLabels, Counter>,
+    verify_success: Gauge,
+    verify_timestamp: Gauge,
+    escrow_ops: Family<EscrowLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -127,6 +152,9 @@ impl Metrics {
             target_up_to_date: Family::default(),
             attempts: Family::default(),
             failures: Family::default(),
+            verify_success: Gauge::default(),
+            verify_timestamp: Gauge::default(),
+            escrow_ops: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -206,6 +234,21 @@ impl Metrics {
             "Failed deliveries per target and reason",
             m.failures.clone(),
         );
+        registry.register(
+            "last_verify_success",
+            "1 if the last `chanvault verify` passed every check (from state_dir)",
+            m.verify_success.clone(),
+        );
+        registry.register(
+            "last_verify_timestamp_seconds",
+            "When `chanvault verify` last ran (0: never)",
+            m.verify_timestamp.clone(),
+        );
+        registry.register(
+            "escrow_operations",
+            "Escrow operations recorded in the audit log, by operation and outcome",
+            m.escrow_ops.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -272,6 +315,37 @@ impl Metrics {
             }
             // Make the counters visible at 0 before the first attempt.
             let _ = self.attempts.get_or_create(&label);
+        }
+    }
+
+    /// Set the gauges that other chanvault processes leave in `state_dir`:
+    /// the last `verify` result and the escrow audit log's records.
+    pub fn refresh_state_dir(&self, state_dir: &std::path::Path) {
+        match std::fs::read(state_dir.join(VERIFY_RESULT_FILE)) {
+            Ok(bytes) => match serde_json::from_slice::<VerifyResult>(&bytes) {
+                Ok(v) => {
+                    self.verify_success.set(i64::from(v.success));
+                    self.verify_timestamp.set(v.time);
+                }
+                Err(e) => tracing::warn!(error = %e, "metrics: {VERIFY_RESULT_FILE} is damaged"),
+            },
+            // Never verified: success 0, timestamp 0, so "not run" alerts fire.
+            Err(_) => {
+                self.verify_success.set(0);
+                self.verify_timestamp.set(0);
+            }
+        }
+        let log = crate::escrow::audit::AuditLog::new(state_dir);
+        if let Ok(entries) = log.read_all() {
+            let mut counts: std::collections::BTreeMap<(String, String), i64> = Default::default();
+            for e in entries {
+                *counts.entry((e.record.op, e.record.outcome)).or_default() += 1;
+            }
+            for ((operation, outcome), n) in counts {
+                self.escrow_ops
+                    .get_or_create(&EscrowLabels { operation, outcome })
+                    .set(n);
+            }
         }
     }
 
@@ -356,7 +430,11 @@ async fn respond<B>(
         "/metrics" => {
             let sp = spool.clone();
             match tokio::task::spawn_blocking(move || sp.journal()).await {
-                Ok(Ok(j)) => metrics.refresh(&j, targets),
+                Ok(Ok(j)) => {
+                    metrics.refresh(&j, targets);
+                    let (m, dir) = (metrics.clone(), spool.dir().to_path_buf());
+                    let _ = tokio::task::spawn_blocking(move || m.refresh_state_dir(&dir)).await;
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot read the journal"),
                 Err(e) => tracing::warn!(error = %e, "metrics: cannot read the journal"),
             }

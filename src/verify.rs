@@ -809,6 +809,29 @@ impl Report {
     }
 }
 
+/// Leave the result in `state_dir` for `watch`'s metrics. Only where a state
+/// dir already exists: a verify from a fresh machine creates nothing.
+fn record_result(cfg: &Config, report: &Report) {
+    if !cfg.state_dir.is_dir() {
+        return;
+    }
+    let result = crate::metrics::VerifyResult {
+        time: report.started.timestamp(),
+        success: report.success,
+        failed_checks: report.checks.iter().filter(|c| c.ok == Some(false)).count(),
+    };
+    let path = cfg.state_dir.join(crate::metrics::VERIFY_RESULT_FILE);
+    let written = serde_json::to_vec(&result)
+        .map_err(std::io::Error::other)
+        .and_then(|b| crate::fsutil::write_atomic(&path, &b, 0o600));
+    if let Err(e) = written {
+        eprintln!(
+            "chanvault: warning: cannot record the result in {}: {e}",
+            path.display()
+        );
+    }
+}
+
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -825,6 +848,7 @@ pub async fn run(a: VerifyArgs) -> u8 {
         }
     };
     let report = verify(&cfg, &a.identity, a.drill, a.json).await;
+    record_result(&cfg, &report);
     if let Some(p) = &a.textfile
         && let Err(e) = crate::fsutil::write_atomic(p, report.textfile().as_bytes(), 0o644)
     {

@@ -378,6 +378,17 @@ async fn verify_passes_when_healthy_and_names_each_seeded_fault() {
         std::fs::metadata(&tf).unwrap().permissions().mode() & 0o777,
         0o644
     );
+    // The result is left in state_dir for watch's metrics.
+    let last: chanvault::metrics::VerifyResult = serde_json::from_slice(
+        &std::fs::read(
+            s.f.path()
+                .join("state")
+                .join(chanvault::metrics::VERIFY_RESULT_FILE),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(last.success && last.failed_checks == 0, "{last:?}");
     let (code, failed, o) = s.verify().await;
     assert_eq!((code, failed.len()), (0, 0), "{}", text(&o));
 

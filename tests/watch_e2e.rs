@@ -419,12 +419,50 @@ async fn metrics_and_health_reflect_the_pipeline() {
     for line in want {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+    assert_eq!(get("/healthz").await.unwrap().0, 200);
+    assert_eq!(get("/nope").await.unwrap().0, 404);
+
+    // Results other processes leave in state_dir: never verified yet -> 0;
+    // after a verify and two escrow operations, their values.
+    assert!(
+        text.contains("chanvault_last_verify_timestamp_seconds 0"),
+        "{text}"
+    );
+    let state = f.path().join("state");
+    let result = chanvault::metrics::VerifyResult {
+        time: 1_700_000_000,
+        success: true,
+        failed_checks: 0,
+    };
+    std::fs::write(
+        state.join(chanvault::metrics::VERIFY_RESULT_FILE),
+        serde_json::to_vec(&result).unwrap(),
+    )
+    .unwrap();
+    let log = chanvault::escrow::audit::AuditLog::new(&state);
+    for outcome in ["ok", "error: sealed"] {
+        log.append(&chanvault::escrow::audit::Event {
+            accessor: "acc",
+            op: "put",
+            path: "secret/data/chanvault/seed",
+            version: None,
+            outcome,
+        })
+        .unwrap();
+    }
+    let text = scrape().await;
+    for line in [
+        "chanvault_last_verify_success 1",
+        "chanvault_last_verify_timestamp_seconds 1700000000",
+        "chanvault_escrow_operations{operation=\"put\",outcome=\"ok\"} 1",
+        "chanvault_escrow_operations{operation=\"put\",outcome=\"error: sealed\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
     // Every name the alerts and dashboard may use is really exported.
     for name in chanvault::metrics::METRIC_NAMES {
         assert!(text.contains(name), "{name} not exported:\n{text}");
     }
-    assert_eq!(get("/healthz").await.unwrap().0, 200);
-    assert_eq!(get("/nope").await.unwrap().0, 404);
 
     f.sim.stop().await;
     eventually("healthz turns 503 when LND is gone", 10, || {
