@@ -6,6 +6,7 @@
 #[path = "common/bao.rs"]
 mod bao;
 
+use bao::{multisig, origin_key};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -159,29 +160,6 @@ fn mainnet() -> ParseOptions {
 
 fn parse(kind: Kind, text: &str) -> Material {
     Material::parse(kind, &SecretString::new(text.to_owned()), &mainnet()).unwrap()
-}
-
-fn origin_key(m: &Material) -> String {
-    let p = m.public();
-    let path = p.derivation.as_deref().unwrap().trim_start_matches("m/");
-    format!(
-        "[{}/{}]{}",
-        p.master_fingerprint.as_deref().unwrap(),
-        path.replace('\'', "h"),
-        p.xpub.as_deref().unwrap()
-    )
-}
-
-fn multisig(keys: &[String]) -> String {
-    let body = format!(
-        "wsh(sortedmulti(2,{}))",
-        keys.iter()
-            .map(|k| format!("{k}/<0;1>/*"))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let checksum = miniscript::descriptor::checksum::desc_checksum(&body).unwrap();
-    format!("{body}#{checksum}")
 }
 
 fn account_xprv() -> String {

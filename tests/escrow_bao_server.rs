@@ -25,33 +25,9 @@ use common::{Fixture, eventually};
 const ABANDON: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
                        abandon abandon about";
 
-fn chanvault(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chanvault"))
-        .env_remove("RUST_LOG")
-        .env_remove("BAO_ADDR")
-        .env_remove("VAULT_ADDR")
-        .stdin(Stdio::null())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap()
-}
-
-fn ok(config: &Path, args: &[&str]) -> String {
-    let out = chanvault(config, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Exit 1 and exactly one line on stderr.
 fn err(config: &Path, args: &[&str]) -> String {
-    let out = chanvault(config, args);
+    let out = bao::cli(config, args);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
@@ -242,7 +218,7 @@ async fn raft_server_seal_unseal_restart_and_watch_is_unaffected() {
     let cfg = &f.config;
     let seed = f.path().join("seed");
     std::fs::write(&seed, ABANDON).unwrap();
-    let out = ok(
+    let out = bao::cli_ok(
         cfg,
         &[
             "keys",
@@ -303,9 +279,9 @@ async fn raft_server_seal_unseal_restart_and_watch_is_unaffected() {
 
     // Unsealed: works again, and the sealed attempt left no version behind.
     bao.unseal();
-    let h = ok(cfg, &["keys", "history", "seed"]);
+    let h = bao::cli_ok(cfg, &["keys", "history", "seed"]);
     assert!(h.contains("current version 1"), "{h}");
-    ok(
+    bao::cli_ok(
         cfg,
         &[
             "keys",
@@ -323,10 +299,10 @@ async fn raft_server_seal_unseal_restart_and_watch_is_unaffected() {
     let e = err(cfg, &["keys", "list"]);
     assert!(e.contains("is sealed"), "{e}");
     bao.unseal();
-    let h = ok(cfg, &["keys", "history", "seed"]);
+    let h = bao::cli_ok(cfg, &["keys", "history", "seed"]);
     assert!(h.contains("current version 2"), "{h}");
     let o = f.path().join("seed.out");
-    ok(
+    bao::cli_ok(
         cfg,
         &[
             "keys",
@@ -338,7 +314,7 @@ async fn raft_server_seal_unseal_restart_and_watch_is_unaffected() {
         ],
     );
     assert_eq!(std::fs::read_to_string(&o).unwrap().trim(), ABANDON);
-    ok(cfg, &["audit", "verify"]);
+    bao::cli_ok(cfg, &["audit", "verify"]);
 }
 
 fn escrow_config(dir: &Path, address: &str, auth: &str, timeout: u64) -> chanvault::config::Config {
@@ -608,7 +584,7 @@ fn a_faulty_network_gives_clear_errors_and_writes_nothing() {
     let s = seed.to_str().unwrap();
 
     // Through the proxy, all is well.
-    ok(&path, &["keys", "put", "bip39", "seed", "--file", s]);
+    bao::cli_ok(&path, &["keys", "put", "bip39", "seed", "--file", s]);
 
     proxy.set(HANG);
     let t0 = Instant::now();
@@ -646,7 +622,7 @@ fn a_faulty_network_gives_clear_errors_and_writes_nothing() {
     );
 
     proxy.set(PASS);
-    let h = ok(&path, &["keys", "history", "seed"]);
+    let h = bao::cli_ok(&path, &["keys", "history", "seed"]);
     assert!(h.contains("current version 1"), "nothing written: {h}");
     let audit = std::fs::read_to_string(dir.path().join("state/escrow-audit.jsonl")).unwrap();
     assert!(audit.contains("\"outcome\":\"error: timeout\""), "{audit}");
@@ -654,6 +630,6 @@ fn a_faulty_network_gives_clear_errors_and_writes_nothing() {
         audit.contains("\"outcome\":\"error: malformed-reply\""),
         "{audit}"
     );
-    ok(&path, &["audit", "verify"]);
+    bao::cli_ok(&path, &["audit", "verify"]);
     drop(proxy);
 }

@@ -8,38 +8,14 @@ mod bao;
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use bao::Bao;
 use chanvault::seal::Identities;
 use common::Fixture;
 
-fn run(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chanvault"))
-        .env_remove("RUST_LOG")
-        .env_remove("BAO_ADDR")
-        .env_remove("VAULT_ADDR")
-        .stdin(Stdio::null())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap()
-}
-
-fn ok(config: &Path, args: &[&str]) -> String {
-    let out = run(config, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn err(config: &Path, args: &[&str]) -> String {
-    let out = run(config, args);
+    let out = bao::cli(config, args);
     assert_eq!(out.status.code(), Some(1), "{args:?}");
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
@@ -92,8 +68,8 @@ async fn rotation_reseals_the_newest_backup_and_redelivers_it_everywhere() {
         &format!("recipients = [\"{}\", \"{other_pub}\"]", f.recipient),
     );
     let cfg = &f.config;
-    ok(cfg, &["target", "init", "offsite"]);
-    ok(cfg, &["backup", "--once"]);
+    bao::cli_ok(cfg, &["target", "init", "offsite"]);
+    bao::cli_ok(cfg, &["backup", "--once"]);
     let repo = f.path().join("targets/restic");
     assert_eq!(restic_snapshots(&repo, &password), 1);
     let current = f.target_dir("pbs").join("channel.backup.age");
@@ -101,11 +77,11 @@ async fn rotation_reseals_the_newest_backup_and_redelivers_it_everywhere() {
     let plain = opens(&f.identity, &before).expect("the old identity opens the first backup");
 
     let g = f.identity.display().to_string();
-    ok(
+    bao::cli_ok(
         cfg,
         &["keys", "put", "age-identity", "backup-id", "--file", &g],
     );
-    let out = ok(cfg, &["keys", "rotate", "age-identity", "backup-id"]);
+    let out = bao::cli_ok(cfg, &["keys", "rotate", "age-identity", "backup-id"]);
     assert!(
         out.contains("stored a new age identity as backup-id version 2"),
         "{out}"
@@ -123,7 +99,7 @@ async fn rotation_reseals_the_newest_backup_and_redelivers_it_everywhere() {
 
     // The new identity, read back from the escrow.
     let new_id = f.path().join("new-identity.txt");
-    ok(
+    bao::cli_ok(
         cfg,
         &[
             "keys",
@@ -191,7 +167,7 @@ async fn rotation_reseals_the_newest_backup_and_redelivers_it_everywhere() {
         "{e}"
     );
     std::fs::write(cfg, text).unwrap();
-    let out = ok(
+    let out = bao::cli_ok(
         cfg,
         &[
             "keys",
@@ -202,10 +178,10 @@ async fn rotation_reseals_the_newest_backup_and_redelivers_it_everywhere() {
         ],
     );
     assert!(out.contains("destroyed versions [1]"), "{out}");
-    ok(cfg, &["audit", "verify"]);
+    bao::cli_ok(cfg, &["audit", "verify"]);
     // The next backup from LND is sealed to the new set as well.
     f.sim.open_channel();
-    ok(cfg, &["backup", "--once"]);
+    bao::cli_ok(cfg, &["backup", "--once"]);
     let next = std::fs::read(&current).unwrap();
     assert!(opens(&new_id, &next).is_some());
 }
@@ -222,7 +198,7 @@ async fn rotation_refuses_before_writing_when_the_old_identity_does_not_open_the
         token.display()
     ));
     let cfg = &f.config;
-    ok(cfg, &["backup", "--once"]);
+    bao::cli_ok(cfg, &["backup", "--once"]);
     let stranger = f.path().join("stranger.txt");
     chanvault::seal::write_new_identity(&stranger).unwrap();
     let e = err(
@@ -246,7 +222,7 @@ async fn rotation_refuses_before_writing_when_the_old_identity_does_not_open_the
     assert!(e.contains("pass --identity FILE"), "{e}");
     // With the right one it works (first rotation of a new item).
     let g = f.identity.display().to_string();
-    let out = ok(
+    let out = bao::cli_ok(
         cfg,
         &[
             "keys",

@@ -9,6 +9,7 @@
 mod bao;
 mod common;
 
+use bao::{multisig, origin_key};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -34,29 +35,6 @@ fn parse(text: &str) -> Material {
         &ParseOptions::new(Network::Bitcoin),
     )
     .unwrap()
-}
-
-fn origin_key(m: &Material) -> String {
-    let p = m.public();
-    let path = p.derivation.as_deref().unwrap().trim_start_matches("m/");
-    format!(
-        "[{}/{}]{}",
-        p.master_fingerprint.as_deref().unwrap(),
-        path.replace('\'', "h"),
-        p.xpub.as_deref().unwrap()
-    )
-}
-
-fn multisig(keys: &[String]) -> String {
-    let body = format!(
-        "wsh(sortedmulti(2,{}))",
-        keys.iter()
-            .map(|k| format!("{k}/<0;1>/*"))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let checksum = miniscript::descriptor::checksum::desc_checksum(&body).unwrap();
-    format!("{body}#{checksum}")
 }
 
 /// `rclone serve restic` on 127.0.0.1, killed on drop.

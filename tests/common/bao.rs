@@ -200,3 +200,55 @@ impl Drop for Bao {
         self.kill();
     }
 }
+
+/// The chanvault binary with `--config CONFIG`, without inherited
+/// OpenBao/log environment and with no stdin.
+pub fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chanvault"))
+        .env_remove("RUST_LOG")
+        .env_remove("BAO_ADDR")
+        .env_remove("VAULT_ADDR")
+        .stdin(Stdio::null())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+/// [`cli`] that must succeed; returns stdout.
+pub fn cli_ok(config: &Path, args: &[&str]) -> String {
+    let out = cli(config, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `[fingerprint/path]xpub` of a parsed seed or xpub (for descriptors).
+pub fn origin_key(m: &chanvault::escrow::material::Material) -> String {
+    let p = m.public();
+    let path = p.derivation.as_deref().unwrap().trim_start_matches("m/");
+    format!(
+        "[{}/{}]{}",
+        p.master_fingerprint.as_deref().unwrap(),
+        path.replace('\'', "h"),
+        p.xpub.as_deref().unwrap()
+    )
+}
+
+/// A 2-of-N `wsh(sortedmulti)` descriptor over `keys`, with its checksum.
+pub fn multisig(keys: &[String]) -> String {
+    let body = format!(
+        "wsh(sortedmulti(2,{}))",
+        keys.iter()
+            .map(|k| format!("{k}/<0;1>/*"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let checksum = miniscript::descriptor::checksum::desc_checksum(&body).unwrap();
+    format!("{body}#{checksum}")
+}
