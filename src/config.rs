@@ -20,6 +20,8 @@ pub const DEFAULT_KEEP: usize = 50;
 pub const DEFAULT_RETRY_INITIAL_SECONDS: u64 = 2;
 /// Default cap of the delivery retry delay.
 pub const DEFAULT_RETRY_MAX_SECONDS: u64 = 300;
+pub const DEFAULT_DELIVERY_TIMEOUT_SECONDS: u64 = 120;
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 /// Default cap of the LND reconnect delay.
 pub const DEFAULT_RECONNECT_MAX_SECONDS: u64 = 60;
 /// Default LND RPC timeout.
@@ -183,6 +185,10 @@ pub struct DeliveryConfig {
     pub retry_initial_seconds: u64,
     #[serde(default = "default_retry_max")]
     pub retry_max_seconds: u64,
+    /// Longest one delivery to one target may take (a peer that accepts and
+    /// never answers fails after this, and is retried with backoff).
+    #[serde(default = "default_delivery_timeout")]
+    pub timeout_seconds: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -190,6 +196,7 @@ impl Default for DeliveryConfig {
         Self {
             retry_initial_seconds: default_retry_initial(),
             retry_max_seconds: default_retry_max(),
+            timeout_seconds: default_delivery_timeout(),
         }
     }
 }
@@ -232,6 +239,9 @@ pub struct ResticTargetConfig {
     /// snapshots of this host. Never prunes (prune from a trusted host); off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forget_keep_last: Option<u32>,
+    /// Per HTTP request to a `rest:` server (connect, send, answer).
+    #[serde(default = "default_request_timeout")]
+    pub timeout_seconds: u64,
 }
 
 impl ResticTargetConfig {
@@ -272,6 +282,12 @@ fn default_retry_initial() -> u64 {
 }
 fn default_retry_max() -> u64 {
     DEFAULT_RETRY_MAX_SECONDS
+}
+fn default_delivery_timeout() -> u64 {
+    DEFAULT_DELIVERY_TIMEOUT_SECONDS
+}
+fn default_request_timeout() -> u64 {
+    DEFAULT_REQUEST_TIMEOUT_SECONDS
 }
 fn default_reconnect_max() -> u64 {
     DEFAULT_RECONNECT_MAX_SECONDS
@@ -383,6 +399,9 @@ impl Config {
                 "delivery.retry_max_seconds",
                 "must not be smaller than delivery.retry_initial_seconds",
             ));
+        }
+        if d.timeout_seconds == 0 {
+            return Err(self.invalid("delivery.timeout_seconds", "must be at least 1"));
         }
         if let Some(e) = &self.escrow {
             e.validate().map_err(|(key, m)| self.invalid(key, m))?;
@@ -510,6 +529,9 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
             "forget_keep_last",
             "must be at least 1 (leave it out to keep every snapshot)".into(),
         ));
+    }
+    if r.timeout_seconds == 0 {
+        return Err(("timeout_seconds", "must be at least 1".into()));
     }
     Ok(())
 }

@@ -15,9 +15,6 @@ use crate::pipeline::{blocking, short};
 use crate::spool::{Pending, Spool};
 use crate::target::{Delivery, Receipt, Target};
 
-/// Longest a single delivery may take before it counts as failed.
-pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Capped exponential backoff with jitter (each wait is 50–100% of the step).
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -54,8 +51,9 @@ pub async fn deliver_one(
     spool: &Arc<Spool>,
     metrics: &Metrics,
     p: &Pending,
+    timeout: Duration,
 ) -> Result<Receipt, String> {
-    let result = put_one(target, spool, p).await;
+    let result = put_one(target, spool, p, timeout).await;
     metrics.delivery(
         target.name(),
         result.as_ref().err().map(|e| failure_reason(e)),
@@ -63,7 +61,12 @@ pub async fn deliver_one(
     result
 }
 
-async fn put_one(target: &dyn Target, spool: &Arc<Spool>, p: &Pending) -> Result<Receipt, String> {
+async fn put_one(
+    target: &dyn Target,
+    spool: &Arc<Spool>,
+    p: &Pending,
+    timeout: Duration,
+) -> Result<Receipt, String> {
     let id = p.record.id.clone();
     let sp = spool.clone();
     let sealed = blocking(move || sp.read(&id))
@@ -75,12 +78,12 @@ async fn put_one(target: &dyn Target, spool: &Arc<Spool>, p: &Pending) -> Result
         sealed: Arc::new(sealed),
         current: p.current,
     };
-    let receipt = match tokio::time::timeout(DELIVERY_TIMEOUT, target.deliver(&delivery)).await {
+    let receipt = match tokio::time::timeout(timeout, target.deliver(&delivery)).await {
         Err(_) => {
             return Err(format!(
-                "target {}: no answer within {}s",
+                "target {}: delivery not finished within {}s (delivery.timeout_seconds)",
                 target.name(),
-                DELIVERY_TIMEOUT.as_secs()
+                timeout.as_secs()
             ));
         }
         Ok(r) => r.map_err(|e| e.to_string())?,
@@ -118,6 +121,7 @@ pub async fn run_worker(
     mut wake: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
     mut backoff: Backoff,
+    timeout: Duration,
 ) {
     let name = target.name().to_string();
     let mut last_error: Option<String> = None;
@@ -145,7 +149,7 @@ pub async fn run_worker(
                 _ = shutdown.changed() => return,
             }
         };
-        match deliver_one(target.as_ref(), &spool, &metrics, next).await {
+        match deliver_one(target.as_ref(), &spool, &metrics, next, timeout).await {
             Ok(receipt) => {
                 if last_error.take().is_some() {
                     tracing::info!(target = %name, "target reachable again");
@@ -185,6 +189,7 @@ pub async fn deliver_pending_once(
     targets: &[Arc<dyn Target>],
     spool: &Arc<Spool>,
     metrics: &Metrics,
+    timeout: Duration,
 ) -> Vec<(String, String)> {
     let mut failures = vec![];
     for t in targets {
@@ -202,7 +207,7 @@ pub async fn deliver_pending_once(
             }
         };
         for p in &pending {
-            match deliver_one(t.as_ref(), spool, metrics, p).await {
+            match deliver_one(t.as_ref(), spool, metrics, p, timeout).await {
                 Ok(r) => {
                     tracing::info!(target = t.name(), backup = short(&p.record.id), location = %r.location, "delivered")
                 }

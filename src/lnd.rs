@@ -253,6 +253,16 @@ impl LndClient {
             };
         }
         let msg = s.message();
+        // Our own decoder's verdicts on what LND sent (tonic's texts): a
+        // message that is not protobuf, or longer than MAX_MESSAGE_BYTES.
+        if (s.code() == tonic::Code::Internal && msg.starts_with("failed to decode Protobuf"))
+            || (s.code() == tonic::Code::OutOfRange && msg.contains("message length too large"))
+        {
+            return LndError::BadReply {
+                rpc,
+                reason: format!("cannot decode it ({msg})"),
+            };
+        }
         let path = self.settings.macaroon.clone();
         if msg.contains("permission denied") {
             return LndError::PermissionDenied { rpc, path, needs };
@@ -526,6 +536,96 @@ impl BackupStream {
                     .status_error("SubscribeChannelBackups", "offchain:read", &status))
             }
         }
+    }
+}
+
+impl BackupStream {
+    /// Read the stream on a task of its own and keep only the newest snapshot.
+    /// Every snapshot carries LND's whole multi backup, so one that is still
+    /// waiting when a newer one arrives is worth nothing: during a burst of
+    /// channel events the pipeline processes the newest state each time it is
+    /// free, instead of working through a backlog. At most one decoded
+    /// snapshot waits, whatever the peer sends.
+    pub fn newest_only(mut self) -> NewestSnapshot {
+        let slot = Arc::new(std::sync::Mutex::new(Slot::default()));
+        let ready = Arc::new(tokio::sync::Notify::new());
+        let (s, r) = (slot.clone(), ready.clone());
+        let reader = tokio::spawn(async move {
+            loop {
+                let next = self.next().await;
+                let ended = next.is_err();
+                {
+                    let mut slot = lock(&s);
+                    match next {
+                        Ok(snap) => {
+                            if slot.newest.replace(snap).is_some() {
+                                slot.superseded += 1;
+                            }
+                        }
+                        Err(e) => slot.end = Some(e),
+                    }
+                }
+                r.notify_one();
+                if ended {
+                    return;
+                }
+            }
+        });
+        NewestSnapshot {
+            slot,
+            ready,
+            reader,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    newest: Option<Snapshot>,
+    /// Snapshots replaced by a newer one before anyone took them.
+    superseded: u64,
+    end: Option<LndError>,
+}
+
+fn lock(slot: &std::sync::Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    // The reader never panics while holding the lock; a poisoned slot is still consistent.
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The newest snapshot of a [`BackupStream`]; see [`BackupStream::newest_only`].
+/// Dropping it stops the reader and closes the stream.
+pub struct NewestSnapshot {
+    slot: Arc<std::sync::Mutex<Slot>>,
+    ready: Arc<tokio::sync::Notify>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl NewestSnapshot {
+    /// The newest snapshot not yet taken, with how many older ones it
+    /// replaced; the stream's error once every snapshot before it was taken.
+    pub async fn next(&mut self) -> Result<(Snapshot, u64), LndError> {
+        loop {
+            {
+                let mut slot = lock(&self.slot);
+                if let Some(snap) = slot.newest.take() {
+                    return Ok((snap, std::mem::take(&mut slot.superseded)));
+                }
+                if let Some(e) = slot.end.take() {
+                    return Err(e);
+                }
+                if self.reader.is_finished() {
+                    return Err(LndError::StreamEnded);
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
+impl Drop for NewestSnapshot {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }
 

@@ -93,6 +93,8 @@ pub enum SnapshotOutcome {
     Duplicate,
     Rejected,
     Error,
+    /// Replaced by a newer snapshot from LND before it was processed.
+    Superseded,
 }
 
 impl SnapshotOutcome {
@@ -103,6 +105,7 @@ impl SnapshotOutcome {
             Self::Duplicate => "duplicate",
             Self::Rejected => "rejected",
             Self::Error => "error",
+            Self::Superseded => "superseded",
         }
     }
 }
@@ -267,6 +270,15 @@ impl Metrics {
                 outcome: outcome.label().to_string(),
             })
             .inc();
+    }
+
+    /// Count snapshots that a newer one replaced before the pipeline took them.
+    pub fn superseded(&self, n: u64) {
+        self.snapshots
+            .get_or_create(&OutcomeLabel {
+                outcome: SnapshotOutcome::Superseded.label().to_string(),
+            })
+            .inc_by(n);
     }
 
     /// Count one delivery attempt; `failure` is a short reason class.

@@ -19,6 +19,7 @@
 //! recorded but not added to the channel set.
 
 mod backup;
+mod hostile;
 mod identity;
 mod service;
 mod standalone;
@@ -47,6 +48,7 @@ use crate::lnd::proto::lightning_server::LightningServer;
 use crate::scb::ChanPoint;
 use service::{Rpc, Shared, SimService};
 
+pub use hostile::HostileStream;
 pub use standalone::run_standalone;
 
 /// Largest request the simulator accepts (lnd's `MaxGrpcMsgSize`, 200 MiB).
@@ -125,6 +127,7 @@ struct Inner {
     cert_pem: Vec<u8>,
     key_pem: Zeroizing<Vec<u8>>,
     running: Mutex<Option<Running>>,
+    hostile: hostile::HostileSwitch,
 }
 
 struct Running {
@@ -184,6 +187,7 @@ impl Simulator {
             cert_pem: files.cert_pem,
             key_pem: files.key_pem,
             running: Mutex::new(None),
+            hostile: Default::default(),
         };
         let running = inner.serve(listener)?;
         *inner.lock_running() = Some(running);
@@ -329,6 +333,17 @@ impl Simulator {
         self.inner.shared.fail_streams(&status)
     }
 
+    /// From now on, answer every new SubscribeChannelBackups call with
+    /// `mode` instead of snapshots (`None`: behave again). Streams already
+    /// open are not touched; [`Simulator::drop_streams`] ends them.
+    pub fn set_hostile_stream(&self, mode: Option<HostileStream>) {
+        *self
+            .inner
+            .hostile
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = mode;
+    }
+
     /// Open SubscribeChannelBackups streams.
     pub fn stream_count(&self) -> usize {
         self.inner.shared.stream_count()
@@ -419,10 +434,13 @@ impl Inner {
         let mut builder = Server::builder()
             .tls_config(tls)
             .map_err(|e| tls_err(crate::lnd::error_chain(&e)))?;
-        let svc = LightningServer::new(SimService {
-            shared: self.shared.clone(),
-        })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let svc = hostile::Hostile {
+            inner: LightningServer::new(SimService {
+                shared: self.shared.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            switch: self.hostile.clone(),
+        };
         let conns = Arc::new(ConnTracker::default());
         let tracker = conns.clone();
         let incoming = TcpListenerStream::new(listener)

@@ -24,6 +24,9 @@ use crate::target::{self, Target};
 
 /// First wait before reconnecting to LND.
 pub const RECONNECT_INITIAL: Duration = Duration::from_secs(1);
+/// A link that stayed up this long before it broke starts its reconnect
+/// backoff afresh.
+const STABLE_LINK: Duration = Duration::from_secs(60);
 /// How long shutdown waits for delivery workers to finish their step.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -100,6 +103,10 @@ impl Agent {
         &self.targets
     }
 
+    fn delivery_timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.delivery.timeout_seconds)
+    }
+
     fn settings(&self) -> LndSettings {
         LndSettings::from(&self.cfg.lnd)
     }
@@ -117,9 +124,13 @@ impl Agent {
     pub async fn backup_once(&self) -> Result<OnceReport, AgentError> {
         let lnd = LndClient::connect(&self.settings()).await?;
         let outcome = self.export_and_process(&lnd, "once").await?;
-        let failures =
-            deliver::deliver_pending_once(&self.targets, self.spool(), self.pipeline.metrics())
-                .await;
+        let failures = deliver::deliver_pending_once(
+            &self.targets,
+            self.spool(),
+            self.pipeline.metrics(),
+            self.delivery_timeout(),
+        )
+        .await;
         Ok(OnceReport { outcome, failures })
     }
 
@@ -145,6 +156,7 @@ impl Agent {
                 self.pipeline.subscribe(),
                 shutdown.clone(),
                 retry.clone(),
+                self.delivery_timeout(),
             ));
         }
         if self.cfg.metrics.enabled {
@@ -199,7 +211,7 @@ impl Agent {
             let (lnd, mut stream) = match connected {
                 Ok(c) => c,
                 Err(e) => {
-                    link.down(&settings.address, &e.to_string());
+                    link.down(&settings.address, &e.to_string(), e.is_connection());
                     let wait = reconnect.next_delay();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => continue 'outer,
@@ -212,7 +224,7 @@ impl Agent {
             match self.export_and_process(&lnd, "connect").await {
                 Ok(_) => processing.reset(),
                 Err(e) if e.is_connection() => {
-                    link.down(&settings.address, &e.to_string());
+                    link.down(&settings.address, &e.to_string(), true);
                     continue 'outer;
                 }
                 Err(e) => {
@@ -221,16 +233,26 @@ impl Agent {
                 }
             }
             link.up(&settings.address);
-            reconnect.reset();
+            // The backoff resets only once the link proved itself: an LND that
+            // accepts connections and then breaks every stream is not retried
+            // in a tight loop.
+            let connected_at = tokio::time::Instant::now();
             loop {
                 let until_cron = next_cron_delay(&schedule);
                 let step = tokio::select! {
                     biased;
                     _ = shutdown.changed() => break 'outer,
                     msg = stream.next() => match msg {
-                        Ok(snap) => self.pipeline.process(&lnd, snap, "stream").await,
+                        Ok((snap, superseded)) => {
+                            reconnect.reset();
+                            if superseded > 0 {
+                                tracing::debug!(superseded, "newer snapshot replaced ones not yet processed");
+                                self.pipeline.metrics().superseded(superseded);
+                            }
+                            self.pipeline.process(&lnd, snap, "stream").await
+                        }
                         Err(e) => {
-                            link.down(&settings.address, &e.to_string());
+                            link.down(&settings.address, &e.to_string(), e.is_connection());
                             break;
                         }
                     },
@@ -245,7 +267,7 @@ impl Agent {
                         processing.reset();
                     }
                     Err(e) if e.is_connection() => {
-                        link.down(&settings.address, &e.to_string());
+                        link.down(&settings.address, &e.to_string(), true);
                         break;
                     }
                     Err(e) => {
@@ -255,6 +277,9 @@ impl Agent {
                         retry_at = Some(tokio::time::Instant::now() + wait);
                     }
                 }
+            }
+            if connected_at.elapsed() >= STABLE_LINK {
+                reconnect.reset();
             }
             let wait = reconnect.next_delay();
             tokio::select! {
@@ -280,10 +305,10 @@ impl Agent {
 
 async fn connect_and_subscribe(
     settings: &LndSettings,
-) -> Result<(LndClient, crate::lnd::BackupStream), LndError> {
+) -> Result<(LndClient, crate::lnd::NewestSnapshot), LndError> {
     let lnd = LndClient::connect(settings).await?;
     // Subscribe before the baseline export so no change falls in between.
-    let stream = lnd.subscribe().await?;
+    let stream = lnd.subscribe().await?.newest_only();
     Ok((lnd, stream))
 }
 
@@ -322,13 +347,23 @@ impl LinkState {
         }
     }
 
-    fn down(&mut self, address: &str, error: &str) {
+    /// `connection`: LND could not be reached, as opposed to LND answering
+    /// with something unusable (a broken stream, bytes that do not decode).
+    fn down(&mut self, address: &str, error: &str, connection: bool) {
         if self.up || self.last_error.as_deref() != Some(error) {
-            tracing::warn!(
-                lnd = address,
-                error,
-                "LND not available; reconnecting with backoff"
-            );
+            if connection {
+                tracing::warn!(
+                    lnd = address,
+                    error,
+                    "LND not available; reconnecting with backoff"
+                );
+            } else {
+                tracing::warn!(
+                    lnd = address,
+                    error,
+                    "LND's channel backup stream failed; reconnecting with backoff"
+                );
+            }
         }
         self.up = false;
         self.last_error = Some(error.to_string());

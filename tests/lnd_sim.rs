@@ -283,6 +283,44 @@ async fn subscribe_is_silent_until_an_event_then_sends_one_snapshot_per_event() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_only_keeps_the_newest_of_a_burst_and_then_the_end() {
+    let (_dir, sim) = start().await;
+    let client = connect(&sim, &sim.readonly_macaroon_path()).await;
+    let mut newest = client.subscribe().await.unwrap().newest_only();
+    // 25 opens are 50 snapshots, all sent before anyone reads.
+    for _ in 0..25 {
+        sim.open_channel();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (snap, superseded) = timeout(EVENT, newest.next()).await.unwrap().unwrap();
+    assert_eq!(snap.chan_points, sim.channels(), "the newest state");
+    assert_eq!(snap.chan_points.len(), 25);
+    assert_eq!(superseded, 49, "every older snapshot was dropped");
+    assert!(
+        timeout(QUIET, newest.next()).await.is_err(),
+        "nothing is delivered twice"
+    );
+
+    // A snapshot that arrived before the stream ended still comes first.
+    let cp = sim.open_channel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sim.drop_streams(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (snap, superseded) = timeout(EVENT, newest.next()).await.unwrap().unwrap();
+    assert!(snap.chan_points.contains(&cp));
+    assert_eq!(superseded, 1);
+    match timeout(EVENT, newest.next()).await.unwrap() {
+        Err(LndError::StreamEnded) | Err(LndError::Unreachable { .. }) => {}
+        other => panic!("expected the end of the stream, got {other:?}"),
+    }
+    match timeout(EVENT, newest.next()).await.unwrap() {
+        Err(LndError::StreamEnded) => {}
+        other => panic!("an ended stream stays ended, got {other:?}"),
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_multi_returns_the_set_on_new_lnd_and_none_on_old() {
     let (_dir, sim) = start().await;
     sim.open_channels(3);

@@ -563,3 +563,60 @@ async fn a_full_spool_disk_loses_nothing_and_recovers_without_a_restart() {
     tx.send(true).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// Sum of the `chanvault_snapshots_total` samples with this outcome.
+fn snapshots(m: &chanvault::metrics::Metrics, outcome: &str) -> u64 {
+    let label = format!("outcome=\"{outcome}\"");
+    m.render()
+        .lines()
+        .filter(|l| l.starts_with("chanvault_snapshots_total") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_events_is_coalesced_to_the_newest_state() {
+    let f = Fixture::new().await;
+    f.sim.open_channels(20);
+    let agent = Agent::new(f.load()).unwrap();
+    let metrics = agent.metrics().clone();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    eventually("baseline stored", 10, || snapshots(&metrics, "stored") == 1).await;
+
+    // 100 opens and 100 closes back to back: 400 stream snapshots (lnd sends
+    // two per open and two per close), far faster than each can be verified,
+    // sealed and fsynced.
+    for _ in 0..100 {
+        let cp = f.sim.open_channel();
+        let old = f.sim.channels().into_iter().find(|c| *c != cp).unwrap();
+        assert!(f.sim.close_channel(&old));
+    }
+    let fp = scb::fingerprint(&f.sim.channels());
+    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
+    eventually(
+        "the final state on pbs",
+        30,
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    // Every snapshot LND sent is accounted for exactly once: processed
+    // (stored or duplicate) or superseded by a newer one while waiting.
+    eventually("all 400 snapshots accounted for", 10, || {
+        snapshots(&metrics, "stored")
+            + snapshots(&metrics, "duplicate")
+            + snapshots(&metrics, "superseded")
+            == 1 + 400
+    })
+    .await;
+    let (stored, superseded) = (
+        snapshots(&metrics, "stored"),
+        snapshots(&metrics, "superseded"),
+    );
+    println!("burst of 400 snapshots: {stored} stored (incl. baseline), {superseded} superseded");
+    assert!(superseded > 0, "older snapshots are dropped, not queued");
+    assert!(stored < 200, "the burst is coalesced: {stored} stored");
+    assert_eq!(snapshots(&metrics, "error"), 0);
+    tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}

@@ -138,7 +138,13 @@ pub async fn reseal_and_deliver(
     tracing::info!(backup = %record.id, from = %from, "stored the newest good backup re-sealed to the new recipients");
     let targets: Vec<_> = cfg.targets.iter().map(crate::target::build).collect();
     let metrics = crate::metrics::Metrics::new();
-    let failures = crate::deliver::deliver_pending_once(&targets, &opened.spool, &metrics).await;
+    let failures = crate::deliver::deliver_pending_once(
+        &targets,
+        &opened.spool,
+        &metrics,
+        std::time::Duration::from_secs(cfg.delivery.timeout_seconds),
+    )
+    .await;
     let journal = opened.spool.journal()?;
     let targets = targets
         .iter()

@@ -62,8 +62,6 @@ const LOCK_STALE: Duration = Duration::from_secs(30 * 60);
 /// How long one delivery waits for another host's exclusive lock.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 const LOCK_POLL: Duration = Duration::from_secs(2);
-/// Per-request timeout of the REST client (packs here are tiny).
-const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// restic's REST protocol v2 listing.
 const REST_V2: &str = "application/vnd.x.restic.rest.v2";
 
@@ -208,6 +206,11 @@ impl ResticTarget {
 
     // ----- opening -------------------------------------------------------
 
+    /// Per HTTP request (packs here are tiny); `timeout_seconds` in the config.
+    fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.timeout_seconds)
+    }
+
     fn http(&self) -> Result<Option<Http>, TargetError> {
         let Some(url) = self.cfg.repository.strip_prefix("rest:") else {
             return Ok(None);
@@ -220,7 +223,7 @@ impl ResticTarget {
         let base = reqwest::Url::parse(&url)
             .map_err(|e| self.err(format!("repository {url} is not a valid URL: {e}")))?;
         let mut builder = reqwest::blocking::Client::builder()
-            .timeout(HTTP_TIMEOUT)
+            .timeout(self.request_timeout())
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &self.cfg.cacert {
             let pem = std::fs::read(ca)
@@ -281,7 +284,7 @@ impl ResticTarget {
         if is_timeout {
             return self.err(format!(
                 "the REST server {repo} did not answer within {}s",
-                HTTP_TIMEOUT.as_secs()
+                self.cfg.timeout_seconds
             ));
         }
         self.err(format!("{what} on the REST server {repo} failed: {chain}"))
@@ -354,7 +357,7 @@ impl ResticTarget {
                     ("retry".to_string(), "1".to_string()),
                     (
                         "timeout".to_string(),
-                        format!("{}s", HTTP_TIMEOUT.as_secs()),
+                        format!("{}s", self.cfg.timeout_seconds),
                     ),
                 ];
                 if let Some(ca) = &self.cfg.cacert {

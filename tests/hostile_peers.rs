@@ -1,0 +1,311 @@
+//! Slow and hostile peers: a target that accepts connections and never
+//! answers, and an LND that streams garbage or a message far over the limit.
+//! Each must fail with a clear error, hold up nothing else, keep memory
+//! bounded, and recover once the peer behaves again.
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chanvault::scb;
+use chanvault::sim::HostileStream;
+use chanvault::target::dir::DirTarget;
+use chanvault::watch::Agent;
+use common::{Fixture, eventually};
+use tokio::sync::watch;
+
+/// A TCP server on 127.0.0.1 that accepts every connection, reads what it is
+/// sent, and never answers. Stops (closing every socket) on drop.
+struct BlackHole {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (accepted.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = vec![];
+            let mut buf = [0u8; 4096];
+            while !s.load(Ordering::SeqCst) {
+                if let Ok((conn, _)) = listener.accept() {
+                    conn.set_nonblocking(true).unwrap();
+                    a.fetch_add(1, Ordering::SeqCst);
+                    held.push(conn);
+                }
+                // Drain requests so the client never blocks on a full buffer:
+                // it is the missing answer that must trip its timeout.
+                for c in &mut held {
+                    let _ = c.read(&mut buf);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self {
+            port,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_never_answers_times_out_and_holds_up_no_other() {
+    let f = Fixture::new().await;
+    let hole = BlackHole::start();
+    std::fs::write(f.path().join("restic-password"), "pw\n").unwrap();
+    f.write_config(&format!(
+        r#"[[target]]
+name = "offsite"
+kind = "restic"
+repository = "rest:http://127.0.0.1:{}/repo/"
+password_file = "restic-password"
+timeout_seconds = 1
+"#,
+        hole.port
+    ));
+    f.edit_config(
+        "retry_max_seconds = 1\n",
+        "retry_max_seconds = 1\ntimeout_seconds = 3\n",
+    );
+    let agent = Agent::new(f.load()).unwrap();
+    let spool = agent.spool().clone();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(agent.watch(rx));
+    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
+
+    for round in 1..=2 {
+        f.sim.open_channels(2);
+        let fp = scb::fingerprint(&f.sim.channels());
+        let t0 = Instant::now();
+        eventually(
+            "pbs holds the state while offsite hangs",
+            10,
+            || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        )
+        .await;
+        println!(
+            "round {round}: pbs current {} ms after the event",
+            t0.elapsed().as_millis()
+        );
+    }
+
+    let failed = |n: u64| {
+        let spool = spool.clone();
+        move || {
+            spool
+                .journal()
+                .map(|j| j.targets.get("offsite").is_some_and(|t| t.failures >= n))
+                .unwrap_or(false)
+        }
+    };
+    eventually("offsite failures recorded", 30, failed(2)).await;
+    let journal = spool.journal().unwrap();
+    let offsite = &journal.targets["offsite"];
+    let error = offsite.last_error.clone().unwrap();
+    println!(
+        "offsite: {} failures, last error: {error}",
+        offsite.failures
+    );
+    assert!(
+        error.contains("did not answer within 1s")
+            || error.contains("not finished within 3s (delivery.timeout_seconds)"),
+        "the error names the timeout: {error}"
+    );
+    assert!(
+        error.contains("offsite"),
+        "the error names the target: {error}"
+    );
+    assert!(hole.accepted.load(Ordering::SeqCst) >= 1);
+    assert!(
+        !journal.pending_for("offsite").is_empty(),
+        "the newest state is still owed to offsite"
+    );
+    assert!(journal.pending_for("pbs").is_empty());
+
+    let t0 = Instant::now();
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("watch stops while a delivery hangs")
+        .unwrap()
+        .unwrap();
+    println!(
+        "stopped {} ms after SIGTERM-equivalent",
+        t0.elapsed().as_millis()
+    );
+}
+
+/// `chanvault watch` (the real binary) with its log in a file.
+struct Watch {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Watch {
+    fn start(f: &Fixture) -> Self {
+        let log = f.path().join("watch.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
+            .args(["watch", "--config"])
+            .arg(&f.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log satisfies `f`; fail with the whole log otherwise.
+    async fn wait_log(&self, what: &str, mut f: impl FnMut(&str) -> bool) {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if f(&log) {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!("timed out waiting for {what}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Peak resident memory so far, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lnd_streaming_garbage_or_huge_messages_is_refused_and_reconnected() {
+    let f = Fixture::new().await;
+    f.sim.open_channels(1);
+    f.sim.set_hostile_stream(Some(HostileStream::Garbage));
+    let watch = Watch::start(&f);
+
+    watch
+        .wait_log("the garbage is reported", |l| {
+            l.contains("failed to decode Protobuf")
+        })
+        .await;
+    let reconnects = |log: &str| log.matches("connected to LND").count();
+    watch
+        .wait_log("reconnects while the stream is garbage", |l| {
+            reconnects(l) >= 2
+        })
+        .await;
+
+    // 2 GiB declared, zeros for as long as anyone reads them.
+    f.sim
+        .set_hostile_stream(Some(HostileStream::Oversized { declared: 2 << 30 }));
+    f.sim.drop_streams();
+    watch
+        .wait_log("the oversized message is reported", |l| {
+            l.contains("too large")
+        })
+        .await;
+    let before = reconnects(&watch.log());
+    watch
+        .wait_log("reconnects while the stream is oversized", |l| {
+            reconnects(l) >= before + 2
+        })
+        .await;
+    let peak = watch.peak_rss_kib();
+    println!(
+        "watch peak RSS while fed an oversized message: {} KiB",
+        peak
+    );
+    assert!(
+        peak < 128 * 1024,
+        "memory is bounded by the message limit, not by what LND sends: {peak} KiB"
+    );
+
+    // LND behaves again: the stream is used as before.
+    f.sim.set_hostile_stream(None);
+    f.sim.drop_streams();
+    let t0 = Instant::now();
+    f.sim.open_channels(2);
+    let fp = scb::fingerprint(&f.sim.channels());
+    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
+    eventually(
+        "the state after recovery is delivered",
+        20,
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+    )
+    .await;
+    println!(
+        "final state on pbs {} ms after LND behaved again",
+        t0.elapsed().as_millis()
+    );
+
+    let log = watch.log();
+    let status = watch.stop();
+    assert!(
+        status.success(),
+        "watch exits 0 on SIGTERM: {status:?}\n{log}"
+    );
+    for line in log
+        .lines()
+        .filter(|l| l.contains("failed to decode Protobuf") || l.contains("too large"))
+    {
+        assert!(
+            line.contains(
+                "LND SubscribeChannelBackups sent a reply we cannot use: cannot decode it"
+            ),
+            "the error names the RPC and the fault: {line}"
+        );
+        assert!(
+            line.contains("stream failed"),
+            "not called an outage: {line}"
+        );
+    }
+    assert!(!log.contains("panicked"), "{log}");
+}
