@@ -24,6 +24,8 @@ const PASSWORD: &str = "bench-repository-password";
 /// Longest any single wait may take before the bench gives up on it.
 const WAIT_LIMIT: Duration = Duration::from_secs(120);
 const IDLE_SAMPLE: Duration = Duration::from_secs(10);
+/// `delivery.min_interval_ms`, left at its default in the bench config.
+const MIN_INTERVAL: Duration = Duration::from_millis(chanvault::config::DEFAULT_MIN_INTERVAL_MS);
 /// How long the burst's final state may take to reach the target.
 const BURST_LIMIT: Duration = Duration::from_secs(60);
 
@@ -288,8 +290,9 @@ async fn run_size(
         spooled.push(t0.elapsed().as_secs_f64() * 1e3);
         wait_until("committed", || uploads(metrics) > up0).await?;
         offsite.push(t0.elapsed().as_secs_f64() * 1e3);
-        // Make sure the delivery worker is idle before the next event.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Each event stands alone: the worker is idle and past
+        // delivery.min_interval_ms (default 500) before the next one.
+        tokio::time::sleep(MIN_INTERVAL + Duration::from_millis(20)).await;
     }
     // The newest plaintext, for the stock pipeline.
     let j = spool.journal().map_err(|e| e.to_string())?;
@@ -325,14 +328,13 @@ async fn burst(s: &Setup, metrics: &Arc<Metrics>) -> BenchResult<(f64, f64, f64,
         .len();
     let up0 = uploads(metrics);
     let t0 = Instant::now();
-    for i in 0..1000u32 {
-        if i % 2 == 0 {
-            s.sim.open_channel();
-        } else if let Some(cp) = s.sim.channels().iter().next_back().cloned() {
-            s.sim.close_channel(&cp);
-        }
-        let due = t0 + Duration::from_millis(u64::from(i + 1));
-        tokio::time::sleep_until(due.into()).await;
+    // Ten slices of 100 events (open, close, open, …), one every 100 ms.
+    for i in 1..=10u64 {
+        let sim = s.sim.clone();
+        tokio::task::spawn_blocking(move || sim.churn(100))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::time::sleep_until((t0 + Duration::from_millis(100 * i)).into()).await;
     }
     let events_done = t0.elapsed().as_secs_f64();
     let final_fp = fingerprint(&s.sim.channels());
@@ -478,7 +480,14 @@ async fn run() -> BenchResult<()> {
         "stock/cv"
     );
     let mut rows = Vec::new();
+    // CHANVAULT_BENCH_SIZES=1000 (comma-separated) runs only those rows, for profiling.
+    let only: Option<Vec<usize>> = std::env::var("CHANVAULT_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     for (channels, reps, stock_reps) in [(1, 50, 5), (100, 50, 5), (1000, 50, 5), (10000, 10, 3)] {
+        if only.as_ref().is_some_and(|o| !o.contains(&channels)) {
+            continue;
+        }
         let r = run_size(&s, &metrics, &spool, channels, reps, stock_reps).await?;
         println!(
             "{:>8} {:>5} {:>7.1}Ki | {:>7.2}ms {:>7.2}ms | {:>8.2}ms {:>8.2}ms | {:>8.1}ms {:>8.1}ms | {:>7.1}x",
@@ -494,14 +503,19 @@ async fn run() -> BenchResult<()> {
             r.stock.0 / r.offsite.0
         );
         rows.push(r);
+        if (100..=1000).contains(&channels)
+            && std::env::var_os("CHANVAULT_BENCH_NO_BURST").is_none()
+        {
+            // Bursts at 100 and 1000 channels, each waited out before the next
+            // row: the final state is on the target before it starts.
+            let (up, events, settled, snaps) = burst(&s, &metrics).await?;
+            println!(
+                "burst @{} channels: 1000 events in {events:.2}s; uploads={up} (new snapshots={snaps}); \
+                 final state on target {settled:.2}s after the first event",
+                s.sim.channels().len()
+            );
+        }
     }
-    // The burst runs last, so that a backlog cannot distort the table.
-    let (up, events, settled, snaps) = burst(&s, &metrics).await?;
-    println!(
-        "burst @{} channels: 1000 events in {events:.2}s; uploads={up} (new snapshots={snaps}); \
-         final state on target {settled:.2}s after the first event",
-        s.sim.channels().len()
-    );
     let _ = tx.send(true);
     let _ = task.await;
 
@@ -518,6 +532,15 @@ async fn run() -> BenchResult<()> {
 }
 
 fn main() {
+    // CHANVAULT_BENCH_LOG=debug shows chanvault's per-stage timings (pipeline, delivery).
+    if let Ok(level) = std::env::var("CHANVAULT_BENCH_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+                "chanvault={level}"
+            )))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful.
     // Only run the full bench when invoked as a bench.
     if !std::env::args().any(|a| a == "--bench") {

@@ -21,6 +21,7 @@ pub const DEFAULT_RETRY_INITIAL_SECONDS: u64 = 2;
 /// Default cap of the delivery retry delay.
 pub const DEFAULT_RETRY_MAX_SECONDS: u64 = 300;
 pub const DEFAULT_DELIVERY_TIMEOUT_SECONDS: u64 = 120;
+pub const DEFAULT_MIN_INTERVAL_MS: u64 = 500;
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 /// Default cap of the LND reconnect delay.
 pub const DEFAULT_RECONNECT_MAX_SECONDS: u64 = 60;
@@ -189,6 +190,11 @@ pub struct DeliveryConfig {
     /// never answers fails after this, and is retried with backoff).
     #[serde(default = "default_delivery_timeout")]
     pub timeout_seconds: u64,
+    /// Least time between the starts of two uploads to one target. The first
+    /// change after a quiet spell goes out at once; during a burst of channel
+    /// events each target gets the newest state at most this often.
+    #[serde(default = "default_min_interval")]
+    pub min_interval_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -197,6 +203,7 @@ impl Default for DeliveryConfig {
             retry_initial_seconds: default_retry_initial(),
             retry_max_seconds: default_retry_max(),
             timeout_seconds: default_delivery_timeout(),
+            min_interval_ms: default_min_interval(),
         }
     }
 }
@@ -285,6 +292,9 @@ fn default_retry_max() -> u64 {
 }
 fn default_delivery_timeout() -> u64 {
     DEFAULT_DELIVERY_TIMEOUT_SECONDS
+}
+fn default_min_interval() -> u64 {
+    DEFAULT_MIN_INTERVAL_MS
 }
 fn default_request_timeout() -> u64 {
     DEFAULT_REQUEST_TIMEOUT_SECONDS
@@ -402,6 +412,12 @@ impl Config {
         }
         if d.timeout_seconds == 0 {
             return Err(self.invalid("delivery.timeout_seconds", "must be at least 1"));
+        }
+        if d.min_interval_ms > 60_000 {
+            return Err(self.invalid(
+                "delivery.min_interval_ms",
+                "must be at most 60000 (a minute); 0 uploads every change",
+            ));
         }
         if let Some(e) = &self.escrow {
             e.validate().map_err(|(key, m)| self.invalid(key, m))?;

@@ -67,6 +67,7 @@ async fn put_one(
     p: &Pending,
     timeout: Duration,
 ) -> Result<Receipt, String> {
+    let t0 = std::time::Instant::now();
     let id = p.record.id.clone();
     let sp = spool.clone();
     let sealed = blocking(move || sp.read(&id))
@@ -78,6 +79,7 @@ async fn put_one(
         sealed: Arc::new(sealed),
         current: p.current,
     };
+    let t_read = t0.elapsed();
     let receipt = match tokio::time::timeout(timeout, target.deliver(&delivery)).await {
         Err(_) => {
             return Err(format!(
@@ -88,6 +90,7 @@ async fn put_one(
         }
         Ok(r) => r.map_err(|e| e.to_string())?,
     };
+    let t_target = t0.elapsed();
     let (sp, name, id, current) = (
         spool.clone(),
         target.name().to_string(),
@@ -98,6 +101,14 @@ async fn put_one(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        target = target.name(),
+        read_ms = ms(t_read),
+        target_ms = ms(t_target - t_read),
+        journal_ms = ms(t0.elapsed() - t_target),
+        "delivery stage times"
+    );
     Ok(receipt)
 }
 
@@ -113,6 +124,17 @@ async fn record_failure(spool: &Arc<Spool>, target: &str, error: &str, wait: Dur
     }
 }
 
+/// How a worker paces its target.
+#[derive(Debug, Clone)]
+pub struct Pacing {
+    /// Retries after a failure.
+    pub backoff: Backoff,
+    /// Longest one delivery may take.
+    pub timeout: Duration,
+    /// Least time between the starts of two deliveries.
+    pub min_interval: Duration,
+}
+
 /// The long-running worker of one target.
 pub async fn run_worker(
     target: Arc<dyn Target>,
@@ -120,11 +142,16 @@ pub async fn run_worker(
     metrics: Arc<Metrics>,
     mut wake: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
-    mut backoff: Backoff,
-    timeout: Duration,
+    pacing: Pacing,
 ) {
+    let Pacing {
+        mut backoff,
+        timeout,
+        min_interval,
+    } = pacing;
     let name = target.name().to_string();
     let mut last_error: Option<String> = None;
+    let mut last_start: Option<tokio::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -149,6 +176,17 @@ pub async fn run_worker(
                 _ = shutdown.changed() => return,
             }
         };
+        // During a burst, wait out the interval and then send whatever is
+        // newest by then: the states in between are superseded anyway.
+        if let Some(due) = last_start.map(|t| t + min_interval)
+            && due > tokio::time::Instant::now()
+        {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
+        last_start = Some(tokio::time::Instant::now());
         match deliver_one(target.as_ref(), &spool, &metrics, next, timeout).await {
             Ok(receipt) => {
                 if last_error.take().is_some() {

@@ -115,6 +115,7 @@ impl Pipeline {
         snap: Snapshot,
         source: &str,
     ) -> Result<Outcome, PipelineError> {
+        let t0 = std::time::Instant::now();
         // 1. Verify: LND must be able to read what we are about to keep.
         let verified = lnd.verify_multi(&snap.multi).await.map_err(|e| match e {
             LndError::Rpc {
@@ -138,6 +139,7 @@ impl Pipeline {
             None => snap.chan_points.clone(),
         };
 
+        let t_verify = t0.elapsed();
         // 2. Fingerprint and dedupe against the newest stored backup.
         let fingerprint = scb::fingerprint(&points);
         let spool = self.spool.clone();
@@ -150,12 +152,14 @@ impl Pipeline {
             return Ok(Outcome::Duplicate { fingerprint });
         }
 
+        let t_journal = t0.elapsed();
         // 3. Shrink guard.
         let suspect = match journal.last_good() {
             Some(good) => self.shrink_guard(lnd, good, &points).await,
             None => None,
         };
 
+        let t_guard = t0.elapsed();
         // 4 + 5. Seal to every recipient and spool durably.
         let record = BackupRecord {
             id: String::new(),
@@ -175,6 +179,14 @@ impl Pipeline {
             Ok(spool.store(record, &sealed)?)
         })
         .await??;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            verify_ms = ms(t_verify),
+            journal_ms = ms(t_journal - t_verify),
+            guard_ms = ms(t_guard - t_journal),
+            seal_and_spool_ms = ms(t0.elapsed() - t_guard),
+            "pipeline stage times"
+        );
         match stored {
             Stored::Duplicate { fingerprint } => Ok(Outcome::Duplicate { fingerprint }),
             Stored::New(rec) => {

@@ -295,6 +295,13 @@ impl Simulator {
         self.inner.shared.close_channel(cp)
     }
 
+    /// `events` channel events back to back (open, close, open, …), one
+    /// snapshot each, state saved once at the end: a load generator for
+    /// bursts that a per-event save could not produce fast enough.
+    pub fn churn(&self, events: usize) {
+        self.inner.shared.churn(events)
+    }
+
     /// lnd#4377: the channel DB loses every channel without close records;
     /// one (empty) snapshot goes out. Returns how many channels were lost.
     pub fn lose_channel_db(&self) -> usize {

@@ -155,8 +155,11 @@ impl Agent {
                 self.pipeline.metrics().clone(),
                 self.pipeline.subscribe(),
                 shutdown.clone(),
-                retry.clone(),
-                self.delivery_timeout(),
+                deliver::Pacing {
+                    backoff: retry.clone(),
+                    timeout: self.delivery_timeout(),
+                    min_interval: Duration::from_millis(self.cfg.delivery.min_interval_ms),
+                },
             ));
         }
         if self.cfg.metrics.enabled {

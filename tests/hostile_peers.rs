@@ -7,7 +7,6 @@ mod common;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use chanvault::scb;
 use chanvault::sim::HostileStream;
 use chanvault::target::dir::DirTarget;
 use chanvault::watch::Agent;
-use common::{Fixture, eventually};
+use common::{Fixture, Watch, eventually};
 use tokio::sync::watch;
 
 /// A TCP server on 127.0.0.1 that accepts every connection, reads what it is
@@ -156,72 +155,6 @@ timeout_seconds = 1
         "stopped {} ms after SIGTERM-equivalent",
         t0.elapsed().as_millis()
     );
-}
-
-/// `chanvault watch` (the real binary) with its log in a file.
-struct Watch {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Watch {
-    fn start(f: &Fixture) -> Self {
-        let log = f.path().join("watch.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
-            .args(["watch", "--config"])
-            .arg(&f.config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Wait until the log satisfies `f`; fail with the whole log otherwise.
-    async fn wait_log(&self, what: &str, mut f: impl FnMut(&str) -> bool) {
-        let start = Instant::now();
-        loop {
-            let log = self.log();
-            if f(&log) {
-                return;
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                panic!("timed out waiting for {what}; log:\n{log}");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Peak resident memory so far, in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use chanvault::scb;
 use chanvault::target::restic::ResticTarget;
 use chanvault::target::{Delivery, Target};
 use chanvault::watch::Agent;
-use common::{Fixture, eventually};
+use common::{Fixture, Watch, eventually};
 use tokio::sync::watch;
 
 const USER: &str = "chanvault";
@@ -455,11 +455,17 @@ async fn rest_server_outage_is_survived_without_a_restart() {
     })
     .await;
 
-    // The server goes away while channels open and close.
+    // The server goes away during 200 channel events (100 opens, 100 closes).
     server.stop();
-    let cps = s.f.sim.open_channels(2);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    s.f.sim.close_channel(&cps[0]);
+    for i in 0..200 {
+        if i % 2 == 0 {
+            s.f.sim.open_channel();
+        } else {
+            let cp = s.f.sim.channels().into_iter().next().unwrap();
+            assert!(s.f.sim.close_channel(&cp));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     eventually("the failure is recorded", 20, || {
         spool
             .journal()
@@ -487,10 +493,15 @@ async fn rest_server_outage_is_survived_without_a_restart() {
 
     // Back on the same port: the final good state arrives, chanvault untouched.
     server.restart();
+    let back = std::time::Instant::now();
     eventually("final state on the REST server", 30, || {
         journal_fp(&s, "offsite").as_deref() == Some(fp.as_str())
     })
     .await;
+    println!(
+        "REST outage over 200 events: final state on the server {} ms after it came back",
+        back.elapsed().as_millis()
+    );
     tx.send(true).unwrap();
     task.await.unwrap().unwrap();
     s.stock_tools_agree(
@@ -504,6 +515,63 @@ async fn rest_server_outage_is_survived_without_a_restart() {
     for b in &j.backups {
         assert!(spool.read(&b.id).is_ok());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_by_stock_restic_between_backups_is_noticed() {
+    let s = Setup::new().await;
+    let repo = s.f.path().join("repos/pruned");
+    let repo_s = repo.to_str().unwrap();
+    s.configure(repo_s, "");
+    s.target().init().await.unwrap();
+    // A first snapshot by another process, so that the index watch reads is not empty.
+    s.f.sim.open_channels(1);
+    assert!(s.once().await.is_empty());
+    let watch = Watch::start(&s.f);
+    fn delivered(s: &Setup) -> impl FnMut() -> bool + '_ {
+        let fp = scb::fingerprint(&s.f.sim.channels());
+        move || journal_fp(s, "offsite").as_deref() == Some(fp.as_str())
+    }
+    // Three backups through one session: the index is read once, then kept
+    // (what our own backups add to it is never needed: our blobs never repeat).
+    watch
+        .wait_log("watch connected", |l| l.contains("connected to LND"))
+        .await;
+    for _ in 0..3 {
+        s.f.sim.open_channels(1);
+        let mut done = delivered(&s);
+        watch.wait_log("delivered", |_| done()).await;
+    }
+    // Stock restic forgets all but the newest and prunes: the index file
+    // chanvault read is rewritten, so the kept index must not be used.
+    let out = restic(
+        repo_s,
+        &s.password_file,
+        &["forget", "--keep-last", "1", "--prune"],
+        &[],
+    );
+    assert!(
+        out.contains("remove 3 snapshots") || out.contains("snapshots"),
+        "{out}"
+    );
+    s.f.sim.open_channels(1);
+    let mut done = delivered(&s);
+    watch
+        .wait_log("delivered after the prune", |_| done())
+        .await;
+    watch
+        .wait_log("the rewritten index noticed", |l| {
+            l.contains("index was rewritten (prune?); reading it afresh")
+        })
+        .await;
+    let log = watch.log();
+    assert!(watch.stop().success(), "{log}");
+    assert_eq!(
+        log.matches("reading it afresh").count(),
+        1,
+        "only the prune made chanvault read the index again: {log}"
+    );
+    s.stock_tools_agree(repo_s, &[], &[]);
 }
 
 /// backup --once with a broken target: one failure, one line naming the target,

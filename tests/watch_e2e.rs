@@ -404,8 +404,6 @@ async fn metrics_and_health_reflect_the_pipeline() {
         "chanvault_target_pending{target=\"nfs\"} 1",
         "chanvault_target_pending{target=\"pbs\"} 0",
         "chanvault_snapshots_total{outcome=\"stored\"}",
-        // lnd sends a snapshot on pending-open and on open: the second is a duplicate.
-        "chanvault_snapshots_total{outcome=\"duplicate\"}",
         "chanvault_target_delivery_failures_total{target=\"nfs\",reason=\"target\"}",
     ];
     let mut text = scrape().await;
@@ -419,6 +417,14 @@ async fn metrics_and_health_reflect_the_pipeline() {
     for line in want {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+    // lnd sends a snapshot on pending-open and on open: the second is a
+    // duplicate, or superseded if it arrived while the first was processed.
+    assert!(
+        ["duplicate", "superseded"]
+            .iter()
+            .any(|o| text.contains(&format!("chanvault_snapshots_total{{outcome=\"{o}\"}}"))),
+        "{text}"
+    );
     assert_eq!(get("/healthz").await.unwrap().0, 200);
     assert_eq!(get("/nope").await.unwrap().0, 404);
 
@@ -583,6 +589,15 @@ async fn a_burst_of_events_is_coalesced_to_the_newest_state() {
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(agent.watch(rx));
     eventually("baseline stored", 10, || snapshots(&metrics, "stored") == 1).await;
+    let pbs_uploads = |m: &chanvault::metrics::Metrics| -> u64 {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("chanvault_target_delivery_attempts_total{target=\"pbs\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    eventually("baseline delivered", 10, || pbs_uploads(&metrics) == 1).await;
+    let burst_start = std::time::Instant::now();
 
     // 100 opens and 100 closes back to back: 400 stream snapshots (lnd sends
     // two per open and two per close), far faster than each can be verified,
@@ -592,6 +607,7 @@ async fn a_burst_of_events_is_coalesced_to_the_newest_state() {
         let old = f.sim.channels().into_iter().find(|c| *c != cp).unwrap();
         assert!(f.sim.close_channel(&old));
     }
+    let burst = burst_start.elapsed();
     let fp = scb::fingerprint(&f.sim.channels());
     let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
     eventually(
@@ -600,6 +616,15 @@ async fn a_burst_of_events_is_coalesced_to_the_newest_state() {
         || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
     )
     .await;
+    // delivery.min_interval_ms (500 by default): one upload as the burst
+    // starts, then at most one per interval, then the final state.
+    let uploads = pbs_uploads(&metrics) - 1;
+    let bound = 2 + burst.as_millis() as u64 / 500;
+    println!(
+        "burst of {} ms: {uploads} uploads to pbs (bound {bound})",
+        burst.as_millis()
+    );
+    assert!(uploads <= bound, "{uploads} uploads > {bound}");
     // Every snapshot LND sent is accounted for exactly once: processed
     // (stored or duplicate) or superseded by a newer one while waiting.
     eventually("all 400 snapshots accounted for", 10, || {

@@ -413,6 +413,48 @@ impl Shared {
     /// Cooperative close: ClosedChannelEvent then FullyResolvedChannelEvent.
     pub(crate) fn close_channel(&self, cp: &ChanPoint) -> bool {
         let mut st = self.lock();
+        if !self.record_close(&mut st, cp) {
+            return false;
+        }
+        self.emit(&mut st); // ClosedChannelEvent
+        self.emit(&mut st); // FullyResolvedChannelEvent
+        self.save(&st);
+        true
+    }
+
+    /// A burst: `events` channel events back to back, alternately a channel
+    /// opening (confirmed at once) and that channel closing, one snapshot
+    /// each; the state is saved once at the end, as lnd batches its own
+    /// channel.backup writes. The channel set ends as it began when `events`
+    /// is even.
+    pub(crate) fn churn(&self, events: usize) {
+        let mut st = self.lock();
+        let mut newest = None;
+        for _ in 0..events {
+            match newest.take() {
+                None => {
+                    let single = self.new_channel(&mut st);
+                    let cp = single.chan_point();
+                    st.channels.insert(
+                        cp,
+                        Channel {
+                            single,
+                            pending: false,
+                        },
+                    );
+                    newest = Some(cp);
+                }
+                Some(cp) => {
+                    self.record_close(&mut st, &cp);
+                }
+            }
+            self.emit(&mut st);
+        }
+        self.save(&st);
+    }
+
+    /// Remove an open channel and keep its close record (for ClosedChannels).
+    fn record_close(&self, st: &mut State, cp: &ChanPoint) -> bool {
         let Some(channel) = st.channels.remove(cp) else {
             return false;
         };
@@ -431,9 +473,6 @@ impl Shared {
             settled_balance: sat(rng.gen_range(0..=capacity)),
         };
         st.closed.push((*cp, record));
-        self.emit(&mut st); // ClosedChannelEvent
-        self.emit(&mut st); // FullyResolvedChannelEvent
-        self.save(&st);
         true
     }
 

@@ -25,20 +25,20 @@
 //! must always give the last good state, and restic's `latest` ignores tags.
 //! They stay in the spool and in the dir targets' history.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::StatusCode;
-use rustic_core::repofile::{MasterKey, Metadata, Node, NodeType, SnapshotFile};
+use rustic_core::repofile::{IndexId, MasterKey, Metadata, Node, NodeType, SnapshotFile};
 use rustic_core::{
-    BackupOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, ParentOptions, ReadSource,
-    ReadSourceEntry, Repository, RepositoryBackends, RepositoryOptions, RusticError, RusticResult,
-    SnapshotOptions, WriteBackend,
+    BackupOptions, ConfigOptions, Credentials, IndexedIdsStatus, KeyOptions, OpenStatus,
+    ParentOptions, ReadSource, ReadSourceEntry, Repository, RepositoryBackends, RepositoryOptions,
+    RusticError, RusticResult, SnapshotOptions, WriteBackend,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
@@ -62,6 +62,8 @@ const LOCK_STALE: Duration = Duration::from_secs(30 * 60);
 /// How long one delivery waits for another host's exclusive lock.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 const LOCK_POLL: Duration = Duration::from_secs(2);
+/// Largest lock file read, before and after decompression (restic's are ~300 bytes).
+const MAX_LOCK_BYTES: u64 = 64 * 1024;
 /// restic's REST protocol v2 listing.
 const REST_V2: &str = "application/vnd.x.restic.rest.v2";
 
@@ -111,6 +113,21 @@ struct Session {
     http: Option<Http>,
     /// Snapshots seen so far (updated from the repository before each backup).
     snapshots: Vec<SnapshotFile>,
+    /// The repository with its index, kept between backups; see [`Indexed`].
+    indexed: Option<Indexed>,
+}
+
+/// Reading the whole index costs one GET and a decrypt per index file, and
+/// every backup adds one: kept fresh, a year of channel events would make
+/// each backup slower than the last. chanvault's blobs never repeat (a fresh
+/// age file key each time), so an index missing newer entries only forgoes
+/// deduplication that cannot happen. What must not happen is relying on a
+/// blob that is gone: `prune` (and `repair index`) rewrite the index and
+/// delete the old index files, so the kept index is used only while every
+/// index file it was read from still exists, checked under our lock.
+struct Indexed {
+    repo: Repository<IndexedIdsStatus>,
+    read_from: BTreeSet<IndexId>,
 }
 
 /// The repository master key. No `Debug`; wiped on drop.
@@ -429,6 +446,7 @@ impl ResticTarget {
             locks,
             http,
             snapshots,
+            indexed: None,
         })
     }
 
@@ -504,8 +522,10 @@ impl ResticTarget {
                 location: "not uploaded: suspect backups stay in the spool, so that `restic restore latest` is always the last good state".into(),
             });
         }
+        let t0 = std::time::Instant::now();
         let mut guard = self.lock_session();
         let (s, repo) = self.reopen(&mut guard)?;
+        let t_open = t0.elapsed();
         if let Some(existing) = self.already_there(&s.snapshots, &d.record) {
             return Ok(Receipt {
                 location: existing.id.to_hex().to_string(),
@@ -515,28 +535,72 @@ impl ResticTarget {
             .locks
             .acquire(s.http.as_ref(), &s.key, &self.cfg.host)
             .map_err(|m| self.err(m))?;
-        let result = self.backup(repo, d);
+        let t_lock = t0.elapsed();
+        let result = self.backup(repo, &mut s.indexed, d);
+        if result.is_err() {
+            // Whatever went wrong, read the index afresh next time.
+            s.indexed = None;
+        }
+        let t_backup = t0.elapsed();
         if let Err(m) = s.locks.release(s.http.as_ref(), &lock) {
             tracing::warn!(target = %self.name, error = %m, "could not remove our restic lock (restic treats it as stale after 30 minutes)");
         }
-        let (repo, snap) = result?;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            target = %self.name,
+            open_ms = ms(t_open),
+            lock_ms = ms(t_lock - t_open),
+            backup_ms = ms(t_backup - t_lock),
+            unlock_ms = ms(t0.elapsed() - t_backup),
+            "restic stage times"
+        );
+        let snap = result?;
         s.snapshots.push(snap.clone());
         if let Some(n) = self.cfg.forget_keep_last {
-            self.forget(&repo, s, n as usize);
+            let indexed = s.indexed.take();
+            if let Some(ix) = &indexed {
+                self.forget(&ix.repo, s, n as usize);
+            }
+            s.indexed = indexed;
         }
         Ok(Receipt {
             location: snap.id.to_hex().to_string(),
         })
     }
 
+    /// Call with our lock held: no prune can run between the index check and the snapshot.
     fn backup(
         &self,
         repo: Repository<OpenStatus>,
+        kept: &mut Option<Indexed>,
         d: &Delivery,
-    ) -> Result<(Repository<rustic_core::IndexedIdsStatus>, SnapshotFile), TargetError> {
-        let repo = repo
-            .to_indexed_ids()
-            .map_err(|e| self.rustic_err("cannot read the index of", &e))?;
+    ) -> Result<SnapshotFile, TargetError> {
+        let t0 = std::time::Instant::now();
+        let present: BTreeSet<IndexId> = repo
+            .list::<IndexId>()
+            .map_err(|e| self.rustic_err("cannot list the index of", &e))?
+            .collect();
+        let fresh = match kept.as_ref() {
+            Some(k) if k.read_from.is_subset(&present) => false,
+            Some(_) => {
+                tracing::info!(target = %self.name, "the repository's index was rewritten (prune?); reading it afresh");
+                true
+            }
+            None => true,
+        };
+        if fresh {
+            let repo = repo
+                .to_indexed_ids()
+                .map_err(|e| self.rustic_err("cannot read the index of", &e))?;
+            *kept = Some(Indexed {
+                repo,
+                read_from: present,
+            });
+        }
+        let Some(Indexed { repo, .. }) = kept.as_ref() else {
+            return Err(self.err("internal: no index"));
+        };
+        tracing::trace!(target = %self.name, fresh, index_ms = t0.elapsed().as_secs_f64() * 1e3, "restic index ready");
         let time = jiff_time(d.record.created);
         let snap = SnapshotOptions::default()
             .host(self.cfg.host.clone())
@@ -568,7 +632,7 @@ impl ResticTarget {
                 }
             )));
         }
-        Ok((repo, snap))
+        Ok(snap)
     }
 
     /// Opt-in retention: forget all but the newest `keep` chanvault snapshots
@@ -969,9 +1033,17 @@ impl LockStore {
                 if !r.status().is_success() {
                     return Err(format!("cannot read the lock {name}: HTTP {}", r.status()));
                 }
-                r.bytes()
-                    .map(|b| Some(b.to_vec()))
-                    .map_err(|e| format!("cannot read the lock {name}: {e}"))
+                // A lock file is a few hundred bytes; a server sending more is not read to the end.
+                let mut body = Vec::new();
+                std::io::Read::take(r, MAX_LOCK_BYTES + 1)
+                    .read_to_end(&mut body)
+                    .map_err(|e| format!("cannot read the lock {name}: {e}"))?;
+                if body.len() as u64 > MAX_LOCK_BYTES {
+                    return Err(format!(
+                        "the lock {name} is larger than {MAX_LOCK_BYTES} bytes; not a restic lock"
+                    ));
+                }
+                Ok(Some(body))
             }
         }
     }
@@ -1117,7 +1189,16 @@ fn decrypt(key: &RepoKey, data: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|_| "not encrypted with this repository's key".to_string())?;
     match plain.first() {
         Some(b'{') | Some(b'[') => Ok(plain),
-        Some(2) => zstd::decode_all(&plain[1..]).map_err(|e| format!("bad compression: {e}")),
+        Some(2) => {
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(&plain[1..])
+                .and_then(|d| std::io::Read::take(d, MAX_LOCK_BYTES + 1).read_to_end(&mut out))
+                .map_err(|e| format!("bad compression: {e}"))?;
+            if out.len() as u64 > MAX_LOCK_BYTES {
+                return Err(format!("decompresses to more than {MAX_LOCK_BYTES} bytes"));
+            }
+            Ok(out)
+        }
         _ => Err("unknown format".into()),
     }
 }
@@ -1138,6 +1219,13 @@ mod tests {
         assert_eq!(decrypt(&key, &sealed).unwrap(), json);
         let other = RepoKey(MasterKey::new());
         assert!(decrypt(&other, &sealed).is_err());
+
+        // A compression bomb (64 MiB of zeros in a few KiB) is refused, not inflated.
+        let mut bomb = vec![2u8];
+        bomb.extend(zstd::encode_all(&vec![0u8; 64 << 20][..], 19).unwrap());
+        assert!(bomb.len() < 64 * 1024);
+        let e = decrypt(&key, &encrypt(&key, &bomb).unwrap()).unwrap_err();
+        assert!(e.contains("decompresses to more than 65536 bytes"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chanvault::config::Config;
@@ -102,5 +103,71 @@ pub async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
             panic!("timed out after {secs}s waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// `chanvault watch` (the real binary) with its log in a file.
+pub struct Watch {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Watch {
+    pub fn start(f: &Fixture) -> Self {
+        let log = f.path().join("watch.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
+            .args(["watch", "--config"])
+            .arg(&f.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log satisfies `f`; fail with the whole log otherwise.
+    pub async fn wait_log(&self, what: &str, mut f: impl FnMut(&str) -> bool) {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if f(&log) {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!("timed out waiting for {what}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Peak resident memory so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
