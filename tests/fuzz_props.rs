@@ -14,6 +14,8 @@ use proptest::prelude::*;
 use prost::Message;
 
 const CASES: u32 = 256;
+/// A lock file as restic writes it (after decryption).
+const LOCK: &[u8] = br#"{"time":"2026-11-26T03:00:00.123456789Z","exclusive":false,"hostname":"node","username":"chanvault","pid":4242,"uid":0,"gid":0}"#;
 
 struct Keys {
     ids: Identities,
@@ -170,6 +172,20 @@ proptest! {
     }
 
     #[test]
+    fn restic_lock_parser_errs_in_one_line(bytes in inputs(LOCK.to_vec()), zstd in any::<bool>()) {
+        let input = if zstd {
+            let mut v = vec![2u8];
+            v.extend(zstd::encode_all(&bytes[..], 1).expect("zstd"));
+            v
+        } else {
+            bytes
+        };
+        if let Err(e) = chanvault::target::restic::parse_lock_plaintext(&input) {
+            one_line(&e)?;
+        }
+    }
+
+    #[test]
     fn config_parser_errs_in_one_line(bytes in inputs(CONFIG.as_bytes().to_vec())) {
         let text = String::from_utf8_lossy(&bytes);
         if let Err(e) = chanvault::config::Config::parse(&text, Path::new("/etc/chanvault.toml")) {
@@ -181,6 +197,7 @@ proptest! {
 #[test]
 fn the_seeds_are_valid() {
     assert!(chanvault::spool::parse_journal(JOURNAL.as_bytes()).is_ok());
+    assert!(chanvault::target::restic::parse_lock_plaintext(LOCK).is_ok());
     assert!(chanvault::seal::open(&KEYS.ids, &SEALED).is_ok());
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join(AUDIT_FILE), &AUDIT.0).expect("write");

@@ -574,6 +574,38 @@ async fn a_prune_by_stock_restic_between_backups_is_noticed() {
     s.stock_tools_agree(repo_s, &[], &[]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_of_dead_processes_on_this_host_are_removed() {
+    let s = Setup::new().await;
+    let repo = s.f.path().join("repos/locked");
+    let repo_s = repo.to_str().unwrap();
+    s.configure(repo_s, "");
+    s.target().init().await.unwrap();
+    // A stock restic killed mid-backup (it waits for stdin): its lock stays.
+    let mut restic_backup = Command::new("restic")
+        .args(["-r", repo_s, "--password-file"])
+        .arg(&s.password_file)
+        .args(["--no-cache", "backup", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locks = |repo: &std::path::Path| std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count());
+    eventually("restic holds its lock", 20, || locks(&repo) == 1).await;
+    restic_backup.kill().unwrap();
+    restic_backup.wait().unwrap();
+    assert_eq!(locks(&repo), 1, "a killed restic leaves its lock");
+
+    // chanvault's next session removes it, as `restic unlock` would.
+    s.f.sim.open_channels(1);
+    assert!(s.once().await.is_empty());
+    assert_eq!(locks(&repo), 0);
+    // Stock restic check runs without an unlock.
+    let out = restic(repo_s, &s.password_file, &["check"], &[]);
+    assert!(out.contains("no errors were found"), "{out}");
+}
+
 /// backup --once with a broken target: one failure, one line naming the target,
 /// no secret, and the backup stays pending in the spool.
 async fn one_clear_failure(s: &Setup, needle: &str) -> String {

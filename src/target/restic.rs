@@ -440,6 +440,15 @@ impl ResticTarget {
             "restic repository opened"
         );
         let locks = self.lock_store(http.as_ref());
+        match locks.remove_dead(http.as_ref(), &key) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                target = %self.name,
+                removed = n,
+                "removed restic locks left by processes of ours that died on this host (as `restic unlock` would)"
+            ),
+            Err(e) => tracing::warn!(target = %self.name, error = %e, "could not look for stale restic locks"),
+        }
         Ok(Session {
             key,
             backends,
@@ -1091,6 +1100,32 @@ impl LockStore {
         self.delete(http, name)
     }
 
+    /// Remove the locks of dead processes: written on this host by our uid, by
+    /// a PID that no longer exists (a SIGKILLed chanvault leaves its lock
+    /// behind, and stock `restic check`/`prune` then refuse to run). Locks of
+    /// other hosts or users are never touched.
+    fn remove_dead(&self, http: Option<&Http>, key: &RepoKey) -> Result<usize, String> {
+        let Some(host) = system_hostname() else {
+            return Ok(0);
+        };
+        let (uid, _) = proc_owner();
+        let mut removed = 0;
+        for name in self.list(http)? {
+            let Some(bytes) = self.get(http, &name)? else {
+                continue;
+            };
+            let Ok(lock) = read_lock(key, &bytes) else {
+                continue;
+            };
+            if lock.hostname == host && lock.uid == uid && !pid_alive(lock.pid) {
+                self.delete(http, &name)?;
+                tracing::debug!(lock = %name, pid = lock.pid, "removed a dead process's restic lock");
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// A description of a live exclusive lock other than `ours`, if any.
     fn exclusive_holder(
         &self,
@@ -1105,9 +1140,7 @@ impl LockStore {
             let Some(bytes) = self.get(http, &name)? else {
                 continue;
             };
-            let lock = match decrypt(key, &bytes).and_then(|plain| {
-                serde_json::from_slice::<LockFile>(&plain).map_err(|e| e.to_string())
-            }) {
+            let lock = match read_lock(key, &bytes) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::debug!(lock = %name, error = %e, "ignoring an unreadable restic lock");
@@ -1139,6 +1172,20 @@ fn system_hostname() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// Whether a process with this PID exists (in our PID namespace); unknown counts as alive.
+fn pid_alive(pid: i64) -> bool {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+        return true;
+    };
+    if pid == rustix::process::getpid() {
+        return true;
+    }
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(e) if e == rustix::io::Errno::SRCH
+    )
 }
 
 fn proc_owner() -> (u32, u32) {
@@ -1175,8 +1222,26 @@ fn encrypt(key: &RepoKey, plain: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The inverse of [`encrypt`], plus restic 0.14's compression of unpacked
-/// files in v2 repositories (a leading version byte 2, then zstd).
+/// A lock file as stored: encrypted, maybe compressed, JSON.
+fn read_lock(key: &RepoKey, data: &[u8]) -> Result<LockFile, String> {
+    parse_lock(&decrypt(key, data)?)
+}
+
+/// The part of reading a lock after decryption: restic 0.14's compression
+/// (a leading version byte 2, then zstd, bounded), then the JSON. Public for
+/// the `restic_lock` fuzz target; authenticated bytes from anyone holding the
+/// repository password reach it.
+#[doc(hidden)]
+pub fn parse_lock_plaintext(plain: &[u8]) -> Result<(), String> {
+    parse_lock(plain).map(|_| ())
+}
+
+fn parse_lock(plain: &[u8]) -> Result<LockFile, String> {
+    let json = unpack(plain)?;
+    serde_json::from_slice::<LockFile>(&json).map_err(|e| format!("not a restic lock: {e}"))
+}
+
+/// The inverse of [`encrypt`], plus [`unpack`].
 fn decrypt(key: &RepoKey, data: &[u8]) -> Result<Vec<u8>, String> {
     use aes256ctr_poly1305aes::aead::Aead;
     if data.len() < 32 {
@@ -1187,8 +1252,14 @@ fn decrypt(key: &RepoKey, data: &[u8]) -> Result<Vec<u8>, String> {
     let plain = cipher
         .decrypt(nonce, &data[16..])
         .map_err(|_| "not encrypted with this repository's key".to_string())?;
+    unpack(&plain)
+}
+
+/// restic 0.14's compression of unpacked files in v2 repositories: JSON as
+/// is, or a version byte 2 and zstd (inflated to at most `MAX_LOCK_BYTES`).
+fn unpack(plain: &[u8]) -> Result<Vec<u8>, String> {
     match plain.first() {
-        Some(b'{') | Some(b'[') => Ok(plain),
+        Some(b'{') | Some(b'[') => Ok(plain.to_vec()),
         Some(2) => {
             let mut out = Vec::new();
             zstd::stream::read::Decoder::new(&plain[1..])
