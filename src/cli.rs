@@ -182,7 +182,7 @@ fn init_logging(level: Option<&str>, default_level: &str) {
 
 /// One line on stderr, exit 1.
 fn fail(msg: &str) -> ExitCode {
-    eprintln!("chanvault: error: {msg}");
+    eprintln!("chanvault: error: {}", crate::text::one_line(msg));
     ExitCode::from(exit::ERROR)
 }
 

@@ -555,7 +555,7 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
 /// toml's own Display spans several lines with a source excerpt; say
 /// "line L, column C: message" on one line instead.
 fn parse_message(text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().trim().replace('\n', " ");
+    let msg = crate::text::one_line(&e.message().trim().replace('\n', " "));
     match e.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];

@@ -27,5 +27,6 @@ pub mod spool;
 pub mod status;
 pub mod systemd;
 pub mod target;
+pub mod text;
 pub mod verify;
 pub mod watch;

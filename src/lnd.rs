@@ -252,7 +252,9 @@ impl LndClient {
                 detail: format!("{}: {}", s.message(), error_chain(src)),
             };
         }
-        let msg = s.message();
+        // LND's text goes into errors and logs: one line, whatever it sent.
+        let msg = crate::text::one_line(s.message());
+        let msg = msg.as_str();
         // Our own decoder's verdicts on what LND sent (tonic's texts): a
         // message that is not protobuf, or longer than MAX_MESSAGE_BYTES.
         if (s.code() == tonic::Code::Internal && msg.starts_with("failed to decode Protobuf"))

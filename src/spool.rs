@@ -61,10 +61,13 @@ pub fn parse_journal(bytes: &[u8]) -> Result<Journal, SpoolError> {
 fn parse_journal_at(bytes: &[u8], path: PathBuf) -> Result<Journal, SpoolError> {
     let j: Journal = serde_json::from_slice(bytes).map_err(|e| SpoolError::Journal {
         path: path.clone(),
-        reason: e.to_string(),
+        // serde_json quotes unknown keys decoded: a "\n" in one is a newline.
+        reason: crate::text::one_line(&e.to_string()),
     })?;
-    j.validate()
-        .map_err(|reason| SpoolError::Journal { path, reason })?;
+    j.validate().map_err(|reason| SpoolError::Journal {
+        path,
+        reason: crate::text::one_line(&reason),
+    })?;
     Ok(j)
 }
 
@@ -92,6 +95,10 @@ pub struct BackupRecord {
     /// What produced it: `stream`, `connect`, `schedule`, `once`, `retry`.
     pub source: String,
     pub channels: usize,
+    /// Kept for the last good backup and any newer one (the shrink guard and
+    /// `verify` read them); cleared on older ones, so that the journal, which
+    /// is rewritten on every event, grows with `keep` plus channels rather
+    /// than `keep` times channels.
     pub chan_points: Vec<String>,
     /// SHA-256 over the sorted channel points (see `scb::fingerprint`).
     pub fingerprint: String,
@@ -462,6 +469,10 @@ impl Spool {
         j.backups.push(record.clone());
         if !record.is_suspect() {
             j.last_good = Some(record.id.clone());
+            let newest = j.backups.len() - 1;
+            for b in &mut j.backups[..newest] {
+                b.chan_points = Vec::new();
+            }
         }
         let pruned = prune(&mut j, self.keep);
         if let Err(e) = self.save(&j) {
@@ -624,6 +635,43 @@ mod tests {
         assert_eq!(j.newest().unwrap().source, "reseal");
         assert_eq!(s.read(&again.id).unwrap(), b"sealed-new");
         assert_eq!(s.pending_for("t").unwrap()[0].record.id, again.id);
+    }
+
+    #[test]
+    fn channel_points_are_kept_from_the_last_good_backup_on() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path(), 10).unwrap();
+        let with_points = |fp: &str, suspect: bool| {
+            let mut r = rec(fp, suspect);
+            r.chan_points = vec![format!("{}:0", "ab".repeat(32))];
+            r
+        };
+        for fp in ["f1", "f2", "f3"] {
+            s.store(with_points(fp, false), fp.as_bytes()).unwrap();
+        }
+        let suspect = stored(s.store(with_points("f4", true), b"f4").unwrap());
+        let j = s.journal().unwrap();
+        let kept: Vec<bool> = j
+            .backups
+            .iter()
+            .map(|b| !b.chan_points.is_empty())
+            .collect();
+        assert_eq!(
+            kept,
+            [false, false, true, true],
+            "last good (f3) and the suspect after it"
+        );
+        assert_eq!(j.last_good().unwrap().chan_points.len(), 1);
+        assert!(suspect.is_suspect());
+        // The next good backup clears everything older, the suspect included.
+        s.store(with_points("f5", false), b"f5").unwrap();
+        let j = s.journal().unwrap();
+        let kept: Vec<bool> = j
+            .backups
+            .iter()
+            .map(|b| !b.chan_points.is_empty())
+            .collect();
+        assert_eq!(kept, [false, false, false, false, true]);
     }
 
     #[test]

@@ -485,13 +485,17 @@ pub async fn verify(cfg: &Config, identity_files: &[PathBuf], drill: bool, quiet
                             None => "LND accepts it (lnd < 0.19 lists no channel points)".into(),
                         },
                     );
+                    // lnd < 0.19 lists no points: the journal's, where it still has them.
                     covered = points.or_else(|| {
-                        record.as_ref().map(|r| {
-                            r.chan_points
-                                .iter()
-                                .filter_map(|s| s.parse().ok())
-                                .collect()
-                        })
+                        record
+                            .as_ref()
+                            .filter(|r| r.channels == 0 || !r.chan_points.is_empty())
+                            .map(|r| {
+                                r.chan_points
+                                    .iter()
+                                    .filter_map(|s| s.parse().ok())
+                                    .collect()
+                            })
                     });
                 }
                 Err(e) if e.is_connection() => {

@@ -209,3 +209,19 @@ fn the_seeds_are_valid() {
     let cfg = chanvault::config::Config::parse(CONFIG, Path::new("/etc/chanvault.toml"));
     assert!(cfg.is_ok(), "{:?}", cfg.err().map(|e| e.to_string()));
 }
+
+/// Inputs the fuzzers found, kept so they stay fixed.
+#[test]
+fn fuzz_regressions() {
+    // spool_journal, 2026-11-26: an unknown key with an escaped newline made
+    // serde_json's "unknown field" error two lines long.
+    let crash = b"{\"ji|)  rmat\\ni|)  rm[at\"]\xfd\r\t\\\tn\t\t";
+    let e = chanvault::spool::parse_journal(crash)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains('\n'), "{e}");
+    let e = chanvault::spool::parse_journal(br#"{"a\nb": 1}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains('\n') && e.contains("a\\nb"), "{e}");
+}

@@ -591,7 +591,8 @@ async fn locks_of_dead_processes_on_this_host_are_removed() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let locks = |repo: &std::path::Path| std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count());
+    let locks =
+        |repo: &std::path::Path| std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count());
     eventually("restic holds its lock", 20, || locks(&repo) == 1).await;
     restic_backup.kill().unwrap();
     restic_backup.wait().unwrap();

@@ -447,7 +447,9 @@ impl ResticTarget {
                 removed = n,
                 "removed restic locks left by processes of ours that died on this host (as `restic unlock` would)"
             ),
-            Err(e) => tracing::warn!(target = %self.name, error = %e, "could not look for stale restic locks"),
+            Err(e) => {
+                tracing::warn!(target = %self.name, error = %e, "could not look for stale restic locks")
+            }
         }
         Ok(Session {
             key,
@@ -474,16 +476,55 @@ impl ResticTarget {
         if !self.exists(s.http.as_ref())? {
             return Err(self.missing());
         }
-        let creds = s.key.credentials();
-        let opened =
-            Repository::new(&Self::repo_options(), &s.backends).and_then(|r| r.open(&creds));
-        wipe(creds);
-        let repo = opened.map_err(|e| self.rustic_err("cannot open", &e))?;
+        let repo = self.open_repo(s)?;
         let known = std::mem::take(&mut s.snapshots);
         s.snapshots = repo
             .update_all_snapshots(known)
             .map_err(|e| self.rustic_err("cannot list the snapshots of", &e))?;
         Ok((s, repo))
+    }
+
+    /// Open the repository with the session's master key (no scrypt).
+    fn open_repo(&self, s: &Session) -> Result<Repository<OpenStatus>, TargetError> {
+        let creds = s.key.credentials();
+        let opened =
+            Repository::new(&Self::repo_options(), &s.backends).and_then(|r| r.open(&creds));
+        wipe(creds);
+        opened.map_err(|e| self.rustic_err("cannot open", &e))
+    }
+
+    /// For a backup: the session with a fresh snapshot list. With a kept
+    /// index the repository is not opened again (config, key listing): the
+    /// kept one serves, and a repository replaced under us fails on its key,
+    /// which drops the kept index.
+    fn refresh<'s>(
+        &self,
+        guard: &'s mut Option<Session>,
+    ) -> Result<(&'s mut Session, Option<Repository<OpenStatus>>), TargetError> {
+        if guard.as_ref().is_none_or(|s| s.indexed.is_none()) {
+            let (s, repo) = self.reopen(guard)?;
+            return Ok((s, Some(repo)));
+        }
+        let Some(s) = guard.as_mut() else {
+            return Err(self.err("internal: no session"));
+        };
+        if !self.exists(s.http.as_ref())? {
+            s.indexed = None;
+            return Err(self.missing());
+        }
+        let known = std::mem::take(&mut s.snapshots);
+        let refreshed = match &s.indexed {
+            Some(k) => k.repo.update_all_snapshots(known),
+            None => return Err(self.err("internal: no kept index")),
+        };
+        match refreshed {
+            Ok(list) => s.snapshots = list,
+            Err(e) => {
+                s.indexed = None;
+                return Err(self.rustic_err("cannot list the snapshots of", &e));
+            }
+        }
+        Ok((s, None))
     }
 
     fn ours<'a>(&'a self, snaps: &'a [SnapshotFile]) -> impl Iterator<Item = &'a SnapshotFile> {
@@ -533,7 +574,7 @@ impl ResticTarget {
         }
         let t0 = std::time::Instant::now();
         let mut guard = self.lock_session();
-        let (s, repo) = self.reopen(&mut guard)?;
+        let (s, repo) = self.refresh(&mut guard)?;
         let t_open = t0.elapsed();
         if let Some(existing) = self.already_there(&s.snapshots, &d.record) {
             return Ok(Receipt {
@@ -545,7 +586,7 @@ impl ResticTarget {
             .acquire(s.http.as_ref(), &s.key, &self.cfg.host)
             .map_err(|m| self.err(m))?;
         let t_lock = t0.elapsed();
-        let result = self.backup(repo, &mut s.indexed, d);
+        let result = self.backup(repo, s, d);
         if result.is_err() {
             // Whatever went wrong, read the index afresh next time.
             s.indexed = None;
@@ -580,15 +621,18 @@ impl ResticTarget {
     /// Call with our lock held: no prune can run between the index check and the snapshot.
     fn backup(
         &self,
-        repo: Repository<OpenStatus>,
-        kept: &mut Option<Indexed>,
+        repo: Option<Repository<OpenStatus>>,
+        s: &mut Session,
         d: &Delivery,
     ) -> Result<SnapshotFile, TargetError> {
         let t0 = std::time::Instant::now();
-        let present: BTreeSet<IndexId> = repo
-            .list::<IndexId>()
-            .map_err(|e| self.rustic_err("cannot list the index of", &e))?
-            .collect();
+        let listed = match (&repo, &s.indexed) {
+            (Some(r), _) => r.list::<IndexId>().map(|i| i.collect::<BTreeSet<_>>()),
+            (None, Some(k)) => k.repo.list::<IndexId>().map(|i| i.collect()),
+            (None, None) => return Err(self.err("internal: no repository")),
+        };
+        let present = listed.map_err(|e| self.rustic_err("cannot list the index of", &e))?;
+        let kept = &mut s.indexed;
         let fresh = match kept.as_ref() {
             Some(k) if k.read_from.is_subset(&present) => false,
             Some(_) => {
@@ -598,15 +642,19 @@ impl ResticTarget {
             None => true,
         };
         if fresh {
+            let repo = match repo {
+                Some(r) => r,
+                None => self.open_repo(s)?,
+            };
             let repo = repo
                 .to_indexed_ids()
                 .map_err(|e| self.rustic_err("cannot read the index of", &e))?;
-            *kept = Some(Indexed {
+            s.indexed = Some(Indexed {
                 repo,
                 read_from: present,
             });
         }
-        let Some(Indexed { repo, .. }) = kept.as_ref() else {
+        let Some(Indexed { repo, .. }) = s.indexed.as_ref() else {
             return Err(self.err("internal: no index"));
         };
         tracing::trace!(target = %self.name, fresh, index_ms = t0.elapsed().as_secs_f64() * 1e3, "restic index ready");
@@ -1176,7 +1224,10 @@ fn system_hostname() -> Option<String> {
 
 /// Whether a process with this PID exists (in our PID namespace); unknown counts as alive.
 fn pid_alive(pid: i64) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return true;
     };
     if pid == rustix::process::getpid() {
