@@ -295,6 +295,12 @@ impl Simulator {
         self.inner.shared.close_channel(cp)
     }
 
+    /// `n` confirmed channels with a single snapshot: benchmark setup (see
+    /// `open_channels` for lnd's two snapshots per channel).
+    pub fn open_channels_batch(&self, n: usize) {
+        self.inner.shared.open_channels_batch(n)
+    }
+
     /// `events` channel events back to back (open, close, open, …), one
     /// snapshot each, state saved once at the end: a load generator for
     /// bursts that a per-event save could not produce fast enough.

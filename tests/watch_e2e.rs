@@ -642,6 +642,27 @@ async fn a_burst_of_events_is_coalesced_to_the_newest_state() {
     assert!(superseded > 0, "older snapshots are dropped, not queued");
     assert!(stored < 200, "the burst is coalesced: {stored} stored");
     assert_eq!(snapshots(&metrics, "error"), 0);
+
+    // Churn bursts (one snapshot per event, as fast as the simulator can),
+    // then ordinary events: the stream is still followed afterwards.
+    for _ in 0..3 {
+        let sim = f.sim.clone();
+        tokio::task::spawn_blocking(move || sim.churn(500))
+            .await
+            .unwrap();
+    }
+    for round in 0..3 {
+        let stored_before = snapshots(&metrics, "stored");
+        f.sim.open_channels(1);
+        let fp = scb::fingerprint(&f.sim.channels());
+        eventually(
+            &format!("event {round} after the bursts"),
+            20,
+            || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        )
+        .await;
+        assert!(snapshots(&metrics, "stored") > stored_before);
+    }
     tx.send(true).unwrap();
     task.await.unwrap().unwrap();
 }

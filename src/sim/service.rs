@@ -422,6 +422,25 @@ impl Shared {
         true
     }
 
+    /// Setup for benchmarks: `n` confirmed channels appear with one snapshot
+    /// in all (lnd would send two per channel; 9000 channels that way are
+    /// ~36 GB of snapshots queued for a subscriber, as lnd's own queue would).
+    pub(crate) fn open_channels_batch(&self, n: usize) {
+        let mut st = self.lock();
+        for _ in 0..n {
+            let single = self.new_channel(&mut st);
+            st.channels.insert(
+                single.chan_point(),
+                Channel {
+                    single,
+                    pending: false,
+                },
+            );
+        }
+        self.emit(&mut st);
+        self.save(&st);
+    }
+
     /// A burst: `events` channel events back to back, alternately a channel
     /// opening (confirmed at once) and that channel closing, one snapshot
     /// each; the state is saved once at the end, as lnd batches its own
