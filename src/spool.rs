@@ -650,14 +650,15 @@ mod tests {
             s.store(with_points(fp, false), fp.as_bytes()).unwrap();
         }
         let suspect = stored(s.store(with_points("f4", true), b"f4").unwrap());
+        let kept = |j: &Journal| -> Vec<bool> {
+            j.backups
+                .iter()
+                .map(|b| !b.chan_points.is_empty())
+                .collect()
+        };
         let j = s.journal().unwrap();
-        let kept: Vec<bool> = j
-            .backups
-            .iter()
-            .map(|b| !b.chan_points.is_empty())
-            .collect();
         assert_eq!(
-            kept,
+            kept(&j),
             [false, false, true, true],
             "last good (f3) and the suspect after it"
         );
@@ -665,13 +666,10 @@ mod tests {
         assert!(suspect.is_suspect());
         // The next good backup clears everything older, the suspect included.
         s.store(with_points("f5", false), b"f5").unwrap();
-        let j = s.journal().unwrap();
-        let kept: Vec<bool> = j
-            .backups
-            .iter()
-            .map(|b| !b.chan_points.is_empty())
-            .collect();
-        assert_eq!(kept, [false, false, false, false, true]);
+        assert_eq!(
+            kept(&s.journal().unwrap()),
+            [false, false, false, false, true]
+        );
     }
 
     #[test]

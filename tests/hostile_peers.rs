@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chanvault::scb;
 use chanvault::sim::HostileStream;
-use chanvault::target::dir::DirTarget;
 use chanvault::watch::Agent;
 use common::{Fixture, Watch, eventually};
 use tokio::sync::watch;
@@ -93,21 +91,14 @@ timeout_seconds = 1
     let spool = agent.spool().clone();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(agent.watch(rx));
-    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
-
     for round in 1..=2 {
         f.sim.open_channels(2);
-        let fp = scb::fingerprint(&f.sim.channels());
-        let t0 = Instant::now();
-        eventually(
-            "pbs holds the state while offsite hangs",
-            10,
-            || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
-        )
-        .await;
+        let took = f
+            .wait_current("pbs", "pbs holds the state while offsite hangs", 10)
+            .await;
         println!(
             "round {round}: pbs current {} ms after the event",
-            t0.elapsed().as_millis()
+            took.as_millis()
         );
     }
 
@@ -204,19 +195,13 @@ async fn an_lnd_streaming_garbage_or_huge_messages_is_refused_and_reconnected() 
     // LND behaves again: the stream is used as before.
     f.sim.set_hostile_stream(None);
     f.sim.drop_streams();
-    let t0 = Instant::now();
     f.sim.open_channels(2);
-    let fp = scb::fingerprint(&f.sim.channels());
-    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
-    eventually(
-        "the state after recovery is delivered",
-        20,
-        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
-    )
-    .await;
+    let took = f
+        .wait_current("pbs", "the state after recovery is delivered", 20)
+        .await;
     println!(
         "final state on pbs {} ms after LND behaved again",
-        t0.elapsed().as_millis()
+        took.as_millis()
     );
 
     let log = watch.log();

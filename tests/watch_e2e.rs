@@ -608,14 +608,7 @@ async fn a_burst_of_events_is_coalesced_to_the_newest_state() {
         assert!(f.sim.close_channel(&old));
     }
     let burst = burst_start.elapsed();
-    let fp = scb::fingerprint(&f.sim.channels());
-    let pbs = DirTarget::new("pbs", &f.target_dir("pbs"));
-    eventually(
-        "the final state on pbs",
-        30,
-        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
-    )
-    .await;
+    f.wait_current("pbs", "the final state on pbs", 30).await;
     // delivery.min_interval_ms (500 by default): one upload as the burst
     // starts, then at most one per interval, then the final state.
     let uploads = pbs_uploads(&metrics) - 1;
@@ -654,13 +647,8 @@ async fn a_burst_of_events_is_coalesced_to_the_newest_state() {
     for round in 0..3 {
         let stored_before = snapshots(&metrics, "stored");
         f.sim.open_channels(1);
-        let fp = scb::fingerprint(&f.sim.channels());
-        eventually(
-            &format!("event {round} after the bursts"),
-            20,
-            || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
-        )
-        .await;
+        f.wait_current("pbs", &format!("event {round} after the bursts"), 20)
+            .await;
         assert!(snapshots(&metrics, "stored") > stored_before);
     }
     tx.send(true).unwrap();

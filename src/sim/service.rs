@@ -370,20 +370,20 @@ impl Shared {
         single
     }
 
+    /// A new channel in the set (no event yet).
+    fn add_channel(&self, st: &mut State, pending: bool) -> ChanPoint {
+        let single = self.new_channel(st);
+        let cp = single.chan_point();
+        st.channels.insert(cp, Channel { single, pending });
+        cp
+    }
+
     /// Open `n` channels; each fires PendingOpen then Open (two snapshots).
     pub(crate) fn open_channels(&self, n: usize, confirm: bool) -> Vec<ChanPoint> {
         let mut st = self.lock();
         let mut opened = Vec::with_capacity(n);
         for _ in 0..n {
-            let single = self.new_channel(&mut st);
-            let cp = single.chan_point();
-            st.channels.insert(
-                cp,
-                Channel {
-                    single,
-                    pending: true,
-                },
-            );
+            let cp = self.add_channel(&mut st, true);
             self.emit(&mut st); // PendingOpenChannelEvent
             if confirm {
                 if let Some(c) = st.channels.get_mut(&cp) {
@@ -428,14 +428,7 @@ impl Shared {
     pub(crate) fn open_channels_batch(&self, n: usize) {
         let mut st = self.lock();
         for _ in 0..n {
-            let single = self.new_channel(&mut st);
-            st.channels.insert(
-                single.chan_point(),
-                Channel {
-                    single,
-                    pending: false,
-                },
-            );
+            self.add_channel(&mut st, false);
         }
         self.emit(&mut st);
         self.save(&st);
@@ -451,18 +444,7 @@ impl Shared {
         let mut newest = None;
         for _ in 0..events {
             match newest.take() {
-                None => {
-                    let single = self.new_channel(&mut st);
-                    let cp = single.chan_point();
-                    st.channels.insert(
-                        cp,
-                        Channel {
-                            single,
-                            pending: false,
-                        },
-                    );
-                    newest = Some(cp);
-                }
+                None => newest = Some(self.add_channel(&mut st, false)),
                 Some(cp) => {
                     self.record_close(&mut st, &cp);
                 }

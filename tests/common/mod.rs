@@ -93,6 +93,21 @@ path = "targets/pbs"
     pub fn target_dir(&self, name: &str) -> PathBuf {
         self.path().join("targets").join(name)
     }
+
+    /// Wait until the dir target `name` holds LND's channel set as it is now;
+    /// returns how long that took.
+    pub async fn wait_current(&self, name: &str, what: &str, secs: u64) -> Duration {
+        let fp = chanvault::scb::fingerprint(&self.sim.channels());
+        let t = chanvault::target::dir::DirTarget::new(name, &self.target_dir(name));
+        let t0 = Instant::now();
+        eventually(
+            what,
+            secs,
+            || matches!(t.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        )
+        .await;
+        t0.elapsed()
+    }
 }
 
 /// Poll until `f` is true or fail the test after `secs`.
