@@ -188,12 +188,13 @@ async fn watch_delivers_reconnects_and_catches_up_on_missed_state() {
     f.sim.restart().await.unwrap();
     // Nothing is streamed about the missed change: only the baseline export on
     // reconnect can bring it.
-    eventually(
-        "missed state delivered after reconnect",
-        20,
-        on_target(scb::fingerprint(&f.sim.channels())),
-    )
-    .await;
+    let took = f
+        .wait_current("pbs", "missed state delivered after reconnect", 20)
+        .await;
+    println!(
+        "LND restarted: missed state on pbs {} ms later",
+        took.as_millis()
+    );
     assert_eq!(scb::fingerprint(&f.sim.channels()).len(), 64);
 
     // The stream dropping (not the server) is survived too.
@@ -211,12 +212,13 @@ async fn watch_delivers_reconnects_and_catches_up_on_missed_state() {
     f.sim.kill().await;
     f.sim.open_channels(1);
     f.sim.restart().await.unwrap();
-    eventually(
-        "state after LND was killed",
-        20,
-        on_target(scb::fingerprint(&f.sim.channels())),
-    )
-    .await;
+    let took = f
+        .wait_current("pbs", "state after LND was killed", 20)
+        .await;
+    println!(
+        "LND killed and restarted: state on pbs {} ms later",
+        took.as_millis()
+    );
 
     // The delivered file is what LND has now, and opens with the identity.
     let sealed = std::fs::read(f.target_dir("pbs").join(CURRENT_FILE)).unwrap();
