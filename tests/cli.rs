@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use chanvault::sim::{SimOptions, Simulator};
-use common::{Fixture, eventually};
+use common::{Fixture, Watch, eventually};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
@@ -255,8 +255,7 @@ async fn check_config_prints_paths_never_secrets() {
 #[tokio::test]
 async fn watch_exits_zero_on_sigterm() {
     let f = Fixture::new().await;
-    let log = f.path().join("watch.log");
-    let child = spawn_watch(&f, &log, "trace");
+    let watch = Watch::start_at(&f, "trace");
     let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
     eventually("baseline delivered", 20, || {
         matches!(target.current_manifest(), Ok(Some(_)))
@@ -270,48 +269,18 @@ async fn watch_exits_zero_on_sigterm() {
         || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
     )
     .await;
-    let status = sigterm(child).await;
+    let status = watch.stop().await;
     assert_eq!(status.code(), Some(0), "watch exits 0 on SIGTERM");
-
-    let logs = std::fs::read(&log).unwrap();
-    let text = String::from_utf8_lossy(&logs);
+    let text = std::fs::read_to_string(f.path().join("watch.log")).unwrap();
     assert!(text.contains("connected to LND"), "{text}");
     assert!(text.contains("delivered"), "{text}");
-}
-
-/// Start `watch` with its stderr in `log`; returns the child.
-fn spawn_watch(f: &Fixture, log: &Path, level: &str) -> std::process::Child {
-    bin()
-        .args([
-            "--log-level",
-            level,
-            "watch",
-            "--config",
-            f.config.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
-async fn sigterm(child: std::process::Child) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut child = child;
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        child.wait().unwrap()
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
 async fn lnd_outage_logs_one_line_per_state_change_not_per_retry() {
     let f = Fixture::new().await;
     f.sim.stop().await;
-    let log = f.path().join("watch.log");
-    let child = spawn_watch(&f, &log, "info");
+    let watch = Watch::start_at(&f, "info");
     // reconnect_max_seconds = 1: a few seconds are several retries.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     f.sim.open_channels(2);
@@ -324,8 +293,8 @@ async fn lnd_outage_logs_one_line_per_state_change_not_per_retry() {
         || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
     )
     .await;
-    assert_eq!(sigterm(child).await.code(), Some(0));
-    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(watch.stop().await.code(), Some(0));
+    let text = std::fs::read_to_string(f.path().join("watch.log")).unwrap();
     let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
     assert_eq!(count("LND not available"), 1, "{text}");
     assert_eq!(count("connected to LND"), 1, "{text}");

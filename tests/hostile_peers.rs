@@ -205,7 +205,7 @@ async fn an_lnd_streaming_garbage_or_huge_messages_is_refused_and_reconnected() 
     );
 
     let log = watch.log();
-    let status = watch.stop();
+    let status = watch.stop().await;
     assert!(
         status.success(),
         "watch exits 0 on SIGTERM: {status:?}\n{log}"

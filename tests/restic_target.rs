@@ -565,7 +565,7 @@ async fn a_prune_by_stock_restic_between_backups_is_noticed() {
         })
         .await;
     let log = watch.log();
-    assert!(watch.stop().success(), "{log}");
+    assert!(watch.stop().await.success(), "{log}");
     assert_eq!(
         log.matches("reading it afresh").count(),
         1,

@@ -14,12 +14,12 @@ mod bao;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine;
 use bitcoin::bip32::{DerivationPath, Xpriv};
-use common::{Fixture, eventually};
+use common::{Fixture, Watch};
 
 const RESTIC_PASSWORD: &str = "hygiene-restic-password-5d41402abc";
 const SEED: &str = "legal winner thank year wave sausage worth useful legal winner thank yellow";
@@ -123,34 +123,11 @@ token_file = "{}"
     outputs.push(("backup --once".into(), out));
 
     // The daemon, with channel events, stopped by SIGTERM.
-    let log = f.path().join("watch.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
-        .args(["--log-level", "trace", "watch", "--config"])
-        .arg(&cfg)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let watch = Watch::start_at(&f, "trace");
     f.sim.open_channels(2);
-    let fp = chanvault::scb::fingerprint(&f.sim.channels());
-    let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
-    eventually(
-        "channels delivered",
-        20,
-        || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
-    )
-    .await;
-    let pid = child.id().to_string();
-    let status = tokio::task::spawn_blocking(move || {
-        let mut child = child;
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        child.wait().unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(status.code(), Some(0));
+    f.wait_current("pbs", "channels delivered", 20).await;
+    assert_eq!(watch.stop().await.code(), Some(0));
+    let log = f.path().join("watch.log");
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     // Everything else a user runs; exit codes printed, not asserted (their own tests pin them).

@@ -121,25 +121,37 @@ pub async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// `chanvault watch` (the real binary) with its log in a file.
+/// `chanvault watch` (the real binary) with its log in `watch.log`; killed on drop.
 pub struct Watch {
-    child: Child,
+    child: Option<Child>,
     log: std::path::PathBuf,
 }
 
 impl Watch {
     pub fn start(f: &Fixture) -> Self {
+        Self::start_at(f, "info")
+    }
+
+    /// With `--log-level level` (RUST_LOG from the environment is ignored).
+    pub fn start_at(f: &Fixture, level: &str) -> Self {
         let log = f.path().join("watch.log");
         let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
-            .args(["watch", "--config"])
+            .args(["--log-level", level, "watch", "--config"])
             .arg(&f.config)
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Self { child, log }
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap()
     }
 
     pub fn log(&self) -> String {
@@ -163,7 +175,7 @@ impl Watch {
 
     /// Peak resident memory so far, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -172,17 +184,27 @@ impl Watch {
             .unwrap()
     }
 
-    pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().unwrap()
+    /// SIGTERM and wait, off the async threads (the simulator may live on
+    /// the only one).
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        tokio::task::spawn_blocking(move || {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            child.wait().unwrap()
+        })
+        .await
+        .unwrap()
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
