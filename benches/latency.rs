@@ -17,7 +17,7 @@ use chanvault::config::Config;
 use chanvault::metrics::Metrics;
 use chanvault::scb::fingerprint;
 use chanvault::sim::{SimOptions, Simulator};
-use chanvault::target::restic::ResticTarget;
+use chanvault::sink::restic::ResticTarget;
 use chanvault::watch::Agent;
 
 const PASSWORD: &str = "bench-repository-password";

@@ -332,7 +332,7 @@ async fn target_init(path: &Path, name: &str) -> Result<(), String> {
             cfg.source.display()
         ));
     };
-    let target = crate::target::restic::ResticTarget::new(r);
+    let target = crate::sink::restic::ResticTarget::new(r);
     let id = target.init().await.map_err(|e| e.to_string())?;
     println!(
         "created restic repository {} ({}) for target {name}",

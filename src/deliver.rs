@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::metrics::{Metrics, failure_reason};
 use crate::pipeline::{blocking, short};
 use crate::spool::{Pending, Spool};
-use crate::target::{Delivery, Receipt, Target};
+use crate::sink::{Delivery, Receipt, Target};
 
 /// Capped exponential backoff with jitter (each wait is 50–100% of the step).
 #[derive(Debug, Clone)]

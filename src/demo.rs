@@ -17,9 +17,9 @@ use crate::scb::{self, ChanPoint};
 use crate::seal::{self, Identities};
 use crate::sim::{SimOptions, Simulator};
 use crate::status::Status;
-use crate::target::Target;
-use crate::target::dir::{CURRENT_FILE, DirTarget};
-use crate::target::restic::ResticTarget;
+use crate::sink::Target;
+use crate::sink::dir::{CURRENT_FILE, DirTarget};
+use crate::sink::restic::ResticTarget;
 use crate::watch::Agent;
 
 /// How long the demo waits for the targets to hold the final state.

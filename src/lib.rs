@@ -3,7 +3,7 @@
 //!
 //! The `watch` pipeline flows one way:
 //! `lnd` (snapshots) -> `scb` (fingerprint) -> `seal` (age) -> `spool`
-//! (durable, journaled) -> `target` (delivery workers).
+//! (durable, journaled) -> `sink` (delivery targets, which also read back).
 
 // No unwrap/expect on paths that handle input; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -26,7 +26,7 @@ pub mod sim;
 pub mod spool;
 pub mod status;
 pub mod systemd;
-pub mod target;
+pub mod sink;
 pub mod text;
 pub mod verify;
 pub mod watch;

@@ -21,9 +21,9 @@ use crate::pipeline::short;
 use crate::scb::{ChanPoint, sha256_hex};
 use crate::seal::{Identities, SealError};
 use crate::secret::SecretBytes;
-use crate::target::Manifest;
-use crate::target::dir::{CURRENT_FILE, DirTarget, HISTORY_DIR};
-use crate::target::restic::ResticTarget;
+use crate::sink::Manifest;
+use crate::sink::dir::{CURRENT_FILE, DirTarget, HISTORY_DIR};
+use crate::sink::restic::ResticTarget;
 
 /// Exit codes of `restore` (documented in the README).
 pub mod exit {

@@ -20,7 +20,7 @@ use crate::lnd::{LndClient, LndError, LndSettings};
 use crate::pipeline::{Outcome, Pipeline, PipelineError};
 use crate::seal::{Recipients, SealError};
 use crate::spool::{Spool, SpoolError};
-use crate::target::{self, Target};
+use crate::sink::{self, Target};
 
 /// First wait before reconnecting to LND.
 pub const RECONNECT_INITIAL: Duration = Duration::from_secs(1);
@@ -70,7 +70,7 @@ impl Agent {
                 source,
             })?;
         let spool = Spool::open(&cfg.state_dir, cfg.backup.keep)?;
-        let targets = cfg.targets.iter().map(target::build).collect();
+        let targets = cfg.targets.iter().map(sink::build).collect();
         Ok(Self {
             pipeline: Pipeline::new(Arc::new(spool), Arc::new(recipients)),
             cfg,

@@ -256,7 +256,7 @@ async fn check_config_prints_paths_never_secrets() {
 async fn watch_exits_zero_on_sigterm() {
     let f = Fixture::new().await;
     let watch = Watch::start_at(&f, "trace");
-    let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
+    let target = chanvault::sink::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
     eventually("baseline delivered", 20, || {
         matches!(target.current_manifest(), Ok(Some(_)))
     })
@@ -285,7 +285,7 @@ async fn lnd_outage_logs_one_line_per_state_change_not_per_retry() {
     tokio::time::sleep(Duration::from_millis(3500)).await;
     f.sim.open_channels(2);
     f.sim.restart().await.unwrap();
-    let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
+    let target = chanvault::sink::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
     let fp = chanvault::scb::fingerprint(&f.sim.channels());
     eventually(
         "state delivered after LND came up",

@@ -180,7 +180,7 @@ proptest! {
         } else {
             bytes
         };
-        if let Err(e) = chanvault::target::restic::parse_lock_plaintext(&input) {
+        if let Err(e) = chanvault::sink::restic::parse_lock_plaintext(&input) {
             one_line(&e)?;
         }
     }
@@ -197,7 +197,7 @@ proptest! {
 #[test]
 fn the_seeds_are_valid() {
     assert!(chanvault::spool::parse_journal(JOURNAL.as_bytes()).is_ok());
-    assert!(chanvault::target::restic::parse_lock_plaintext(LOCK).is_ok());
+    assert!(chanvault::sink::restic::parse_lock_plaintext(LOCK).is_ok());
     assert!(chanvault::seal::open(&KEYS.ids, &SEALED).is_ok());
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join(AUDIT_FILE), &AUDIT.0).expect("write");

@@ -104,7 +104,7 @@ async fn init_non_interactive_against_the_simulator_gives_a_working_config() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let delivered = chanvault::target::dir::DirTarget::new("pbs-pickup", &target);
+    let delivered = chanvault::sink::dir::DirTarget::new("pbs-pickup", &target);
     let m = delivered.current_manifest().unwrap().expect("delivered");
     assert_eq!(m.channels, 2);
 

@@ -11,7 +11,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 
 use chanvault::config::TargetConfig;
-use chanvault::target::restic::ResticTarget;
+use chanvault::sink::restic::ResticTarget;
 use common::Fixture;
 
 fn text(o: &Output) -> String {

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use chanvault::config::TargetConfig;
 use chanvault::scb;
-use chanvault::target::restic::ResticTarget;
-use chanvault::target::{Delivery, Target};
+use chanvault::sink::restic::ResticTarget;
+use chanvault::sink::{Delivery, Target};
 use chanvault::watch::Agent;
 use common::{Fixture, Watch, eventually};
 use tokio::sync::watch;
@@ -483,7 +483,7 @@ async fn rest_server_outage_is_survived_without_a_restart() {
     );
     // The pipeline keeps going: the pbs dir target has the newest state meanwhile.
     let fp = scb::fingerprint(&s.f.sim.channels());
-    let pbs = chanvault::target::dir::DirTarget::new("pbs", &s.f.target_dir("pbs"));
+    let pbs = chanvault::sink::dir::DirTarget::new("pbs", &s.f.target_dir("pbs"));
     eventually(
         "pbs is current",
         20,

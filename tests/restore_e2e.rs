@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 
 use chanvault::config::TargetConfig;
-use chanvault::target::restic::ResticTarget;
+use chanvault::sink::restic::ResticTarget;
 use common::Fixture;
 
 fn bin() -> Command {

@@ -99,7 +99,7 @@ async fn watch_without_notify_socket_runs_as_before() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let target = chanvault::target::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
+    let target = chanvault::sink::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
     common::eventually("baseline delivered", 20, || {
         matches!(target.current_manifest(), Ok(Some(_)))
     })

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chanvault::config::TargetConfig;
 use chanvault::escrow::material::{Kind, Material, Network, ParseOptions};
 use chanvault::secret::SecretString;
-use chanvault::target::restic::ResticTarget;
+use chanvault::sink::restic::ResticTarget;
 use common::Fixture;
 
 const ABANDON: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \

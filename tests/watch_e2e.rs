@@ -12,7 +12,7 @@ use chanvault::pipeline::{Outcome, Pipeline, PipelineError};
 use chanvault::scb;
 use chanvault::seal::{self, Identities, Recipients};
 use chanvault::spool::Spool;
-use chanvault::target::dir::{CURRENT_FILE, DirTarget};
+use chanvault::sink::dir::{CURRENT_FILE, DirTarget};
 use chanvault::watch::Agent;
 use common::{Fixture, eventually};
 use tokio::sync::watch;

@@ -136,7 +136,7 @@ pub async fn reseal_and_deliver(
     };
     let record = opened.spool.store_reseal(record, &sealed)?;
     tracing::info!(backup = %record.id, from = %from, "stored the newest good backup re-sealed to the new recipients");
-    let targets: Vec<_> = cfg.targets.iter().map(crate::target::build).collect();
+    let targets: Vec<_> = cfg.targets.iter().map(crate::sink::build).collect();
     let metrics = crate::metrics::Metrics::new();
     let failures = crate::deliver::deliver_pending_once(
         &targets,

@@ -98,7 +98,7 @@ path = "targets/pbs"
     /// returns how long that took.
     pub async fn wait_current(&self, name: &str, what: &str, secs: u64) -> Duration {
         let fp = chanvault::scb::fingerprint(&self.sim.channels());
-        let t = chanvault::target::dir::DirTarget::new(name, &self.target_dir(name));
+        let t = chanvault::sink::dir::DirTarget::new(name, &self.target_dir(name));
         let t0 = Instant::now();
         eventually(
             what,

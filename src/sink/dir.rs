@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
-use crate::target::{BlockingTarget, Delivery, Manifest, Receipt, TargetError};
+use crate::sink::{BlockingTarget, Delivery, Manifest, Receipt, TargetError};
 
 pub const CURRENT_FILE: &str = "channel.backup.age";
 pub const CURRENT_MANIFEST: &str = "channel.backup.json";
@@ -136,7 +136,7 @@ impl BlockingTarget for DirTarget {
 mod tests {
     use super::*;
     use crate::spool::BackupRecord;
-    use crate::target::Target;
+    use crate::sink::Target;
     use chrono::{Duration, Utc};
     use std::sync::Arc;
 

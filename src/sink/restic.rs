@@ -47,7 +47,7 @@ use crate::config::ResticTargetConfig;
 use crate::pipeline::short;
 use crate::secret::SecretString;
 use crate::spool::BackupRecord;
-use crate::target::{BlockingTarget, Delivery, Receipt, TargetError};
+use crate::sink::{BlockingTarget, Delivery, Receipt, TargetError};
 
 /// The directory every snapshot holds.
 pub const SNAPSHOT_DIR: &str = "/chanvault";
