@@ -8,8 +8,7 @@ rustPlatform.buildRustPackage {
 
   src = lib.cleanSourceWith {
     src = ../.;
-    filter = path: type:
-      !(lib.hasInfix "/target" path) && !(lib.hasSuffix ".nix" path);
+    filter = import ./source-filter.nix { root = ../.; };
   };
 
   cargoLock.lockFile = ../Cargo.lock;

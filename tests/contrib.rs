@@ -594,6 +594,106 @@ fn nix_files_parse() {
     }
 }
 
+/// The package's source filter keeps every file the build needs. It once
+/// dropped any path containing "/target", which took `src/target/` with it:
+/// the package could not build and parsing the file did not notice.
+#[test]
+fn nix_source_filter_keeps_every_source_file() {
+    let nix = tool("nix-instantiate", "nix-bin");
+    assert!(
+        read("nix/package.nix").contains("filter = import ./source-filter.nix"),
+        "nix/package.nix must take its source filter from nix/source-filter.nix (tested here)"
+    );
+    let files = ok(
+        "git ls-files",
+        Command::new("git")
+            .args(["ls-files"])
+            .current_dir(repo())
+            .output()
+            .unwrap(),
+    );
+    let files: Vec<String> = String::from_utf8(files.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(files.iter().any(|f| f == "src/main.rs"), "{files:?}");
+    // Every tracked file and every folder above one, as the filter sees them.
+    let mut asked: BTreeSet<(String, &str)> = BTreeSet::new();
+    for f in &files {
+        asked.insert((f.clone(), "regular"));
+        let mut dir = Path::new(f).parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            asked.insert((d.display().to_string(), "directory"));
+            dir = d.parent();
+        }
+    }
+    // Output folders, and a source folder named like one (the old bug).
+    for (p, t) in [
+        ("target", "directory"),
+        ("target/debug/chanvault", "regular"),
+        ("fuzz/target/x", "regular"),
+        ("src/target", "directory"),
+        ("src/target/mod.rs", "regular"),
+    ] {
+        asked.insert((p.to_string(), t));
+    }
+    let asked: Vec<(String, &str)> = asked.into_iter().collect();
+    let list = serde_json::to_string(
+        &asked
+            .iter()
+            .map(|(p, t)| serde_json::json!({"p": p, "t": t}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let list_file = state.path().join("paths.json");
+    std::fs::write(&list_file, list).unwrap();
+    let root = repo();
+    let expr = format!(
+        "let root = {root}; f = import {root}/nix/source-filter.nix {{ inherit root; }}; \
+         in map (x: f (root + \"/${{x.p}}\") x.t) (builtins.fromJSON (builtins.readFile {list}))",
+        root = root.display(),
+        list = list_file.display(),
+    );
+    let out = ok(
+        "nix-instantiate --eval nix/source-filter.nix",
+        Command::new(&nix)
+            .args(["--eval", "--strict", "--json", "--expr", &expr])
+            .env("NIX_STATE_DIR", state.path())
+            .env("NIX_REMOTE", "")
+            .output()
+            .unwrap(),
+    );
+    let kept: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(kept.len(), asked.len());
+    let verdict: std::collections::BTreeMap<&str, bool> = asked
+        .iter()
+        .zip(&kept)
+        .map(|((p, _), k)| (p.as_str(), *k))
+        .collect();
+    let needed = |p: &str| {
+        p.starts_with("src/")
+            || p.starts_with("proto/")
+            || ["src", "proto", "Cargo.toml", "Cargo.lock", "build.rs"].contains(&p)
+    };
+    let dropped: Vec<&str> = verdict
+        .iter()
+        .filter(|(p, k)| needed(p) && !**k)
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(
+        dropped.is_empty(),
+        "nix/source-filter.nix drops {dropped:?}"
+    );
+    for p in ["src/target", "src/target/mod.rs"] {
+        assert!(verdict[p], "{p} must be kept");
+    }
+    for p in ["target", "target/debug/chanvault", "fuzz/target/x"] {
+        assert!(!verdict[p], "{p} must be dropped");
+    }
+}
+
 /// The keys in module.nix's `settingsKeys` list.
 fn nix_module_keys() -> BTreeSet<String> {
     let text = read("nix/module.nix");
