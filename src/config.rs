@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Where the config lives unless `--config` says otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/chanvault/chanvault.toml";
 /// Default cron schedule (seconds field first) for the baseline export.
 pub const DEFAULT_SCHEDULE: &str = "0 */15 * * * *";
 /// Default number of backups kept in the spool (the last good one is always kept).
@@ -376,7 +378,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        crate::lnd::parse_address(&self.lnd.address).map_err(|m| self.invalid("lnd.address", m))?;
+        parse_address(&self.lnd.address).map_err(|m| self.invalid("lnd.address", m))?;
         if self.lnd.timeout_seconds == 0 {
             return Err(self.invalid("lnd.timeout_seconds", "must be at least 1"));
         }
@@ -567,9 +569,57 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// Split an `lnd.address` into host and port. Accepts `host:port`,
+/// `https://host:port` and `[v6]:port`.
+pub fn parse_address(address: &str) -> Result<(String, u16), String> {
+    let rest = if let Some(r) = address.strip_prefix("https://") {
+        r
+    } else if address.contains("://") {
+        return Err(format!(
+            "{address:?}: LND's gRPC interface always uses TLS; write host:port or https://host:port"
+        ));
+    } else {
+        address
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, p) = v6
+            .split_once("]:")
+            .ok_or_else(|| format!("{address:?}: expected [IPv6]:PORT"))?;
+        (h, p)
+    } else {
+        rest.rsplit_once(':')
+            .ok_or_else(|| format!("{address:?}: expected HOST:PORT, e.g. 127.0.0.1:10009"))?
+    };
+    if host.is_empty() {
+        return Err(format!("{address:?}: missing host"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{address:?}: {port:?} is not a port number"))?;
+    Ok((host.to_string(), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("127.0.0.1:10009").unwrap(),
+            ("127.0.0.1".into(), 10009)
+        );
+        assert_eq!(
+            parse_address("https://localhost:10009/").unwrap(),
+            ("localhost".into(), 10009)
+        );
+        assert_eq!(parse_address("[::1]:10009").unwrap(), ("::1".into(), 10009));
+        assert!(parse_address("http://localhost:10009").is_err());
+        assert!(parse_address("localhost").is_err());
+        assert!(parse_address("localhost:99999").is_err());
+        assert!(parse_address(":10009").is_err());
+    }
 
     const MIN: &str = r#"
 state_dir = "state"

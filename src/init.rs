@@ -32,7 +32,7 @@ pub const MACAROON_NAME: &str = "chanvault.macaroon";
 #[derive(Args, Debug, Clone)]
 pub struct InitArgs {
     /// Where to write the new config (refuses to overwrite).
-    #[arg(long, short = 'c', value_name = "FILE", default_value = crate::cli::DEFAULT_CONFIG)]
+    #[arg(long, short = 'c', value_name = "FILE", default_value = crate::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// LND's data dir (default: the first of ~/.lnd, /var/lib/lnd, /mnt/hdd/lnd, … that has tls.cert).
     #[arg(long, value_name = "DIR")]

@@ -82,37 +82,6 @@ impl LndError {
     }
 }
 
-/// Split an `lnd.address` into host and port. Accepts `host:port`,
-/// `https://host:port` and `[v6]:port`.
-pub fn parse_address(address: &str) -> Result<(String, u16), String> {
-    let rest = if let Some(r) = address.strip_prefix("https://") {
-        r
-    } else if address.contains("://") {
-        return Err(format!(
-            "{address:?}: LND's gRPC interface always uses TLS; write host:port or https://host:port"
-        ));
-    } else {
-        address
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, p) = v6
-            .split_once("]:")
-            .ok_or_else(|| format!("{address:?}: expected [IPv6]:PORT"))?;
-        (h, p)
-    } else {
-        rest.rsplit_once(':')
-            .ok_or_else(|| format!("{address:?}: expected HOST:PORT, e.g. 127.0.0.1:10009"))?
-    };
-    if host.is_empty() {
-        return Err(format!("{address:?}: missing host"));
-    }
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("{address:?}: {port:?} is not a port number"))?;
-    Ok((host.to_string(), port))
-}
-
 /// Adds the hex macaroon header to every call.
 #[derive(Clone)]
 struct MacaroonAuth(MetadataValue<Ascii>);
@@ -473,11 +442,12 @@ fn parse_points<'a>(
 /// requests our client never sends.
 pub async fn connect_channel(settings: &LndSettings) -> Result<Channel, LndError> {
     let cert = load_cert(&settings.tls_cert)?;
-    let (host, port) =
-        parse_address(&settings.address).map_err(|detail| LndError::Unreachable {
+    let (host, port) = crate::config::parse_address(&settings.address).map_err(|detail| {
+        LndError::Unreachable {
             address: settings.address.clone(),
             detail,
-        })?;
+        }
+    })?;
     let tls = tls_config(cert);
     let server_name = ServerName::try_from(host.clone()).map_err(|_| LndError::Unreachable {
         address: settings.address.clone(),
@@ -803,23 +773,6 @@ mod http_uri {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(
-            parse_address("127.0.0.1:10009").unwrap(),
-            ("127.0.0.1".into(), 10009)
-        );
-        assert_eq!(
-            parse_address("https://localhost:10009/").unwrap(),
-            ("localhost".into(), 10009)
-        );
-        assert_eq!(parse_address("[::1]:10009").unwrap(), ("::1".into(), 10009));
-        assert!(parse_address("http://localhost:10009").is_err());
-        assert!(parse_address("localhost").is_err());
-        assert!(parse_address("localhost:99999").is_err());
-        assert!(parse_address(":10009").is_err());
-    }
 
     #[test]
     fn hex_macaroon_files_are_decoded() {

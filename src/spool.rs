@@ -48,6 +48,8 @@ pub enum SpoolError {
     Missing { id: String, path: PathBuf },
     #[error("spool file {path} does not match its recorded SHA-256 {id}: the file is damaged")]
     Integrity { id: String, path: PathBuf },
+    /// Only in unit tests: `store` stopped at a crash point on purpose.
+    #[cfg(test)]
     #[error("simulated crash at {0:?}")]
     Crash(CrashPoint),
 }
@@ -260,6 +262,7 @@ pub enum Stored {
 pub struct Spool {
     dir: PathBuf,
     keep: usize,
+    #[cfg(test)]
     crash: Option<CrashPoint>,
 }
 
@@ -275,6 +278,7 @@ impl Spool {
         let spool = Self {
             dir: dir.to_path_buf(),
             keep: keep.max(1),
+            #[cfg(test)]
             crash: None,
         };
         // Prove we can write here now, not at the first channel event.
@@ -297,16 +301,23 @@ impl Spool {
         self.dir.join(BACKUPS_DIR).join(format!("{id}.age"))
     }
 
-    /// For tests: make the next `store` stop at `point` as if killed there.
-    #[doc(hidden)]
-    pub fn inject_crash(&mut self, point: Option<CrashPoint>) {
+    /// Make the next `store` stop at `point` as if killed there.
+    #[cfg(test)]
+    fn inject_crash(&mut self, point: Option<CrashPoint>) {
         self.crash = point;
     }
 
+    #[cfg(test)]
     fn crash_at(&self, point: CrashPoint) -> Result<(), SpoolError> {
         if self.crash == Some(point) {
             return Err(SpoolError::Crash(point));
         }
+        Ok(())
+    }
+
+    /// Crash points exist only in unit tests; a real crash is `kill -9`.
+    #[cfg(not(test))]
+    fn crash_at(&self, _point: CrashPoint) -> Result<(), SpoolError> {
         Ok(())
     }
 
@@ -479,7 +490,11 @@ impl Spool {
             // Not journaled, so not durable: take the file back now rather than
             // leaving it for the sweep at the next start (a full disk would
             // otherwise fill up further with every retry).
-            if !matches!(e, SpoolError::Crash(_)) {
+            #[cfg(test)]
+            let simulated = matches!(e, SpoolError::Crash(_));
+            #[cfg(not(test))]
+            let simulated = false;
+            if !simulated {
                 let _ = fs::remove_file(&path);
             }
             return Err(e);

@@ -13,60 +13,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use clap::Args;
 use serde::Serialize;
 
-use crate::cli::ConfigArg;
 use crate::config::Config;
 use crate::escrow::audit::AuditLog;
 use crate::lnd::{LndClient, LndSettings};
 use crate::pipeline::short;
+use crate::progress::Progress;
 use crate::restore::{self, Listed, RestoreError};
 use crate::scb::{ChanPoint, sha256_hex};
 use crate::seal::Identities;
 use crate::spool::{BackupRecord, JOURNAL_FILE, Journal};
 
-/// Exit codes of `verify` (documented in the README). When several classes
-/// fail, the smallest code wins: root causes have the smaller numbers.
-pub mod exit {
-    /// The escrow audit log's hash chain is broken.
-    pub const AUDIT: u8 = 20;
-    /// A target is unreachable, empty, or lacks the newest backup.
-    pub const TARGET: u8 = 21;
-    /// A backup's bytes differ from its manifest/tag or the spool's record.
-    pub const INTEGRITY: u8 = 22;
-    /// The escrowed identity (or an `--identity`) cannot open the newest backup.
-    pub const DECRYPT: u8 = 23;
-    /// LND's VerifyChanBackup refused the backup.
-    pub const LND_REFUSED: u8 = 24;
-    /// The backup is stale: older than `verify.max_age_hours`, or LND has channels it lacks.
-    pub const STALE: u8 = 25;
-    /// The escrow: a required item is missing or a `keys verify` check fails.
-    pub const ESCROW: u8 = 26;
-    /// LND could not be asked (unreachable, credentials).
-    pub const LND_UNREACHABLE: u8 = 27;
-}
-
-#[derive(Args, Debug)]
-pub struct VerifyArgs {
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// Offline age identity file that must also open the backups (repeatable); the first also opens envelope-sealed escrow items.
-    #[arg(long, value_name = "FILE")]
-    pub identity: Vec<PathBuf>,
-    /// Also do a full restore fetch from each target into a temp dir, from scratch.
-    #[arg(long)]
-    pub drill: bool,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
-    /// Write Prometheus metrics here (node_exporter's textfile collector; atomic, mode 0644).
-    #[arg(long, value_name = "PATH")]
-    pub textfile: Option<PathBuf>,
-}
-
-/// What a failed check is, for the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What a failed check is. Ordered root cause first: when several classes
+/// fail, the smallest is the one to fix first (and gives the exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     Audit,
@@ -80,19 +41,6 @@ pub enum Class {
 }
 
 impl Class {
-    pub fn code(self) -> u8 {
-        match self {
-            Class::Audit => exit::AUDIT,
-            Class::Target => exit::TARGET,
-            Class::Integrity => exit::INTEGRITY,
-            Class::Decrypt => exit::DECRYPT,
-            Class::LndRefused => exit::LND_REFUSED,
-            Class::Stale => exit::STALE,
-            Class::Escrow => exit::ESCROW,
-            Class::LndUnreachable => exit::LND_UNREACHABLE,
-        }
-    }
-
     fn of(e: &RestoreError) -> Self {
         match e {
             RestoreError::WrongIdentity(_) => Class::Decrypt,
@@ -118,7 +66,6 @@ pub struct Check {
 pub struct Report {
     pub started: DateTime<Utc>,
     pub success: bool,
-    pub exit_code: u8,
     pub checks: Vec<Check>,
 }
 
@@ -145,12 +92,6 @@ impl Rows {
     }
 }
 
-fn progress(quiet: bool, msg: &str) {
-    if !quiet {
-        eprintln!("chanvault: {msg}");
-    }
-}
-
 fn read_journal(state_dir: &Path) -> Result<Option<Journal>, String> {
     let p = state_dir.join(JOURNAL_FILE);
     match std::fs::read(&p) {
@@ -168,7 +109,12 @@ fn list_points(p: &BTreeSet<ChanPoint>) -> String {
 }
 
 /// Run every check. Never fails as a whole: problems are rows.
-pub async fn verify(cfg: &Config, identity_files: &[PathBuf], drill: bool, quiet: bool) -> Report {
+pub async fn verify(
+    cfg: &Config,
+    identity_files: &[PathBuf],
+    drill: bool,
+    progress: &dyn Progress,
+) -> Report {
     let started = Utc::now();
     let mut rows = Rows(Vec::new());
 
@@ -200,7 +146,7 @@ pub async fn verify(cfg: &Config, identity_files: &[PathBuf], drill: bool, quiet
     // The escrow: identities and keys verify.
     let mut escrowed: Vec<(String, Identities)> = Vec::new();
     if cfg.escrow.is_some() {
-        progress(quiet, "checking the escrow…");
+        progress.step("checking the escrow…");
         escrow_checks(
             cfg,
             offline.first().map(|(_, i)| i),
@@ -228,10 +174,10 @@ pub async fn verify(cfg: &Config, identity_files: &[PathBuf], drill: bool, quiet
     let last_good: Option<BackupRecord> = journal.as_ref().and_then(|j| j.last_good().cloned());
 
     // LND now.
-    progress(
-        quiet,
-        &format!("asking LND at {} for its channels…", cfg.lnd.address),
-    );
+    progress.step(&format!(
+        "asking LND at {} for its channels…",
+        cfg.lnd.address
+    ));
     let lnd = match LndClient::connect(&LndSettings::from(&cfg.lnd)).await {
         Ok(c) => match c.current_channels().await {
             Ok(cur) => {
@@ -288,7 +234,7 @@ pub async fn verify(cfg: &Config, identity_files: &[PathBuf], drill: bool, quiet
         .and_then(chrono::Duration::try_hours)
         .unwrap_or(chrono::Duration::MAX);
     for (name, listing) in listings {
-        progress(quiet, &format!("checking target {name}…"));
+        progress.step(&format!("checking target {name}…"));
         let backups = match listing {
             Ok(b) => b,
             Err(e) => {
@@ -591,12 +537,10 @@ pub async fn verify(cfg: &Config, identity_files: &[PathBuf], drill: bool, quiet
         }
     }
 
-    let failed: Vec<&Check> = rows.0.iter().filter(|c| c.ok == Some(false)).collect();
-    let exit_code = failed.iter().map(|c| c.class.code()).min().unwrap_or(0);
+    let success = rows.0.iter().all(|c| c.ok != Some(false));
     Report {
         started,
-        success: failed.is_empty(),
-        exit_code,
+        success,
         checks: rows.0,
     }
 }
@@ -748,29 +692,13 @@ async fn escrow_checks(
 }
 
 impl Report {
-    pub fn human(&self) -> String {
-        let mut out = String::new();
-        for c in &self.checks {
-            let mark = match c.ok {
-                Some(true) => "✓",
-                Some(false) => "✗",
-                None => "-",
-            };
-            out.push_str(&format!(
-                "{mark} {:<10} {:<18} {}\n",
-                c.target, c.check, c.detail
-            ));
-        }
-        let failed = self.checks.iter().filter(|c| c.ok == Some(false)).count();
-        if failed == 0 {
-            out.push_str("recovery works today: every check passed\n");
-        } else {
-            out.push_str(&format!(
-                "{failed} check(s) FAILED (exit {})\n",
-                self.exit_code
-            ));
-        }
-        out
+    /// The class of the failure to fix first, if any check failed.
+    pub fn root_cause(&self) -> Option<Class> {
+        self.checks
+            .iter()
+            .filter(|c| c.ok == Some(false))
+            .map(|c| c.class)
+            .min()
     }
 
     /// Prometheus text exposition for node_exporter's textfile collector.
@@ -815,9 +743,9 @@ impl Report {
 
 /// Leave the result in `state_dir` for `watch`'s metrics. Only where a state
 /// dir already exists: a verify from a fresh machine creates nothing.
-fn record_result(cfg: &Config, report: &Report) {
+pub fn record_result(cfg: &Config, report: &Report) -> Result<(), String> {
     if !cfg.state_dir.is_dir() {
-        return;
+        return Ok(());
     }
     let result = crate::metrics::VerifyResult {
         time: report.started.timestamp(),
@@ -825,67 +753,16 @@ fn record_result(cfg: &Config, report: &Report) {
         failed_checks: report.checks.iter().filter(|c| c.ok == Some(false)).count(),
     };
     let path = cfg.state_dir.join(crate::metrics::VERIFY_RESULT_FILE);
-    let written = serde_json::to_vec(&result)
+    serde_json::to_vec(&result)
         .map_err(std::io::Error::other)
-        .and_then(|b| crate::fsutil::write_atomic(&path, &b, 0o600));
-    if let Err(e) = written {
-        eprintln!(
-            "chanvault: warning: cannot record the result in {}: {e}",
-            path.display()
-        );
-    }
+        .and_then(|b| crate::fsutil::write_atomic(&path, &b, 0o600))
+        .map_err(|e| format!("cannot record the result in {}: {e}", path.display()))
 }
 
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// `chanvault verify`; returns the exit code.
-pub async fn run(a: VerifyArgs) -> u8 {
-    let cfg = match Config::load(&a.config.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("chanvault: error: {e}");
-            return crate::cli::exit::ERROR;
-        }
-    };
-    let report = verify(&cfg, &a.identity, a.drill, a.json).await;
-    record_result(&cfg, &report);
-    if let Some(p) = &a.textfile
-        && let Err(e) = crate::fsutil::write_atomic(p, report.textfile().as_bytes(), 0o644)
-    {
-        eprintln!(
-            "chanvault: error: cannot write the textfile {}: {e}",
-            p.display()
-        );
-        return crate::cli::exit::ERROR;
-    }
-    if a.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(t) => println!("{t}"),
-            Err(e) => {
-                eprintln!("chanvault: error: {e}");
-                return crate::cli::exit::ERROR;
-            }
-        }
-    } else {
-        print!("{}", report.human());
-    }
-    if !report.success {
-        let first = report
-            .checks
-            .iter()
-            .find(|c| c.ok == Some(false) && c.class.code() == report.exit_code);
-        if let Some(c) = first {
-            eprintln!(
-                "chanvault: verify failed: {} {}: {}",
-                c.target, c.check, c.detail
-            );
-        }
-    }
-    report.exit_code
 }
 
 #[cfg(test)]
@@ -907,7 +784,6 @@ mod tests {
         let r = Report {
             started: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             success: false,
-            exit_code: 22,
             checks: vec![
                 check("pbs", "integrity", Some(false), Class::Integrity),
                 check("pbs", "decrypt-identity", Some(true), Class::Decrypt),
@@ -933,14 +809,6 @@ mod tests {
         );
         assert!(t.contains("target=\"a\\\"b\"} 1\n"), "{t}");
         assert!(!t.contains("drill"), "skipped checks have no gauge: {t}");
-        assert!(r.human().contains("✗ pbs"));
-    }
-
-    #[test]
-    fn smallest_code_is_the_root_cause() {
-        assert!(Class::Audit.code() < Class::Target.code());
-        assert!(Class::Target.code() < Class::Integrity.code());
-        assert!(Class::Decrypt.code() < Class::Escrow.code());
-        assert!(Class::Stale.code() < Class::Escrow.code());
+        assert_eq!(r.root_cause(), Some(Class::Integrity));
     }
 }

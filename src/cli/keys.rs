@@ -1,5 +1,5 @@
 //! The `keys` and `audit` commands: argument types and what they print.
-//! `cli.rs` only dispatches here.
+//! `cli/mod.rs` only dispatches here.
 //!
 //! Secrets never come from argv: `--file` or a no-echo prompt (refused
 //! without a TTY). A secret is printed only with `--reveal`, and then only to
@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::ConfigArg;
+use super::ConfigArg;
 use crate::config::Config;
 use crate::escrow::audit::{AuditLog, show_line};
 use crate::escrow::material::{Kind, PublicFacts};

@@ -7,29 +7,16 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_CONFIG};
 use crate::pipeline::{Outcome, short};
 use crate::status::Status;
 use crate::watch::Agent;
 
-/// Where the config lives unless `--config` says otherwise.
-pub const DEFAULT_CONFIG: &str = "/etc/chanvault/chanvault.toml";
-
-/// Exit codes (documented in the README).
-pub mod exit {
-    /// Success; for `backup --once`: a new backup was stored and delivered everywhere.
-    pub const OK: u8 = 0;
-    /// An error: bad config, LND unreachable or refusing, unusable state dir.
-    pub const ERROR: u8 = 1;
-    /// Bad command-line usage (clap).
-    pub const USAGE: u8 = 2;
-    /// `backup --once`: LND's channel set is unchanged; nothing new was stored.
-    pub const UNCHANGED: u8 = 3;
-    /// `backup --once`: a new backup was stored but flagged suspect (shrink guard).
-    pub const SUSPECT: u8 = 4;
-    /// `backup --once`: stored, but at least one target did not take it (retried later).
-    pub const UNDELIVERED: u8 = 5;
-}
+#[cfg(feature = "sim")]
+pub mod demo;
+pub mod exit;
+pub mod keys;
+pub mod verify;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -79,6 +66,7 @@ pub enum Command {
     /// Write a first config: find LND's tls.cert and macaroon, create an age identity, add targets.
     Init(crate::init::InitArgs),
     /// Run the whole pipeline against a built-in LND simulator, with no external services.
+    #[cfg(feature = "sim")]
     Demo {
         /// Directory for the demo's config, identity, state and targets (must be new or empty).
         #[arg(long, value_name = "DIR")]
@@ -89,19 +77,20 @@ pub enum Command {
     },
     /// Key escrow in OpenBao: put, get, list, history, verify, export-public, rotate, reseal.
     #[command(subcommand)]
-    Keys(crate::escrow::cmd::KeysCommand),
+    Keys(keys::KeysCommand),
     /// The escrow audit log: verify its hash chain, or show it.
     #[command(subcommand)]
-    Audit(crate::escrow::cmd::AuditCommand),
+    Audit(keys::AuditCommand),
     /// Disaster recovery: list, fetch and decrypt a backup from the targets, restore it into LND.
     #[command(subcommand)]
     Restore(crate::restore::RestoreCommand),
     /// The recovery drill: prove every target's newest backup restores today; table, JSON, Prometheus textfile.
-    Verify(crate::verify::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Manage delivery targets.
     #[command(subcommand)]
     Target(TargetCommand),
     /// Developer tools.
+    #[cfg(feature = "sim")]
     #[command(subcommand)]
     Dev(DevCommand),
 }
@@ -118,6 +107,7 @@ pub enum TargetCommand {
     },
 }
 
+#[cfg(feature = "sim")]
 #[derive(Subcommand, Debug)]
 pub enum DevCommand {
     /// Run the LND simulator standalone; reads commands (open, close, list, drop, restart, lose-db, quit) from stdin.
@@ -149,6 +139,7 @@ pub fn main() -> ExitCode {
     };
     // The demo tells its own story on stdout; its logs only speak up for problems.
     let default_level = match cli.command {
+        #[cfg(feature = "sim")]
         Command::Demo { .. } => "warn",
         _ => "info",
     };
@@ -178,6 +169,15 @@ fn init_logging(level: Option<&str>, default_level: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+}
+
+/// Progress of long work, one line each on stderr.
+pub struct Stderr;
+
+impl crate::progress::Progress for Stderr {
+    fn step(&self, msg: &str) {
+        eprintln!("chanvault: {msg}");
+    }
 }
 
 /// One line on stderr, exit 1.
@@ -212,26 +212,28 @@ async fn run(cmd: Command) -> ExitCode {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e.to_string()),
         },
-        Command::Demo { dir, channels } => match crate::demo::run(&dir, channels.into()).await {
+        #[cfg(feature = "sim")]
+        Command::Demo { dir, channels } => match demo::run(&dir, channels.into()).await {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
         },
-        Command::Keys(k) => match crate::escrow::cmd::keys(k).await {
+        Command::Keys(k) => match keys::keys(k).await {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
         },
-        Command::Audit(a) => match crate::escrow::cmd::audit(a) {
+        Command::Audit(a) => match keys::audit(a) {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
         },
         Command::Restore(r) => ExitCode::from(crate::restore::run(r).await),
-        Command::Verify(v) => ExitCode::from(crate::verify::run(v).await),
+        Command::Verify(v) => ExitCode::from(verify::run(v).await),
         Command::Target(TargetCommand::Init { name, config }) => {
             match target_init(&config.config, &name).await {
                 Ok(()) => ExitCode::from(exit::OK),
                 Err(e) => fail(&e),
             }
         }
+        #[cfg(feature = "sim")]
         Command::Dev(DevCommand::LndSim {
             dir,
             listen,

@@ -6,7 +6,6 @@
 //! together and that the `keys` commands call.
 
 pub mod audit;
-pub mod cmd;
 pub mod config;
 pub mod kv;
 pub mod material;
