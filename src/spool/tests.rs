@@ -1,0 +1,240 @@
+use super::*;
+
+fn rec(fp: &str, suspect: bool) -> BackupRecord {
+    BackupRecord {
+        id: String::new(),
+        created: Utc::now(),
+        source: "test".into(),
+        channels: 1,
+        chan_points: vec![],
+        fingerprint: fp.into(),
+        blob_sha256: "00".into(),
+        sealed_len: 0,
+        recipients: vec![],
+        suspect: suspect.then(|| "test".to_string()),
+    }
+}
+
+fn stored(s: Stored) -> BackupRecord {
+    match s {
+        Stored::New(r) => r,
+        Stored::Duplicate { .. } => panic!("unexpected duplicate"),
+    }
+}
+
+#[test]
+fn a_reseal_of_the_same_state_bypasses_dedupe_and_becomes_last_good() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    let first = stored(s.store(rec("fp", false), b"sealed-old").unwrap());
+    assert!(matches!(
+        s.store(rec("fp", false), b"sealed-again").unwrap(),
+        Stored::Duplicate { .. }
+    ));
+    let mut r = rec("fp", false);
+    r.source = "reseal".into();
+    let again = s.store_reseal(r, b"sealed-new").unwrap();
+    assert_ne!(again.id, first.id);
+    let j = s.journal().unwrap();
+    assert_eq!(j.last_good.as_deref(), Some(again.id.as_str()));
+    assert_eq!(j.newest().unwrap().source, "reseal");
+    assert_eq!(s.read(&again.id).unwrap(), b"sealed-new");
+    assert_eq!(s.pending_for("t").unwrap()[0].record.id, again.id);
+}
+
+#[test]
+fn channel_points_are_kept_from_the_last_good_backup_on() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    let with_points = |fp: &str, suspect: bool| {
+        let mut r = rec(fp, suspect);
+        r.chan_points = vec![format!("{}:0", "ab".repeat(32))];
+        r
+    };
+    for fp in ["f1", "f2", "f3"] {
+        s.store(with_points(fp, false), fp.as_bytes()).unwrap();
+    }
+    let suspect = stored(s.store(with_points("f4", true), b"f4").unwrap());
+    let kept = |j: &Journal| -> Vec<bool> {
+        j.backups
+            .iter()
+            .map(|b| !b.chan_points.is_empty())
+            .collect()
+    };
+    let j = s.journal().unwrap();
+    assert_eq!(
+        kept(&j),
+        [false, false, true, true],
+        "last good (f3) and the suspect after it"
+    );
+    assert_eq!(j.last_good().unwrap().chan_points.len(), 1);
+    assert!(suspect.is_suspect());
+    // The next good backup clears everything older, the suspect included.
+    s.store(with_points("f5", false), b"f5").unwrap();
+    assert_eq!(
+        kept(&s.journal().unwrap()),
+        [false, false, false, false, true]
+    );
+}
+
+#[test]
+fn store_dedupes_on_newest_fingerprint() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    let a = stored(s.store(rec("fa", false), b"sealed-a").unwrap());
+    assert_eq!(
+        s.store(rec("fa", false), b"sealed-a2").unwrap(),
+        Stored::Duplicate {
+            fingerprint: "fa".into()
+        }
+    );
+    assert_eq!(s.read(&a.id).unwrap(), b"sealed-a");
+    let j = s.journal().unwrap();
+    assert_eq!(j.backups.len(), 1);
+    assert_eq!(j.last_good.as_deref(), Some(a.id.as_str()));
+    let mode = fs::metadata(s.backup_path(&a.id)).unwrap().permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.mode() & 0o777, 0o600);
+}
+
+#[test]
+fn suspect_never_becomes_last_good_and_is_delivered_as_history() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    let good = stored(s.store(rec("f1", false), b"one").unwrap());
+    let bad = stored(s.store(rec("f0", true), b"empty").unwrap());
+    let j = s.journal().unwrap();
+    assert_eq!(j.last_good.as_deref(), Some(good.id.as_str()));
+    let p = j.pending_for("t");
+    assert_eq!(p.len(), 2);
+    assert!(p[0].current && p[0].record.id == good.id);
+    assert!(!p[1].current && p[1].record.id == bad.id);
+}
+
+#[test]
+fn newest_good_wins_and_older_ones_are_superseded() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    for (i, fp) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        s.store(rec(fp, false), format!("sealed{i}").as_bytes())
+            .unwrap();
+    }
+    let p = s.pending_for("down").unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].record.fingerprint, "e");
+    s.mark_delivered("down", &p[0].record.id, true).unwrap();
+    assert!(s.pending_for("down").unwrap().is_empty());
+    assert_eq!(s.pending_for("other").unwrap().len(), 1);
+}
+
+#[test]
+fn prune_keeps_last_good_beyond_keep() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 2).unwrap();
+    let good = stored(s.store(rec("g", false), b"good").unwrap());
+    for i in 0..4 {
+        s.store(rec(&format!("s{i}"), true), format!("sus{i}").as_bytes())
+            .unwrap();
+    }
+    let j = s.journal().unwrap();
+    assert_eq!(j.backups.len(), 3);
+    assert_eq!(j.backups[0].id, good.id);
+    assert!(s.read(&good.id).is_ok());
+    let files = fs::read_dir(d.path().join(BACKUPS_DIR)).unwrap().count();
+    assert_eq!(files, 3, "pruned files are removed");
+}
+
+#[test]
+fn failures_are_recorded_and_cleared_by_success() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 5).unwrap();
+    let a = stored(s.store(rec("a", false), b"a").unwrap());
+    s.mark_failed("t", "boom", Utc::now()).unwrap();
+    s.mark_failed("t", "boom", Utc::now()).unwrap();
+    let t = s.journal().unwrap().targets["t"].clone();
+    assert_eq!((t.failures, t.last_error.as_deref()), (2, Some("boom")));
+    s.mark_delivered("t", &a.id, true).unwrap();
+    let t = s.journal().unwrap().targets["t"].clone();
+    assert_eq!((t.failures, t.last_error), (0, None));
+    assert_eq!(t.current.as_deref(), Some(a.id.as_str()));
+}
+
+#[test]
+fn every_crash_point_leaves_a_consistent_spool() {
+    use CrashPoint::*;
+    for point in [
+        BlobTempWritten,
+        BlobRenamed,
+        JournalTempWritten,
+        JournalRenamed,
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(d.path(), 1).unwrap();
+        let first = stored(s.store(rec("one", false), b"first").unwrap());
+        s.inject_crash(Some(point));
+        let err = s.store(rec("two", false), b"second").unwrap_err();
+        assert!(matches!(err, SpoolError::Crash(p) if p == point));
+        drop(s);
+        // "Restart".
+        let s = Spool::open(d.path(), 1).unwrap();
+        let j = s.journal().unwrap();
+        let committed = point == JournalRenamed;
+        let newest = j.newest().unwrap();
+        assert_eq!(
+            newest.fingerprint,
+            if committed { "two" } else { "one" },
+            "{point:?}"
+        );
+        // Every journaled backup is readable and intact; nothing else is on disk.
+        let mut names: Vec<String> = fs::read_dir(d.path().join(BACKUPS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = j.backups.iter().map(|b| format!("{}.age", b.id)).collect();
+        want.sort();
+        assert_eq!(names, want, "{point:?}");
+        for b in &j.backups {
+            s.read(&b.id).unwrap();
+        }
+        if !committed {
+            assert_eq!(j.last_good.as_deref(), Some(first.id.as_str()));
+        }
+        assert!(!d.path().join("journal.json.tmp").exists());
+    }
+}
+
+#[test]
+fn damaged_journal_is_reported_and_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 5).unwrap();
+    s.store(rec("a", false), b"a").unwrap();
+    fs::write(s.journal_path(), b"{ not json").unwrap();
+    let e = Spool::open(d.path(), 5).unwrap_err().to_string();
+    assert!(e.contains("journal.json is damaged"), "{e}");
+    assert_eq!(
+        fs::read(d.path().join(JOURNAL_FILE)).unwrap(),
+        b"{ not json"
+    );
+    // The sealed file was not swept just because the journal is unreadable.
+    assert_eq!(fs::read_dir(d.path().join(BACKUPS_DIR)).unwrap().count(), 1);
+}
+
+#[test]
+fn tampered_spool_file_is_detected() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 5).unwrap();
+    let a = stored(s.store(rec("a", false), b"abc").unwrap());
+    fs::write(s.backup_path(&a.id), b"abd").unwrap();
+    assert!(matches!(s.read(&a.id), Err(SpoolError::Integrity { .. })));
+}
+
+#[test]
+fn unusable_state_dir_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("plainfile");
+    fs::write(&file, b"x").unwrap();
+    let e = Spool::open(&file.join("state"), 5).unwrap_err().to_string();
+    assert!(e.starts_with("state dir "), "{e}");
+    assert!(e.contains("plainfile/state is not usable"), "{e}");
+}
