@@ -143,11 +143,79 @@ impl Agent {
                 path: self.cfg.source.display().to_string(),
                 message,
             })?;
-        let mut workers = JoinSet::new();
-        let retry = Backoff::new(
-            Duration::from_secs(self.cfg.delivery.retry_initial_seconds),
-            Duration::from_secs(self.cfg.delivery.retry_max_seconds),
+        let mut workers = self.spawn_background(&shutdown)?;
+        // Anything pending from before a restart goes out now.
+        self.pipeline.wake();
+        tracing::info!(
+            targets = self.targets.len(),
+            state_dir = %self.cfg.state_dir.display(),
+            "chanvault watch started"
         );
+        crate::systemd::notify_ready();
+
+        let settings = self.settings();
+        let mut reconnect = Backoff::new(
+            RECONNECT_INITIAL,
+            Duration::from_secs(self.cfg.lnd.reconnect_max_seconds),
+        );
+        let mut link = LinkState {
+            metrics: Some(self.pipeline.metrics().clone()),
+            ..LinkState::default()
+        };
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let connected = tokio::select! {
+                r = connect_and_subscribe(&settings) => r,
+                _ = shutdown.changed() => break,
+            };
+            match connected {
+                Ok((lnd, stream)) => {
+                    let connected_at = tokio::time::Instant::now();
+                    let session = self.follow(&lnd, stream, &schedule, &mut link, &mut reconnect);
+                    match session.run(&mut shutdown).await {
+                        Flow::Shutdown => break,
+                        Flow::ReconnectNow => continue,
+                        Flow::Reconnect => {}
+                    }
+                    // The backoff resets only once the link proved itself: an LND
+                    // that accepts connections and then breaks every stream is not
+                    // retried in a tight loop.
+                    if connected_at.elapsed() >= STABLE_LINK {
+                        reconnect.reset();
+                    }
+                }
+                Err(e) => link.down(&settings.address, &e.to_string(), e.is_connection()),
+            }
+            let wait = reconnect.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {},
+                _ = shutdown.changed() => break,
+            }
+        }
+
+        crate::systemd::notify_stopping();
+        tracing::info!("shutting down: waiting for deliveries in flight");
+        let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if joined.is_err() {
+            tracing::warn!("delivery workers did not stop in time; aborting them");
+            workers.abort_all();
+        }
+        tracing::info!("chanvault watch stopped");
+        Ok(())
+    }
+
+    /// The tasks that live as long as `watch`: one delivery worker per
+    /// target, the metrics server, the systemd watchdog.
+    fn spawn_background(
+        &mut self,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<JoinSet<()>, AgentError> {
+        let mut workers = JoinSet::new();
         for t in &self.targets {
             workers.spawn(deliver::run_worker(
                 t.clone(),
@@ -156,7 +224,7 @@ impl Agent {
                 self.pipeline.subscribe(),
                 shutdown.clone(),
                 deliver::Pacing {
-                    backoff: retry.clone(),
+                    backoff: self.retry_backoff(),
                     timeout: self.delivery_timeout(),
                     min_interval: Duration::from_millis(self.cfg.delivery.min_interval_ms),
                 },
@@ -181,128 +249,121 @@ impl Agent {
                 shutdown.clone(),
             ));
         }
-        // Anything pending from before a restart goes out now.
-        self.pipeline.wake();
-        tracing::info!(
-            targets = self.targets.len(),
-            state_dir = %self.cfg.state_dir.display(),
-            "chanvault watch started"
-        );
         if let Some(every) = crate::systemd::watchdog_interval() {
             workers.spawn(crate::systemd::watchdog(every, shutdown.clone()));
         }
-        crate::systemd::notify_ready();
+        Ok(workers)
+    }
 
-        let settings = self.settings();
-        let mut reconnect = Backoff::new(
-            RECONNECT_INITIAL,
-            Duration::from_secs(self.cfg.lnd.reconnect_max_seconds),
-        );
-        let mut processing = retry.clone();
-        let mut link = LinkState {
-            metrics: Some(self.pipeline.metrics().clone()),
-            ..LinkState::default()
-        };
-        'outer: loop {
-            if *shutdown.borrow() {
-                break;
+    fn retry_backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_secs(self.cfg.delivery.retry_initial_seconds),
+            Duration::from_secs(self.cfg.delivery.retry_max_seconds),
+        )
+    }
+
+    fn follow<'a>(
+        &'a self,
+        lnd: &'a LndClient,
+        stream: crate::lnd::NewestSnapshot,
+        schedule: &'a cron::Schedule,
+        link: &'a mut LinkState,
+        reconnect: &'a mut Backoff,
+    ) -> Session<'a> {
+        Session {
+            agent: self,
+            lnd,
+            stream,
+            schedule,
+            link,
+            reconnect,
+            processing: self.retry_backoff(),
+            retry_at: None,
+        }
+    }
+}
+
+/// How one connection to LND ended.
+enum Flow {
+    Shutdown,
+    /// After the backoff.
+    Reconnect,
+    /// At once: the link broke during the baseline export.
+    ReconnectNow,
+}
+
+/// One connection to LND: the baseline export, then the stream, the cron
+/// schedule and retries, until the link breaks or shutdown.
+struct Session<'a> {
+    agent: &'a Agent,
+    lnd: &'a LndClient,
+    stream: crate::lnd::NewestSnapshot,
+    schedule: &'a cron::Schedule,
+    link: &'a mut LinkState,
+    reconnect: &'a mut Backoff,
+    processing: Backoff,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl Session<'_> {
+    async fn run(mut self, shutdown: &mut watch::Receiver<bool>) -> Flow {
+        let address = self.agent.settings().address;
+        // Baseline: the stream says nothing about what changed while we were away.
+        let baseline = self.agent.export_and_process(self.lnd, "connect").await;
+        match baseline {
+            Ok(_) => self.processing.reset(),
+            Err(e) if e.is_connection() => {
+                self.link.down(&address, &e.to_string(), true);
+                return Flow::ReconnectNow;
             }
-            let connected = tokio::select! {
-                r = connect_and_subscribe(&settings) => r,
-                _ = shutdown.changed() => break 'outer,
-            };
-            let (lnd, mut stream) = match connected {
-                Ok(c) => c,
-                Err(e) => {
-                    link.down(&settings.address, &e.to_string(), e.is_connection());
-                    let wait = reconnect.next_delay();
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => continue 'outer,
-                        _ = shutdown.changed() => break 'outer,
-                    }
-                }
-            };
-            // Baseline: the stream says nothing about what changed while we were away.
-            let mut retry_at: Option<tokio::time::Instant> = None;
-            match self.export_and_process(&lnd, "connect").await {
-                Ok(_) => processing.reset(),
-                Err(e) if e.is_connection() => {
-                    link.down(&settings.address, &e.to_string(), true);
-                    continue 'outer;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "baseline export failed; retrying");
-                    retry_at = Some(tokio::time::Instant::now() + processing.next_delay());
-                }
+            Err(e) => {
+                tracing::error!(error = %e, "baseline export failed; retrying");
+                self.retry_at = Some(tokio::time::Instant::now() + self.processing.next_delay());
             }
-            link.up(&settings.address);
-            // The backoff resets only once the link proved itself: an LND that
-            // accepts connections and then breaks every stream is not retried
-            // in a tight loop.
-            let connected_at = tokio::time::Instant::now();
-            loop {
-                let until_cron = next_cron_delay(&schedule);
-                let step = tokio::select! {
-                    biased;
-                    _ = shutdown.changed() => break 'outer,
-                    msg = stream.next() => match msg {
-                        Ok((snap, superseded)) => {
-                            reconnect.reset();
-                            if superseded > 0 {
-                                tracing::debug!(superseded, "newer snapshot replaced ones not yet processed");
-                                self.pipeline.metrics().superseded(superseded);
-                            }
-                            self.pipeline.process(&lnd, snap, "stream").await
+        }
+        self.link.up(&address);
+        loop {
+            let until_cron = next_cron_delay(self.schedule);
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Flow::Shutdown,
+                msg = self.stream.next() => match msg {
+                    Ok((snap, superseded)) => {
+                        self.reconnect.reset();
+                        let pipeline = &self.agent.pipeline;
+                        if superseded > 0 {
+                            tracing::debug!(superseded, "newer snapshot replaced ones not yet processed");
+                            pipeline.metrics().superseded(superseded);
                         }
-                        Err(e) => {
-                            link.down(&settings.address, &e.to_string(), e.is_connection());
-                            break;
-                        }
-                    },
-                    _ = tokio::time::sleep(until_cron) => self.export_and_process(&lnd, "schedule").await,
-                    _ = sleep_until_opt(retry_at), if retry_at.is_some() => {
-                        self.export_and_process(&lnd, "retry").await
-                    }
-                };
-                match step {
-                    Ok(_) => {
-                        retry_at = None;
-                        processing.reset();
-                    }
-                    Err(e) if e.is_connection() => {
-                        link.down(&settings.address, &e.to_string(), true);
-                        break;
+                        pipeline.process(self.lnd, snap, "stream").await
                     }
                     Err(e) => {
-                        // Nothing is lost: a fresh export is retried until it is stored.
-                        let wait = processing.next_delay();
-                        tracing::error!(error = %e, retry_in_s = wait.as_secs(), "could not store the snapshot; will export again");
-                        retry_at = Some(tokio::time::Instant::now() + wait);
+                        self.link.down(&address, &e.to_string(), e.is_connection());
+                        return Flow::Reconnect;
                     }
+                },
+                _ = tokio::time::sleep(until_cron) => self.agent.export_and_process(self.lnd, "schedule").await,
+                _ = sleep_until_opt(self.retry_at), if self.retry_at.is_some() => {
+                    self.agent.export_and_process(self.lnd, "retry").await
+                }
+            };
+            match step {
+                Ok(_) => {
+                    self.retry_at = None;
+                    self.processing.reset();
+                }
+                Err(e) if e.is_connection() => {
+                    self.link.down(&address, &e.to_string(), true);
+                    return Flow::Reconnect;
+                }
+                Err(e) => {
+                    // Nothing is lost: a fresh export is retried until it is stored.
+                    let wait = self.processing.next_delay();
+                    tracing::error!(error = %e, retry_in_s = wait.as_secs(), "could not store the snapshot; will export again");
+                    self.retry_at = Some(tokio::time::Instant::now() + wait);
                 }
             }
-            if connected_at.elapsed() >= STABLE_LINK {
-                reconnect.reset();
-            }
-            let wait = reconnect.next_delay();
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {},
-                _ = shutdown.changed() => break 'outer,
-            }
         }
-
-        crate::systemd::notify_stopping();
-        tracing::info!("shutting down: waiting for deliveries in flight");
-        let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await;
-        if joined.is_err() {
-            tracing::warn!("delivery workers did not stop in time; aborting them");
-            workers.abort_all();
-        }
-        tracing::info!("chanvault watch stopped");
-        Ok(())
     }
 }
 
