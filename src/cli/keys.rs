@@ -186,149 +186,168 @@ pub async fn keys(cmd: KeysCommand) -> Result<(), String> {
     match cmd {
         KeysCommand::Put(a) => put(a).await,
         KeysCommand::Get(a) => get(a).await,
-        KeysCommand::List(c) => {
-            let mut e = open(&c.config)?;
-            let items = e.list().await.map_err(|e| e.to_string())?;
-            if items.is_empty() {
-                println!("(no items)");
-            }
-            for (name, m) in items {
-                let f = PublicFacts::from_metadata(&m.custom_metadata).ok();
-                let kind = f.as_ref().map(|f| f.kind.clone()).unwrap_or("?".into());
-                let envelope = m
-                    .custom_metadata
-                    .get("envelope")
-                    .map(String::as_str)
-                    .unwrap_or("none");
-                let summary = f.as_ref().map(summary).unwrap_or_default();
-                println!(
-                    "{name:<24} {kind:<13} v{:<4} {:<9} {summary}",
-                    m.current_version,
-                    if envelope == "age" { "sealed" } else { "" }
-                );
-            }
-            Ok(())
-        }
-        KeysCommand::History { name, config } => {
-            let mut e = open(&config.config)?;
-            let m = e.history(&name).await.map_err(|e| e.to_string())?;
-            println!(
-                "{name}: current version {}, created {}",
-                m.current_version,
-                m.custom_metadata
-                    .get("created")
-                    .cloned()
-                    .unwrap_or_else(|| m.created_time.clone())
-            );
-            if let Some(r) = m.custom_metadata.get("rotated_from") {
-                println!("  latest rotated from version {r}");
-            }
-            for (v, vm) in m.versions() {
-                let state = if vm.destroyed {
-                    "destroyed".to_owned()
-                } else if !vm.deletion_time.is_empty() {
-                    format!("deleted {}", vm.deletion_time)
-                } else {
-                    "readable".to_owned()
-                };
-                println!("  v{v:<4} created {}  {state}", vm.created_time);
-            }
-            Ok(())
-        }
-        KeysCommand::Verify { identity, config } => {
-            let ids = identities(&identity)?;
-            let mut e = open(&config.config)?;
-            let results = e.verify(ids.as_ref()).await.map_err(|e| e.to_string())?;
-            let failed = results.iter().filter(|c| !c.ok).count();
-            for c in &results {
-                println!("{} {}: {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
-            }
-            if results.is_empty() {
-                println!("(nothing escrowed and nothing required)");
-            }
-            if failed > 0 {
-                return Err(format!(
-                    "escrow verification failed: {failed} of {} check(s)",
-                    results.len()
-                ));
-            }
-            Ok(())
-        }
-        KeysCommand::ExportPublic { out, config } => {
-            let mut e = open(&config.config)?;
-            let v = e.export_public().await.map_err(|e| e.to_string())?;
-            let mut text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
-            text.push('\n');
-            crate::fsutil::write_atomic(&out, text.as_bytes(), 0o644)
-                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-            let n = v["items"].as_array().map_or(0, Vec::len);
-            println!("wrote {} ({n} item(s), no secrets)", out.display());
-            Ok(())
-        }
+        KeysCommand::List(c) => list(&c.config).await,
+        KeysCommand::History { name, config } => history(&config.config, &name).await,
+        KeysCommand::Verify { identity, config } => verify(&config.config, &identity).await,
+        KeysCommand::ExportPublic { out, config } => export_public(&config.config, &out).await,
         KeysCommand::Rotate(RotateCommand::AgeIdentity {
             name,
             destroy_old,
             identity,
             config,
         }) => rotate_age_identity(&config.config, &name, destroy_old, identity.as_deref()).await,
-        KeysCommand::Rotate(RotateCommand::Approle(c)) => {
-            let cfg = load(&c.config)?;
-            let mut e = Escrow::open(&cfg).map_err(|e| e.to_string())?;
-            let Some(esc) = cfg.escrow.as_ref() else {
-                return Err("the [escrow] section is missing".into());
-            };
-            let r = e.rotate_approle(esc).await.map_err(|e| e.to_string())?;
-            let file = esc
-                .approle_secret_id_file
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            println!(
-                "new secret-id for AppRole role {} (accessor {}): login works; written to {file} (mode 0600)",
-                r.role, r.new_accessor
-            );
-            match r.old_accessor {
-                Some(a) => println!("destroyed the old secret-id (accessor {a})"),
-                None => println!(
-                    "the old secret-id was not found on the server (already destroyed or expired); nothing to destroy"
-                ),
+        KeysCommand::Rotate(RotateCommand::Approle(c)) => rotate_approle(&c.config).await,
+        KeysCommand::Reseal { identity, config } => reseal(&config.config, &identity).await,
+    }
+}
+
+/// `keys list`: one line per item.
+async fn list(config: &Path) -> Result<(), String> {
+    let mut e = open(config)?;
+    let items = e.list().await.map_err(|e| e.to_string())?;
+    if items.is_empty() {
+        println!("(no items)");
+    }
+    for (name, m) in items {
+        let f = PublicFacts::from_metadata(&m.custom_metadata).ok();
+        let kind = f.as_ref().map(|f| f.kind.clone()).unwrap_or("?".into());
+        let envelope = m
+            .custom_metadata
+            .get("envelope")
+            .map(String::as_str)
+            .unwrap_or("none");
+        let summary = f.as_ref().map(summary).unwrap_or_default();
+        println!(
+            "{name:<24} {kind:<13} v{:<4} {:<9} {summary}",
+            m.current_version,
+            if envelope == "age" { "sealed" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// `keys history NAME`: every version and its state.
+async fn history(config: &Path, name: &str) -> Result<(), String> {
+    let mut e = open(config)?;
+    let m = e.history(name).await.map_err(|e| e.to_string())?;
+    println!(
+        "{name}: current version {}, created {}",
+        m.current_version,
+        m.custom_metadata
+            .get("created")
+            .cloned()
+            .unwrap_or_else(|| m.created_time.clone())
+    );
+    if let Some(r) = m.custom_metadata.get("rotated_from") {
+        println!("  latest rotated from version {r}");
+    }
+    for (v, vm) in m.versions() {
+        let state = if vm.destroyed {
+            "destroyed".to_owned()
+        } else if !vm.deletion_time.is_empty() {
+            format!("deleted {}", vm.deletion_time)
+        } else {
+            "readable".to_owned()
+        };
+        println!("  v{v:<4} created {}  {state}", vm.created_time);
+    }
+    Ok(())
+}
+
+/// `keys verify`: every check as a ✓/✗ line; an error if any fails.
+async fn verify(config: &Path, identity: &Option<PathBuf>) -> Result<(), String> {
+    let ids = identities(identity)?;
+    let mut e = open(config)?;
+    let results = e.verify(ids.as_ref()).await.map_err(|e| e.to_string())?;
+    let failed = results.iter().filter(|c| !c.ok).count();
+    for c in &results {
+        println!("{} {}: {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
+    }
+    if results.is_empty() {
+        println!("(nothing escrowed and nothing required)");
+    }
+    if failed > 0 {
+        return Err(format!(
+            "escrow verification failed: {failed} of {} check(s)",
+            results.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `keys export-public`: the wallet's public config as JSON.
+async fn export_public(config: &Path, out: &Path) -> Result<(), String> {
+    let mut e = open(config)?;
+    let v = e.export_public().await.map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+    text.push('\n');
+    crate::fsutil::write_atomic(out, text.as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let n = v["items"].as_array().map_or(0, Vec::len);
+    println!("wrote {} ({n} item(s), no secrets)", out.display());
+    Ok(())
+}
+
+/// `keys rotate approle`: a new secret-id, proved by a login.
+async fn rotate_approle(config: &Path) -> Result<(), String> {
+    let cfg = load(config)?;
+    let mut e = Escrow::open(&cfg).map_err(|e| e.to_string())?;
+    let Some(esc) = cfg.escrow.as_ref() else {
+        return Err("the [escrow] section is missing".into());
+    };
+    let r = e.rotate_approle(esc).await.map_err(|e| e.to_string())?;
+    let file = esc
+        .approle_secret_id_file
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    println!(
+        "new secret-id for AppRole role {} (accessor {}): login works; written to {file} (mode 0600)",
+        r.role, r.new_accessor
+    );
+    match r.old_accessor {
+        Some(a) => println!("destroyed the old secret-id (accessor {a})"),
+        None => println!(
+            "the old secret-id was not found on the server (already destroyed or expired); nothing to destroy"
+        ),
+    }
+    Ok(())
+}
+
+/// `keys reseal`: the latest version of every envelope-sealed item, to the
+/// current recipients.
+async fn reseal(config: &Path, identity: &Path) -> Result<(), String> {
+    let ids = Identities::from_file(identity).map_err(|e| e.to_string())?;
+    let mut e = open(config)?;
+    let results = e
+        .reseal(&ids, &identity.display().to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    if results.is_empty() {
+        println!("(no envelope-sealed item; nothing to re-seal)");
+    }
+    let mut failed = 0;
+    for r in &results {
+        match &r.result {
+            Ok(v) => println!("✓ {} version {} re-sealed as version {v}", r.name, r.from),
+            Err(m) => {
+                failed += 1;
+                println!("✗ {} version {}: {m}", r.name, r.from);
             }
-            Ok(())
-        }
-        KeysCommand::Reseal { identity, config } => {
-            let ids = Identities::from_file(&identity).map_err(|e| e.to_string())?;
-            let mut e = open(&config.config)?;
-            let results = e
-                .reseal(&ids, &identity.display().to_string())
-                .await
-                .map_err(|e| e.to_string())?;
-            if results.is_empty() {
-                println!("(no envelope-sealed item; nothing to re-seal)");
-            }
-            let mut failed = 0;
-            for r in &results {
-                match &r.result {
-                    Ok(v) => println!("✓ {} version {} re-sealed as version {v}", r.name, r.from),
-                    Err(m) => {
-                        failed += 1;
-                        println!("✗ {} version {}: {m}", r.name, r.from);
-                    }
-                }
-            }
-            if !results.is_empty() {
-                println!(
-                    "only the latest version of each item was re-sealed; older versions stay sealed to their old recipients"
-                );
-            }
-            if failed > 0 {
-                return Err(format!(
-                    "{failed} of {} item(s) not re-sealed; they stay sealed to their old recipients",
-                    results.len()
-                ));
-            }
-            Ok(())
         }
     }
+    if !results.is_empty() {
+        println!(
+            "only the latest version of each item was re-sealed; older versions stay sealed to their old recipients"
+        );
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} item(s) not re-sealed; they stay sealed to their old recipients",
+            results.len()
+        ));
+    }
+    Ok(())
 }
 
 /// `keys rotate age-identity`: open the newest good backup with the old
