@@ -24,7 +24,7 @@ let
   cfg = config.services.chanvault;
   settingsFormat = pkgs.formats.toml { };
 
-  # Every config key, as in the README's configuration table (tests/contrib.rs compares the two).
+  # Every config key, as in the README's configuration table (tests/suite/contrib.rs compares the two).
   settingsKeys = [
     "state_dir"
     "lnd.address" "lnd.tls_cert" "lnd.macaroon" "lnd.timeout_seconds" "lnd.reconnect_max_seconds" "lnd.restore_macaroon"

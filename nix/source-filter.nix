@@ -1,7 +1,7 @@
 # Which files of the checkout become the package's source. Paths are compared
 # relative to the checkout's root, so only the build output folders at the top
 # (and fuzz/'s own) are dropped: a source folder deeper down that happens to
-# share such a name stays in. tests/contrib.rs evaluates this filter over every
+# share such a name stays in. tests/suite/contrib.rs evaluates this filter over every
 # file git tracks.
 { root }:
 path: type:

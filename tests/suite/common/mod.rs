@@ -2,6 +2,9 @@
 //! config with two dir targets, all in a temp dir that goes away with it.
 #![allow(dead_code)]
 
+pub mod bao;
+pub mod vectors;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -207,4 +210,32 @@ impl Drop for Watch {
             let _ = c.wait();
         }
     }
+}
+
+/// Compare `actual` with the golden file `tests/golden/NAME`;
+/// `CHANVAULT_BLESS=1` writes it instead.
+pub fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("CHANVAULT_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (CHANVAULT_BLESS=1 creates it)", path.display()));
+    assert_eq!(
+        actual, want,
+        "golden {name} differs (CHANVAULT_BLESS=1 to update)"
+    );
+}
+
+/// A finished command as text for assertion messages: exit code, stdout, stderr.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

@@ -5,10 +5,7 @@
 //! Everything listens on 127.0.0.1 only; every server and proxy a test
 //! starts, it stops.
 
-#[path = "common/bao.rs"]
-mod bao;
-mod common;
-
+use crate::common::bao;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -18,12 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::common::vectors::ABANDON;
+use crate::common::{Fixture, eventually};
 use bao::{Bao, bao_binary, free_port_pair};
 use chanvault::escrow::kv::{KvClient, Read as KvRead};
-use common::{Fixture, eventually};
-
-const ABANDON: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
-                       abandon abandon about";
 
 /// Exit 1 and exactly one line on stderr.
 fn err(config: &Path, args: &[&str]) -> String {

@@ -1,24 +1,8 @@
 //! Golden help texts of the escrow commands (`keys`, `audit`).
-//! Regenerate with `CHANVAULT_BLESS=1 cargo test --test escrow_cli`.
+//! Regenerate with `CHANVAULT_BLESS=1 cargo test --test suite escrow_cli::`.
 
-use std::path::PathBuf;
+use crate::common::golden;
 use std::process::Command;
-
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("CHANVAULT_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (CHANVAULT_BLESS=1 creates it)", path.display()));
-    assert_eq!(
-        actual, want,
-        "golden {name} differs (CHANVAULT_BLESS=1 to update)"
-    );
-}
 
 #[test]
 fn escrow_help_texts_are_golden() {

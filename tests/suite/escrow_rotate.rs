@@ -3,16 +3,13 @@
 //! newest good backup is re-sealed to the new recipient set and delivered to
 //! every target; `--destroy-old` waits for that.
 
-#[path = "common/bao.rs"]
-mod bao;
-mod common;
-
+use crate::common::bao;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::Fixture;
 use bao::Bao;
 use chanvault::seal::Identities;
-use common::Fixture;
 
 fn err(config: &Path, args: &[&str]) -> String {
     let out = bao::cli(config, args);

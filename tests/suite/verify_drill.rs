@@ -5,21 +5,19 @@
 //! (with `--drill` and a Prometheus textfile); each seeded fault fails with
 //! its own reason and exit code.
 
-#[path = "common/bao.rs"]
-mod bao;
-mod common;
-
+use crate::common::bao;
+use crate::common::text;
 use bao::{multisig, origin_key};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::Fixture;
 use chanvault::config::TargetConfig;
 use chanvault::escrow::material::{Kind, Material, Network, ParseOptions};
 use chanvault::secret::SecretString;
 use chanvault::sink::restic::ResticTarget;
-use common::Fixture;
 
 const ABANDON: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
                        abandon abandon about";
@@ -83,15 +81,6 @@ fn bin() -> Command {
         .env_remove("VAULT_ADDR")
         .stdin(Stdio::null());
     c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 struct Setup {

@@ -1,12 +1,11 @@
 //! The watch pipeline end to end against the LND simulator: real gRPC, TLS,
 //! macaroons, age and the filesystem.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{Fixture, eventually};
 use chanvault::lnd::{LndClient, LndSettings};
 use chanvault::pipeline::{Outcome, Pipeline, PipelineError};
 use chanvault::scb;
@@ -14,7 +13,6 @@ use chanvault::seal::{self, Identities, Recipients};
 use chanvault::sink::dir::{CURRENT_FILE, DirTarget};
 use chanvault::spool::Spool;
 use chanvault::watch::Agent;
-use common::{Fixture, eventually};
 use tokio::sync::watch;
 
 async fn pipeline(f: &Fixture) -> (Pipeline, LndClient) {

@@ -4,24 +4,13 @@
 //! chanvault sealed, byte for byte. `lncli` is not installable here: the
 //! script's `lncli` line is the only one not run.
 
-#[path = "common/bao.rs"]
-mod bao;
-mod common;
+use crate::common::bao;
+use crate::common::text;
+use std::process::{Command, Stdio};
 
-use std::process::{Command, Output, Stdio};
-
+use crate::common::Fixture;
 use chanvault::config::TargetConfig;
 use chanvault::sink::restic::ResticTarget;
-use common::Fixture;
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The shell block between the recovery-script markers of docs/recovery.md.
 fn doc_script() -> String {

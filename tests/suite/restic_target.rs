@@ -7,19 +7,17 @@
 //! These tests need the Debian packages `restic`, `rclone` and `age`; they fail
 //! (not skip) when one is missing.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{Fixture, Watch, eventually};
 use chanvault::config::TargetConfig;
 use chanvault::scb;
 use chanvault::sink::restic::ResticTarget;
 use chanvault::sink::{Delivery, Target};
 use chanvault::watch::Agent;
-use common::{Fixture, Watch, eventually};
 use tokio::sync::watch;
 
 const USER: &str = "chanvault";

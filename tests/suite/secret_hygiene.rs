@@ -7,19 +7,16 @@
 //! each secret raw, as hex and as base64. Zero hits.
 //!
 //! Refusing a group/world-readable identity and the non-dumpable process are
-//! pinned in tests/cli.rs.
+//! pinned in tests/suite/cli.rs.
 
-#[path = "common/bao.rs"]
-mod bao;
-mod common;
-
+use crate::common::bao;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::common::{Fixture, Watch};
 use base64::Engine;
 use bitcoin::bip32::{DerivationPath, Xpriv};
-use common::{Fixture, Watch};
 
 const RESTIC_PASSWORD: &str = "hygiene-restic-password-5d41402abc";
 const SEED: &str = "legal winner thank year wave sausage worth useful legal winner thank yellow";

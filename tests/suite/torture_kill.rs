@@ -23,19 +23,17 @@
 //! (`CHANVAULT_TORTURE_KILLS`); the documented long run is 1000:
 //! `CHANVAULT_TORTURE_KILLS=1000 cargo test --release --test torture_kill -- --nocapture`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::Fixture;
 use chanvault::scb::{ChanPoint, fingerprint, sha256_hex};
 use chanvault::seal::Identities;
 use chanvault::sink::dir::{CURRENT_FILE, DirTarget, HISTORY_DIR};
 use chanvault::sink::restic::ResticTarget;
 use chanvault::spool::{BACKUPS_DIR, JOURNAL_FILE, Journal, parse_journal};
-use common::Fixture;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -3,13 +3,11 @@
 //! with `NOTIFY_SOCKET` and `WATCHDOG_USEC`, and checks that `READY=1`,
 //! `WATCHDOG=1` and, after SIGTERM, `STOPPING=1` arrive.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Fixture;
+use crate::common::Fixture;
 
 /// Collect datagrams until `want` has been seen in all of them or `secs` pass.
 fn wait_for(sock: &UnixDatagram, seen: &mut Vec<String>, want: &str, secs: u64) -> bool {
@@ -100,7 +98,7 @@ async fn watch_without_notify_socket_runs_as_before() {
         .spawn()
         .unwrap();
     let target = chanvault::sink::dir::DirTarget::new("pbs", &f.target_dir("pbs"));
-    common::eventually("baseline delivered", 20, || {
+    crate::common::eventually("baseline delivered", 20, || {
         matches!(target.current_manifest(), Ok(Some(_)))
     })
     .await;

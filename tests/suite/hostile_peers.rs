@@ -3,17 +3,15 @@
 //! Each must fail with a clear error, hold up nothing else, keep memory
 //! bounded, and recover once the peer behaves again.
 
-mod common;
-
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::{Fixture, Watch, eventually};
 use chanvault::sim::HostileStream;
 use chanvault::watch::Agent;
-use common::{Fixture, Watch, eventually};
 use tokio::sync::watch;
 
 /// A TCP server on 127.0.0.1 that accepts every connection, reads what it is

@@ -1,17 +1,16 @@
 //! The real binary: golden `--help` texts, one-line errors for bad input with
 //! exit codes, `backup --once` exit codes, `status`, `check-config`, and that
-//! `watch` stops cleanly on SIGTERM (the secret scan is tests/secret_hygiene.rs).
+//! `watch` stops cleanly on SIGTERM (the secret scan is tests/suite/secret_hygiene.rs).
 //!
-//! Golden files live in tests/golden/; regenerate with `CHANVAULT_BLESS=1 cargo test --test cli`.
+//! Golden files live in tests/golden/; regenerate with `CHANVAULT_BLESS=1 cargo test --test suite cli::`.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use crate::common::golden;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::common::{Fixture, Watch, eventually};
 use chanvault::sim::{SimOptions, Simulator};
-use common::{Fixture, Watch, eventually};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
@@ -28,22 +27,6 @@ async fn run(args: Vec<String>) -> Output {
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("CHANVAULT_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (CHANVAULT_BLESS=1 creates it)", path.display()));
-    assert_eq!(
-        actual, want,
-        "golden {name} differs (CHANVAULT_BLESS=1 to update)"
-    );
 }
 
 #[test]

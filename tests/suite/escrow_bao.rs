@@ -3,26 +3,16 @@
 //! check-and-set and error classification. No mock of OpenBao anywhere; the
 //! only fake is a one-shot TCP responder that sends a malformed reply.
 
-#[path = "common/bao.rs"]
-mod bao;
-
+use crate::common::bao;
 use bao::{multisig, origin_key};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::common::vectors::{ABANDON, LEGAL, LETTER, LND_AEZEED};
 use bao::Bao;
 use chanvault::escrow::material::{Kind, Material, Network, ParseOptions};
 use chanvault::secret::SecretString;
-
-const ABANDON: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
-                       abandon abandon about";
-const LEGAL: &str = "legal winner thank year wave sausage worth useful legal winner thank yellow";
-const LETTER: &str =
-    "letter advice cage absurd amount doctor acoustic avoid letter advice cage above";
-/// lnd aezeed/cipherseed_test.go version0TestVectors[0].
-const LND_AEZEED: &str = "ability liquid travel stem barely drastic pact cupboard apple thrive \
-    morning oak feature tissue couch old math inform success suggest drink motion know royal";
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));

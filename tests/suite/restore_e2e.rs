@@ -3,13 +3,12 @@
 //! chanvault from scratch). The state dir is "lost" before restoring; every
 //! failure class has its own exit code.
 
-mod common;
-
+use crate::common::text;
 use std::process::{Command, Output, Stdio};
 
+use crate::common::Fixture;
 use chanvault::config::TargetConfig;
 use chanvault::sink::restic::ResticTarget;
-use common::Fixture;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
@@ -24,15 +23,6 @@ async fn run(f: &Fixture, argv: &[&str]) -> Output {
     tokio::task::spawn_blocking(move || bin().args(&args).output().expect("binary runs"))
         .await
         .expect("join")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The one `chanvault: error:` line of a failed run.

@@ -1,0 +1,28 @@
+//! Every integration test, in one binary: it links once instead of once per
+//! file, which is most of a test build's time on a small machine (cargo's own
+//! test suite is laid out the same way). Shared helpers live in `common`.
+//! Run one area with a filter, e.g. `cargo test --test suite restore_e2e::`.
+
+mod common;
+
+mod age_interop;
+mod cli;
+mod contrib;
+mod escrow_bao;
+mod escrow_bao_server;
+mod escrow_cli;
+mod escrow_material;
+mod escrow_rotate;
+mod fuzz_props;
+mod hostile_peers;
+mod init;
+mod layout;
+mod lnd_sim;
+mod recovery_stock_tools;
+mod restic_target;
+mod restore_e2e;
+mod secret_hygiene;
+mod systemd_notify;
+mod torture_kill;
+mod verify_drill;
+mod watch_e2e;
