@@ -3,7 +3,7 @@
 //! chanvault from scratch). The state dir is "lost" before restoring; every
 //! failure class has its own exit code.
 
-use crate::common::text;
+use crate::common::{golden, text};
 use std::process::{Command, Output, Stdio};
 
 use crate::common::Fixture;
@@ -34,6 +34,31 @@ fn error_line(o: &Output) -> String {
         .collect();
     assert_eq!(errors.len(), 1, "{}", text(o));
     errors[0].to_owned()
+}
+
+/// An error line with what changes from run to run (temp dir, LND's port,
+/// backup ids, hashes) replaced by placeholders.
+fn stable(f: &Fixture, line: &str) -> String {
+    let line = line
+        .replace(&f.path().display().to_string(), "$DIR")
+        .replace(&format!(":{}", f.sim.addr().port()), ":$PORT");
+    let mut out = String::new();
+    let mut word = String::new();
+    for c in line.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_hexdigit() {
+            word.push(c);
+            continue;
+        }
+        if word.len() >= 8 && word.chars().any(|c| c.is_ascii_digit()) {
+            out.push_str("$HEX");
+        } else {
+            out.push_str(&word);
+        }
+        word.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
 }
 
 async fn setup() -> Fixture {
@@ -204,6 +229,15 @@ async fn restore_after_losing_the_state_dir() {
 async fn each_failure_has_its_own_exit_code() {
     let f = setup().await;
     let id = f.identity.display().to_string();
+    // Every error line a user sees here, kept as tests/golden/restore-errors.txt.
+    let mut seen = String::new();
+    let mut golden_line = |o: &Output| {
+        seen += &format!(
+            "exit {:?}: {}\n",
+            o.status.code(),
+            stable(&f, &error_line(o))
+        );
+    };
 
     // No backups yet.
     let o = run(
@@ -219,6 +253,7 @@ async fn each_failure_has_its_own_exit_code() {
     )
     .await;
     assert_eq!(o.status.code(), Some(13), "{}", text(&o));
+    golden_line(&o);
     error_line(&o);
 
     f.sim.open_channels(2);
@@ -240,6 +275,7 @@ async fn each_failure_has_its_own_exit_code() {
     )
     .await;
     assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    golden_line(&o);
     assert!(error_line(&o).contains("no identity"), "{}", text(&o));
     assert!(!f.path().join("w").exists());
 
@@ -269,6 +305,7 @@ async fn each_failure_has_its_own_exit_code() {
     )
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    golden_line(&o);
     assert!(
         error_line(&o).contains("passphrase-protected"),
         "{}",
@@ -304,6 +341,7 @@ async fn each_failure_has_its_own_exit_code() {
     )
     .await;
     assert_eq!(o.status.code(), Some(11), "{}", text(&o));
+    golden_line(&o);
     assert!(
         error_line(&o).contains("changed or damaged"),
         "{}",
@@ -341,6 +379,7 @@ async fn each_failure_has_its_own_exit_code() {
     )
     .await;
     assert_eq!(o.status.code(), Some(12), "{}", text(&o));
+    golden_line(&o);
     assert!(
         error_line(&o).contains("is the share mounted"),
         "{}",
@@ -354,6 +393,7 @@ async fn each_failure_has_its_own_exit_code() {
     );
     let o = run(&f, &["restore", "apply", "--identity", &id, "--yes"]).await;
     assert_eq!(o.status.code(), Some(14), "{}", text(&o));
+    golden_line(&o);
     assert!(error_line(&o).contains("refused"), "{}", text(&o));
 
     // LND unreachable: fetch still works and says so.
@@ -376,4 +416,5 @@ async fn each_failure_has_its_own_exit_code() {
         "{}",
         text(&o)
     );
+    golden("restore-errors.txt", &seen);
 }
