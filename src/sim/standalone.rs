@@ -56,36 +56,7 @@ where
     R: AsyncBufRead + Unpin,
     W: Write,
 {
-    line(
-        out,
-        format!(
-            "lnd-sim listening on {} (identity {})",
-            sim.address(),
-            sim.identity_pubkey()
-        ),
-    )?;
-    line(
-        out,
-        format!("tls cert:          {}", sim.tls_cert_path().display()),
-    )?;
-    line(
-        out,
-        format!("admin macaroon:    {}", sim.admin_macaroon_path().display()),
-    )?;
-    line(
-        out,
-        format!(
-            "readonly macaroon: {}",
-            sim.readonly_macaroon_path().display()
-        ),
-    )?;
-    line(
-        out,
-        format!(
-            "chanvault macaroon (offchain:read): {}",
-            sim.offchain_read_macaroon_path().display()
-        ),
-    )?;
+    banner(sim, out)?;
     line(out, "type `help` for commands")?;
 
     let mut buf = String::new();
@@ -120,60 +91,8 @@ where
                 let cp = sim.open_pending_channel();
                 line(out, format!("pending open: {cp}"))?;
             }
-            "close" => {
-                let open: Vec<ChanPoint> = sim.channels().into_iter().collect();
-                let targets: Result<Vec<ChanPoint>, String> = match arg {
-                    None => Ok(open.into_iter().take(1).collect()),
-                    Some("all") => Ok(open),
-                    Some(a) if a.contains(':') => a
-                        .parse::<ChanPoint>()
-                        .map(|cp| vec![cp])
-                        .map_err(|e| e.to_string()),
-                    Some(a) => a
-                        .parse::<usize>()
-                        .map(|n| open.into_iter().take(n).collect())
-                        .map_err(|_| "usage: close [N|all|TXID:INDEX]".to_string()),
-                };
-                match targets {
-                    Err(e) => line(out, e)?,
-                    Ok(targets) => {
-                        let closed: Vec<ChanPoint> = targets
-                            .into_iter()
-                            .filter(|cp| sim.close_channel(cp))
-                            .collect();
-                        if closed.is_empty() {
-                            line(out, "no such open channel; nothing closed")?;
-                        } else {
-                            line(
-                                out,
-                                format!("closed {} channel(s): {}", closed.len(), join(&closed)),
-                            )?;
-                        }
-                    }
-                }
-            }
-            "list" => {
-                let pending = sim.pending_channels();
-                let open: Vec<ChanPoint> = sim
-                    .channels()
-                    .into_iter()
-                    .filter(|cp| !pending.contains(cp))
-                    .collect();
-                let pending: Vec<ChanPoint> = pending.into_iter().collect();
-                let closed: Vec<ChanPoint> = sim.closed().into_iter().collect();
-                line(
-                    out,
-                    format!(
-                        "open {}: {} | pending {}: {} | closed {}: {}",
-                        open.len(),
-                        join(&open),
-                        pending.len(),
-                        join(&pending),
-                        closed.len(),
-                        join(&closed)
-                    ),
-                )?;
-            }
+            "close" => close(sim, arg, out)?,
+            "list" => list(sim, out)?,
             "drop" => {
                 let n = sim.drop_streams();
                 line(out, format!("ended {n} backup stream(s)"))?;
@@ -192,4 +111,99 @@ where
             other => line(out, format!("unknown command {other:?}; type `help`"))?,
         }
     }
+}
+
+/// What the simulator listens on and where its credentials are.
+fn banner<W: Write>(sim: &Simulator, out: &mut W) -> Result<(), SimError> {
+    line(
+        out,
+        format!(
+            "lnd-sim listening on {} (identity {})",
+            sim.address(),
+            sim.identity_pubkey()
+        ),
+    )?;
+    line(
+        out,
+        format!("tls cert:          {}", sim.tls_cert_path().display()),
+    )?;
+    line(
+        out,
+        format!("admin macaroon:    {}", sim.admin_macaroon_path().display()),
+    )?;
+    line(
+        out,
+        format!(
+            "readonly macaroon: {}",
+            sim.readonly_macaroon_path().display()
+        ),
+    )?;
+    line(
+        out,
+        format!(
+            "chanvault macaroon (offchain:read): {}",
+            sim.offchain_read_macaroon_path().display()
+        ),
+    )?;
+    Ok(())
+}
+
+/// `close [N|all|TXID:INDEX]`
+fn close<W: Write>(sim: &Simulator, arg: Option<&str>, out: &mut W) -> Result<(), SimError> {
+    let open: Vec<ChanPoint> = sim.channels().into_iter().collect();
+    let targets: Result<Vec<ChanPoint>, String> = match arg {
+        None => Ok(open.into_iter().take(1).collect()),
+        Some("all") => Ok(open),
+        Some(a) if a.contains(':') => a
+            .parse::<ChanPoint>()
+            .map(|cp| vec![cp])
+            .map_err(|e| e.to_string()),
+        Some(a) => a
+            .parse::<usize>()
+            .map(|n| open.into_iter().take(n).collect())
+            .map_err(|_| "usage: close [N|all|TXID:INDEX]".to_string()),
+    };
+    match targets {
+        Err(e) => line(out, e)?,
+        Ok(targets) => {
+            let closed: Vec<ChanPoint> = targets
+                .into_iter()
+                .filter(|cp| sim.close_channel(cp))
+                .collect();
+            if closed.is_empty() {
+                line(out, "no such open channel; nothing closed")?;
+            } else {
+                line(
+                    out,
+                    format!("closed {} channel(s): {}", closed.len(), join(&closed)),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `list`: open, pending and closed channels.
+fn list<W: Write>(sim: &Simulator, out: &mut W) -> Result<(), SimError> {
+    let pending = sim.pending_channels();
+    let open: Vec<ChanPoint> = sim
+        .channels()
+        .into_iter()
+        .filter(|cp| !pending.contains(cp))
+        .collect();
+    let pending: Vec<ChanPoint> = pending.into_iter().collect();
+    let closed: Vec<ChanPoint> = sim.closed().into_iter().collect();
+    line(
+        out,
+        format!(
+            "open {}: {} | pending {}: {} | closed {}: {}",
+            open.len(),
+            join(&open),
+            pending.len(),
+            join(&pending),
+            closed.len(),
+            join(&closed)
+        ),
+    )?;
+    Ok(())
 }
