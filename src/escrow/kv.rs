@@ -1,12 +1,14 @@
 //! A small OpenBao KV v2 client over reqwest.
 //!
-//! Why not vaultrs: its token is a plain `String` (we keep ours zeroized),
-//! it does not expose `custom_metadata` writes or the per-version
-//! deleted/destroyed state of a `404` read (which we need to fall back
-//! clearly), and it would add rustify, derive_builder and a second reqwest
-//! feature set. The handful of endpoints we use are easier to get exactly
-//! right by hand, with errors that name the address and path and never a
-//! secret.
+//! Why not the vaultrs crate: it supports the OpenBao features we rely on
+//! (check-and-set writes, `custom_metadata`, AppRole login). What it lacks
+//! is the handling around them that an escrow of keys needs: secrets (the
+//! token, secret values) zeroized when dropped, a cap on the size of a
+//! reply, trust in the configured CA only (no system roots), no proxies and
+//! no redirects, and error messages that name the KV path that failed. For
+//! the handful of endpoints we use, that is simpler to get exactly right by
+//! hand over reqwest, with errors that name the address and path and never
+//! a secret.
 //!
 //! Secret values travel as JSON strings only (OpenBao's audit device HMACs
 //! strings but logs other JSON types in clear). Request bodies holding
