@@ -440,7 +440,7 @@ impl KvClient {
             Auth::Token { file } => {
                 let token = read_credential("OpenBao token file", &file)?;
                 let info: LookupSelf = self
-                    .call_with(&token, Method::Get, "auth/token/lookup-self", None)
+                    .call(&token, Method::Get, "auth/token/lookup-self", None)
                     .await?
                     .and_then(|v: Envelope<LookupSelf>| v.data)
                     .ok_or_else(|| self.malformed("auth/token/lookup-self", "no data"))?;
@@ -489,22 +489,21 @@ impl KvClient {
         ])?;
         let path = format!("auth/{mount}/login");
         let empty = SecretString::new(String::new());
-        let reply: Option<AuthReply> = match self
-            .call_with(&empty, Method::Post, &path, Some(body))
-            .await
-        {
-            Ok(r) => r,
-            Err(KvError::Server { message, .. }) | Err(KvError::Refused { path: message, .. }) => {
-                return Err(KvError::Login {
-                    address: self.address.clone(),
-                    mount,
-                    role_id_file: role_id_file.display().to_string(),
-                    secret_id_file: secret_id_desc.to_owned(),
-                    message,
-                });
-            }
-            Err(e) => return Err(e),
-        };
+        let reply: Option<AuthReply> =
+            match self.call(&empty, Method::Post, &path, Some(body)).await {
+                Ok(r) => r,
+                Err(KvError::Server { message, .. })
+                | Err(KvError::Refused { path: message, .. }) => {
+                    return Err(KvError::Login {
+                        address: self.address.clone(),
+                        mount,
+                        role_id_file: role_id_file.display().to_string(),
+                        secret_id_file: secret_id_desc.to_owned(),
+                        message,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
         let auth = reply
             .and_then(|r| r.auth)
             .ok_or_else(|| self.malformed(&path, "no auth block in the login reply"))?;
@@ -526,13 +525,11 @@ impl KvClient {
 
     /// `auth/token/renew-self`.
     pub async fn renew_self(&mut self) -> Result<(), KvError> {
-        // Not through `call`: that would try to renew first.
-        let token = match &self.state {
-            Some(s) => SecretString::new(s.token.expose().to_owned()),
-            None => return Err(KvError::Config("not logged in to OpenBao".into())),
-        };
+        // With the current token as it is: `session_token` would try to
+        // renew first.
+        let token = self.current_token()?;
         let reply: Option<AuthReply> = self
-            .call_with(
+            .call(
                 &token,
                 Method::Post,
                 "auth/token/renew-self",
@@ -590,7 +587,12 @@ impl KvClient {
             data: fields.iter().copied().collect(),
         };
         let bytes = serialize_zeroizing(&body).map_err(|e| self.malformed(&path, &e))?;
-        let reply: Option<WriteReply> = match self.call(Method::Post, &path, Some(bytes)).await {
+        let sent = async {
+            let token = self.session_token().await?;
+            self.call(&token, Method::Post, &path, Some(bytes)).await
+        }
+        .await;
+        let reply: Option<WriteReply> = match sent {
             Err(KvError::Server {
                 status: 400,
                 message,
@@ -676,7 +678,9 @@ impl KvClient {
         let path = self.meta_path(item);
         let body = serde_json::json!({ "custom_metadata": custom });
         let bytes = serialize_zeroizing(&body).map_err(|e| self.malformed(&path, &e))?;
-        let _: Option<serde_json::Value> = self.call(Method::Post, &path, Some(bytes)).await?;
+        let token = self.session_token().await?;
+        let _: Option<serde_json::Value> =
+            self.call(&token, Method::Post, &path, Some(bytes)).await?;
         Ok(())
     }
 
@@ -698,7 +702,9 @@ impl KvClient {
         let path = format!("{}/delete/{item}", self.mount);
         let bytes = serialize_zeroizing(&serde_json::json!({ "versions": versions }))
             .map_err(|e| self.malformed(&path, &e))?;
-        let _: Option<serde_json::Value> = self.call(Method::Post, &path, Some(bytes)).await?;
+        let token = self.session_token().await?;
+        let _: Option<serde_json::Value> =
+            self.call(&token, Method::Post, &path, Some(bytes)).await?;
         Ok(())
     }
 
@@ -707,7 +713,9 @@ impl KvClient {
         let path = format!("{}/destroy/{item}", self.mount);
         let bytes = serialize_zeroizing(&serde_json::json!({ "versions": versions }))
             .map_err(|e| self.malformed(&path, &e))?;
-        let _: Option<serde_json::Value> = self.call(Method::Put, &path, Some(bytes)).await?;
+        let token = self.session_token().await?;
+        let _: Option<serde_json::Value> =
+            self.call(&token, Method::Put, &path, Some(bytes)).await?;
         Ok(())
     }
 
@@ -747,7 +755,9 @@ impl KvClient {
         path: &str,
         body: Zeroizing<Vec<u8>>,
     ) -> Result<(), KvError> {
-        let _: Option<serde_json::Value> = self.call(Method::Post, path, Some(body)).await?;
+        let token = self.session_token().await?;
+        let _: Option<serde_json::Value> =
+            self.call(&token, Method::Post, path, Some(body)).await?;
         Ok(())
     }
 
@@ -766,24 +776,11 @@ impl KvClient {
         }
     }
 
+    /// Send with `token` and parse the JSON reply (`None` when it is empty).
+    /// Calls on the session pass [`KvClient::session_token`]; logging in
+    /// and renewing pass the token they are about to adopt or renew (an
+    /// empty one sends none).
     async fn call<T: serde::de::DeserializeOwned>(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<Zeroizing<Vec<u8>>>,
-    ) -> Result<Option<T>, KvError> {
-        let (status, reply) = self.raw(method, path, body).await?;
-        self.check_status(status, &reply, path)?;
-        if status == 204 || reply.is_empty() {
-            return Ok(None);
-        }
-        serde_json::from_slice(&reply)
-            .map(Some)
-            .map_err(|e| self.malformed(path, &e.to_string()))
-    }
-
-    /// A call with an explicit token (login, lookup of a token being adopted).
-    async fn call_with<T: serde::de::DeserializeOwned>(
         &self,
         token: &SecretString,
         method: Method,
@@ -806,12 +803,23 @@ impl KvClient {
         path: &str,
         body: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<(u16, Zeroizing<Vec<u8>>), KvError> {
-        self.ensure_token().await?;
-        let token = match &self.state {
-            Some(s) => SecretString::new(s.token.expose().to_owned()),
-            None => return Err(KvError::Config("not logged in to OpenBao".into())),
-        };
+        let token = self.session_token().await?;
         self.send(&token, method, path, body).await
+    }
+
+    /// The token for a call on the session: log in or renew first as
+    /// needed.
+    async fn session_token(&mut self) -> Result<SecretString, KvError> {
+        self.ensure_token().await?;
+        self.current_token()
+    }
+
+    /// A copy of the current token, as it is.
+    fn current_token(&self) -> Result<SecretString, KvError> {
+        match &self.state {
+            Some(s) => Ok(SecretString::new(s.token.expose().to_owned())),
+            None => Err(KvError::Config("not logged in to OpenBao".into())),
+        }
     }
 
     async fn send(
