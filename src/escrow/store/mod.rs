@@ -189,6 +189,17 @@ impl Escrow {
         format!("{}/{name}", self.prefix)
     }
 
+    /// The names of the items under the prefix (sub-folders left out).
+    async fn names(&mut self) -> Result<Vec<String>, KvError> {
+        Ok(self
+            .kv
+            .list(&format!("{}/", self.prefix))
+            .await?
+            .into_iter()
+            .filter(|n| !n.ends_with('/'))
+            .collect())
+    }
+
     fn api_path(&self, name: &str) -> String {
         format!("{}/data/{}", self.kv.mount(), self.item(name))
     }
@@ -329,8 +340,8 @@ impl Escrow {
         new: &Material,
     ) -> Result<Vec<CheckResult>, EscrowError> {
         let mut others = Vec::new();
-        for n in self.kv.list(&format!("{}/", self.prefix)).await? {
-            if n.ends_with('/') || n == name {
+        for n in self.names().await? {
+            if n == name {
                 continue;
             }
             let Some(meta) = self.kv.metadata(&self.item(&n)).await? else {
@@ -508,10 +519,7 @@ impl Escrow {
 
     async fn list_inner(&mut self) -> Result<Vec<(String, Metadata)>, EscrowError> {
         let mut out = Vec::new();
-        for n in self.kv.list(&format!("{}/", self.prefix)).await? {
-            if n.ends_with('/') {
-                continue;
-            }
+        for n in self.names().await? {
             if let Some(m) = self.kv.metadata(&self.item(&n)).await? {
                 out.push((n, m));
             }

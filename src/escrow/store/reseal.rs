@@ -60,13 +60,7 @@ impl Escrow {
                     .into(),
             ));
         }
-        let names: Vec<String> = self
-            .kv
-            .list(&format!("{}/", self.prefix))
-            .await?
-            .into_iter()
-            .filter(|n| !n.ends_with('/'))
-            .collect();
+        let names = self.names().await?;
         let mut out = Vec::new();
         let (mut sealed, mut opened) = (0, 0);
         for name in names {

@@ -40,13 +40,7 @@ impl Escrow {
         identity: Option<&Identities>,
     ) -> Result<Vec<CheckResult>, EscrowError> {
         let mut results = Vec::new();
-        let names: Vec<String> = self
-            .kv
-            .list(&format!("{}/", self.prefix))
-            .await?
-            .into_iter()
-            .filter(|n| !n.ends_with('/'))
-            .collect();
+        let names = self.names().await?;
         for r in &self.required {
             results.push(CheckResult {
                 name: format!("required item '{r}' is escrowed"),
