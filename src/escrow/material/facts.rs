@@ -11,7 +11,7 @@ use super::error::MaterialError;
 /// read-back.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PublicFacts {
-    /// The item's [`Kind`] name.
+    /// The item's [`Kind`](super::Kind) name.
     pub kind: String,
     /// Network name (`mainnet`, `testnet`, `signet`, `regtest`); none for age
     /// identities.
