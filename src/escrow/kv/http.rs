@@ -1,0 +1,217 @@
+//! One request to OpenBao: the token header, size-capped zeroizing reply
+//! bodies, status codes turned into errors that name the address and path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::{KvClient, KvError};
+use crate::secret::SecretString;
+
+/// Largest reply we accept (a KV item is a few KiB).
+const REPLY_LIMIT: usize = 4 << 20;
+
+#[derive(Deserialize)]
+struct Errors {
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+pub(super) enum Method {
+    Get,
+    Post,
+    Put,
+    List,
+    Delete,
+}
+
+impl KvClient {
+    pub(super) fn malformed(&self, path: &str, detail: &str) -> KvError {
+        KvError::Malformed {
+            address: self.address.clone(),
+            path: path.to_owned(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// Send with `token` and parse the JSON reply (`None` when it is empty).
+    /// Calls on the session pass [`KvClient::session_token`]; logging in
+    /// and renewing pass the token they are about to adopt or renew (an
+    /// empty one sends none).
+    pub(super) async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &SecretString,
+        method: Method,
+        path: &str,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<Option<T>, KvError> {
+        let (status, reply) = self.send(token, method, path, body).await?;
+        self.check_status(status, &reply, path)?;
+        if status == 204 || reply.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&reply)
+            .map(Some)
+            .map_err(|e| self.malformed(path, &e.to_string()))
+    }
+
+    pub(super) async fn raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), KvError> {
+        let token = self.session_token().await?;
+        self.send(&token, method, path, body).await
+    }
+
+    /// The token for a call on the session: log in or renew first as
+    /// needed.
+    pub(super) async fn session_token(&mut self) -> Result<SecretString, KvError> {
+        self.ensure_token().await?;
+        self.current_token()
+    }
+
+    /// A copy of the current token, as it is.
+    pub(super) fn current_token(&self) -> Result<SecretString, KvError> {
+        match &self.state {
+            Some(s) => Ok(SecretString::new(s.token.expose().to_owned())),
+            None => Err(KvError::Config("not logged in to OpenBao".into())),
+        }
+    }
+
+    async fn send(
+        &self,
+        token: &SecretString,
+        method: Method,
+        path: &str,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), KvError> {
+        let url = format!("{}/v1/{path}", self.address);
+        let m = match method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+            Method::List => reqwest::Method::from_bytes(b"LIST")
+                .map_err(|e| KvError::Config(format!("LIST method: {e}")))?,
+        };
+        let mut req = self.http.request(m, &url);
+        if !token.expose().is_empty() {
+            let mut v = reqwest::header::HeaderValue::from_str(token.expose()).map_err(|_| {
+                KvError::Config(format!(
+                    "the token from {} contains characters not allowed in an HTTP header",
+                    self.source_desc()
+                ))
+            })?;
+            v.set_sensitive(true);
+            req = req.header("X-Vault-Token", v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_vec());
+        }
+        let unreachable = |e: reqwest::Error| {
+            if e.is_timeout() {
+                KvError::Timeout {
+                    address: self.address.clone(),
+                    path: path.to_owned(),
+                    seconds: self.timeout_seconds,
+                }
+            } else if e.is_decode() || e.is_body() {
+                self.malformed(path, &error_chain(&e))
+            } else {
+                KvError::Unreachable {
+                    address: self.address.clone(),
+                    path: path.to_owned(),
+                    detail: error_chain(&e),
+                }
+            }
+        };
+        let mut resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status().as_u16();
+        let mut buf = Zeroizing::new(Vec::new());
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            if buf.len() + chunk.len() > REPLY_LIMIT {
+                return Err(self.malformed(path, "reply larger than 4 MiB"));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        tracing::trace!(path, status, bytes = buf.len(), "OpenBao reply");
+        Ok((status, buf))
+    }
+
+    pub(super) fn check_status(&self, status: u16, body: &[u8], path: &str) -> Result<(), KvError> {
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let path = path.split('?').next().unwrap_or(path).to_owned();
+        let errors = serde_json::from_slice::<Errors>(body)
+            .map(|e| e.errors)
+            .unwrap_or_default();
+        let message = if errors.is_empty() {
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .replace('\n', " ")
+        } else {
+            errors.join("; ").replace('\n', " ")
+        };
+        let sealed = message.to_lowercase().contains("sealed");
+        Err(match status {
+            503 if sealed => KvError::Sealed {
+                address: self.address.clone(),
+                path,
+            },
+            403 => KvError::Refused {
+                address: self.address.clone(),
+                source_desc: self.source_desc(),
+                path,
+            },
+            _ if sealed => KvError::Sealed {
+                address: self.address.clone(),
+                path,
+            },
+            _ => KvError::Server {
+                address: self.address.clone(),
+                path,
+                status,
+                message: if message.is_empty() {
+                    "no error message".into()
+                } else {
+                    message
+                },
+            },
+        })
+    }
+}
+
+/// Serialize into a zeroizing buffer (bodies carrying secrets).
+pub(super) fn serialize_zeroizing<T: serde::Serialize>(
+    v: &T,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(1024));
+    serde_json::to_writer(&mut *buf, v).map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+/// A JSON object of string fields in a zeroizing buffer.
+pub fn json_body(fields: &[(&str, &str)]) -> Result<Zeroizing<Vec<u8>>, KvError> {
+    let map: BTreeMap<&str, &str> = fields.iter().copied().collect();
+    serialize_zeroizing(&map).map_err(KvError::Config)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s.replace('\n', " ")
+}
