@@ -16,16 +16,12 @@ const MAX_FN_LINES: usize = 120;
 /// shrink, none may grow, and nothing new may join. Remove an entry once it
 /// fits.
 const LARGE_FILES: &[(&str, usize)] = &[
-    ("escrow/kv.rs", 946),
-    ("escrow/material.rs", 2142),
-    ("escrow/store.rs", 1061),
     ("restore.rs", 967),
     ("sim/service.rs", 924),
     ("sink/restic.rs", 1366),
 ];
 const LONG_FNS: &[(&str, usize)] = &[
     ("cli/demo.rs::run_with_sim", 224),
-    ("escrow/material.rs::cross_check", 258),
     ("sim/standalone.rs::command_loop", 142),
 ];
 /// Imports still to be turned around, likewise.
