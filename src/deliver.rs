@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::metrics::{Metrics, failure_reason};
 use crate::pipeline::{blocking, short};
-use crate::spool::{Pending, Spool};
 use crate::sink::{Delivery, Receipt, Target};
+use crate::spool::{Pending, Spool};
 
 /// Capped exponential backoff with jitter (each wait is 50–100% of the step).
 #[derive(Debug, Clone)]

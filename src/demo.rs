@@ -16,10 +16,10 @@ use crate::pipeline::short;
 use crate::scb::{self, ChanPoint};
 use crate::seal::{self, Identities};
 use crate::sim::{SimOptions, Simulator};
-use crate::status::Status;
 use crate::sink::Target;
 use crate::sink::dir::{CURRENT_FILE, DirTarget};
 use crate::sink::restic::ResticTarget;
+use crate::status::Status;
 use crate::watch::Agent;
 
 /// How long the demo waits for the targets to hold the final state.

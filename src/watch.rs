@@ -19,8 +19,8 @@ use crate::deliver::{self, Backoff};
 use crate::lnd::{LndClient, LndError, LndSettings};
 use crate::pipeline::{Outcome, Pipeline, PipelineError};
 use crate::seal::{Recipients, SealError};
-use crate::spool::{Spool, SpoolError};
 use crate::sink::{self, Target};
+use crate::spool::{Spool, SpoolError};
 
 /// First wait before reconnecting to LND.
 pub const RECONNECT_INITIAL: Duration = Duration::from_secs(1);

@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use chanvault::scb::{ChanPoint, fingerprint, sha256_hex};
 use chanvault::seal::Identities;
-use chanvault::spool::{BACKUPS_DIR, JOURNAL_FILE, Journal, parse_journal};
 use chanvault::sink::dir::{CURRENT_FILE, DirTarget, HISTORY_DIR};
 use chanvault::sink::restic::ResticTarget;
+use chanvault::spool::{BACKUPS_DIR, JOURNAL_FILE, Journal, parse_journal};
 use common::Fixture;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -135,8 +135,8 @@ impl BlockingTarget for DirTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::BackupRecord;
     use crate::sink::Target;
+    use crate::spool::BackupRecord;
     use chrono::{Duration, Utc};
     use std::sync::Arc;
 

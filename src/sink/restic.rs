@@ -46,8 +46,8 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::config::ResticTargetConfig;
 use crate::pipeline::short;
 use crate::secret::SecretString;
-use crate::spool::BackupRecord;
 use crate::sink::{BlockingTarget, Delivery, Receipt, TargetError};
+use crate::spool::BackupRecord;
 
 /// The directory every snapshot holds.
 pub const SNAPSHOT_DIR: &str = "/chanvault";
