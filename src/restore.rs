@@ -256,7 +256,9 @@ async fn list_target(t: &TargetConfig) -> Result<Vec<Listed>, String> {
         }
         TargetConfig::Restic(r) => {
             let target = ResticTarget::new(r);
-            let snaps = target.snapshots().await.map_err(|e| e.to_string())?;
+            let snaps = crate::sink::unblock(&target, ResticTarget::snapshots_blocking)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(snaps
                 .into_iter()
                 .filter_map(|s| {
@@ -395,10 +397,11 @@ pub async fn read_copy(cfg: &Config, loc: &Location) -> Result<Vec<u8>, RestoreE
                     loc.target
                 )));
             };
-            let (_, bytes) = ResticTarget::new(r)
-                .snapshot(&loc.locator)
-                .await
-                .map_err(|e| RestoreError::Unreachable(e.to_string()))?;
+            let id = loc.locator.clone();
+            let (_, bytes) =
+                crate::sink::unblock(&ResticTarget::new(r), move |t| t.snapshot_blocking(&id))
+                    .await
+                    .map_err(|e| RestoreError::Unreachable(e.to_string()))?;
             bytes
         }
     };

@@ -115,18 +115,24 @@ impl<T: BlockingTarget> Target for T {
     }
 
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<Receipt, TargetError>> {
-        Box::pin(async move {
-            let (this, d) = (self.clone(), d.clone());
-            tokio::task::spawn_blocking(move || this.put(&d))
-                .await
-                .map_err(|e| {
-                    TargetError::new(
-                        BlockingTarget::name(self),
-                        format!("delivery task failed: {e}"),
-                    )
-                })?
-        })
+        let d = d.clone();
+        Box::pin(unblock(self, move |t| t.put(&d)))
     }
+}
+
+/// Run blocking work of a target (on a clone of it) off the async threads:
+/// what the [`Target`] adapter does for `put`, for any other blocking call a
+/// caller needs, such as `sink::unblock(&t, ResticTarget::init_blocking)`.
+pub async fn unblock<T, R, F>(target: &T, work: F) -> Result<R, TargetError>
+where
+    T: BlockingTarget,
+    R: Send + 'static,
+    F: FnOnce(&T) -> Result<R, TargetError> + Send + 'static,
+{
+    let this = target.clone();
+    tokio::task::spawn_blocking(move || work(&this))
+        .await
+        .map_err(|e| TargetError::new(BlockingTarget::name(target), format!("task failed: {e}")))?
 }
 
 /// Build the target a config entry describes.

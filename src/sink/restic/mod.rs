@@ -343,14 +343,6 @@ impl ResticTarget {
         Ok(repo.config().id.to_hex().to_string())
     }
 
-    /// Create the repository (see [`Self::init_blocking`]).
-    pub async fn init(&self) -> Result<String, TargetError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.init_blocking())
-            .await
-            .map_err(|e| self.err(format!("init task failed: {e}")))?
-    }
-
     /// Every chanvault snapshot of this host, oldest first.
     pub fn snapshots_blocking(&self) -> Result<Vec<SnapshotInfo>, TargetError> {
         let mut guard = self.lock_session();
@@ -358,14 +350,6 @@ impl ResticTarget {
         let mut out: Vec<SnapshotInfo> = self.ours(&s.snapshots).map(SnapshotInfo::of).collect();
         out.sort_by_key(|x| x.time);
         Ok(out)
-    }
-
-    /// See [`Self::snapshots_blocking`].
-    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, TargetError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.snapshots_blocking())
-            .await
-            .map_err(|e| self.err(format!("listing task failed: {e}")))?
     }
 
     /// The newest chanvault snapshot and the sealed backup it holds.
@@ -405,14 +389,6 @@ impl ResticTarget {
         }
     }
 
-    /// See [`Self::snapshot_blocking`].
-    pub async fn snapshot(&self, id: &str) -> Result<(SnapshotInfo, Vec<u8>), TargetError> {
-        let (this, id) = (self.clone(), id.to_owned());
-        tokio::task::spawn_blocking(move || this.snapshot_blocking(&id))
-            .await
-            .map_err(|e| self.err(format!("read task failed: {e}")))?
-    }
-
     fn read_file(
         &self,
         repo: Repository<OpenStatus>,
@@ -428,14 +404,6 @@ impl ResticTarget {
         repo.dump(&node, &mut bytes)
             .map_err(|e| self.rustic_err("cannot read the backup from", &e))?;
         Ok((SnapshotInfo::of(snap), bytes))
-    }
-
-    /// See [`Self::latest_blocking`].
-    pub async fn latest(&self) -> Result<Option<(SnapshotInfo, Vec<u8>)>, TargetError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.latest_blocking())
-            .await
-            .map_err(|e| self.err(format!("read task failed: {e}")))?
     }
 }
 
