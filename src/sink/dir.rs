@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
-use crate::sink::{BlockingTarget, Delivery, Manifest, Receipt, TargetError};
+use crate::sink::{BlockingTarget, Delivery, ErrorKind, Manifest, Receipt, TargetError};
 
 pub const CURRENT_FILE: &str = "channel.backup.age";
 pub const CURRENT_MANIFEST: &str = "channel.backup.json";
@@ -52,7 +52,9 @@ impl DirTarget {
                 .map(Some)
                 .map_err(|e| self.err(format!("{} is damaged: {e}", p.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(format!("cannot read {}: {e}", p.display()))),
+            Err(e) => Err(self
+                .err(format!("cannot read {}: {e}", p.display()))
+                .with_kind(ErrorKind::of_io(&e))),
         }
     }
 
@@ -63,6 +65,7 @@ impl DirTarget {
     fn put_blocking(&self, d: &Delivery) -> Result<Receipt, TargetError> {
         let io = |what: &str, p: &Path, e: std::io::Error| {
             self.err(format!("cannot {what} {}: {e}", p.display()))
+                .with_kind(ErrorKind::of_io(&e))
         };
         if !self.path.is_dir() {
             // Create the target dir itself but never its parents: a missing
@@ -70,10 +73,12 @@ impl DirTarget {
             // mount point would hide the backup on the local disk.
             let parent = self.path.parent().unwrap_or(Path::new("/"));
             if !parent.is_dir() {
-                return Err(self.err(format!(
-                    "{} does not exist (is the share mounted?)",
-                    parent.display()
-                )));
+                return Err(self
+                    .err(format!(
+                        "{} does not exist (is the share mounted?)",
+                        parent.display()
+                    ))
+                    .with_kind(ErrorKind::Unreachable));
             }
             match fs::create_dir(&self.path) {
                 Ok(()) => {}
@@ -215,11 +220,9 @@ mod tests {
     async fn missing_parent_is_refused_not_created() {
         let d = tempfile::tempdir().unwrap();
         let t = DirTarget::new("nfs", &d.path().join("mnt/share/chanvault"));
-        let e = t
-            .deliver(&delivery("a", b"a", true, 0))
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = t.deliver(&delivery("a", b"a", true, 0)).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unreachable);
+        let e = e.to_string();
         assert!(e.starts_with("target nfs: "), "{e}");
         assert!(e.contains("is the share mounted"), "{e}");
         assert!(!d.path().join("mnt").exists());

@@ -33,19 +33,58 @@ pub struct Receipt {
     pub location: String,
 }
 
+/// What went wrong with a target, in the classes an operator acts on
+/// differently; the failure counter's `reason` label (`metrics::failure_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No answer in time: a hung server, or the delivery as a whole ran out of time.
+    Timeout,
+    /// Nothing to talk to: connection refused, no route, a share that is not mounted.
+    Unreachable,
+    /// The target said no: credentials, permissions, an HTTP 4xx, a TLS certificate that does not match.
+    Refused,
+    /// Reading or writing files failed (the target's disk, a local repository).
+    Io,
+    /// The local spool could not give the backup or record the result.
+    Spool,
+    /// Anything else: a damaged repository, a bad answer, a failed task.
+    Other,
+}
+
+impl ErrorKind {
+    /// The class of a file-system error.
+    pub fn of_io(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                Self::Refused
+            }
+            std::io::ErrorKind::TimedOut => Self::Timeout,
+            _ => Self::Io,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("target {target}: {message}")]
 pub struct TargetError {
     pub target: String,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
 impl TargetError {
+    /// An error of kind [`ErrorKind::Other`]; see [`Self::with_kind`].
     pub fn new(target: &str, message: impl Into<String>) -> Self {
         Self {
             target: target.to_string(),
+            kind: ErrorKind::Other,
             message: message.into(),
         }
+    }
+
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 }
 

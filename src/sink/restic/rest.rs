@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 
 use super::{ResticTarget, read_secret};
 use crate::secret::SecretString;
-use crate::sink::TargetError;
+use crate::sink::{ErrorKind, TargetError};
 
 /// restic's REST protocol v2 listing.
 pub(super) const REST_V2: &str = "application/vnd.x.restic.rest.v2";
@@ -56,8 +56,10 @@ impl ResticTarget {
             .timeout(self.request_timeout())
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &self.cfg.cacert {
-            let pem = std::fs::read(ca)
-                .map_err(|e| self.err(format!("cannot read cacert {}: {e}", ca.display())))?;
+            let pem = std::fs::read(ca).map_err(|e| {
+                self.err(format!("cannot read cacert {}: {e}", ca.display()))
+                    .with_kind(ErrorKind::of_io(&e))
+            })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 self.err(format!(
                     "cacert {} is not a PEM certificate: {e}",
@@ -102,27 +104,38 @@ impl ResticTarget {
             } else {
                 "set cacert to the server's certificate if it is self-signed"
             };
-            return self.err(format!(
-                "TLS with the REST server {repo} failed ({chain}): {hint}"
-            ));
+            return self
+                .err(format!(
+                    "TLS with the REST server {repo} failed ({chain}): {hint}"
+                ))
+                .with_kind(ErrorKind::Refused);
         }
         if is_connect {
-            return self.err(format!(
-                "cannot reach the REST server {repo} ({chain}); is it running?"
-            ));
+            return self
+                .err(format!(
+                    "cannot reach the REST server {repo} ({chain}); is it running?"
+                ))
+                .with_kind(ErrorKind::Unreachable);
         }
         if is_timeout {
-            return self.err(format!(
-                "the REST server {repo} did not answer within {}s",
-                self.cfg.timeout_seconds
-            ));
+            return self
+                .err(format!(
+                    "the REST server {repo} did not answer within {}s",
+                    self.cfg.timeout_seconds
+                ))
+                .with_kind(ErrorKind::Timeout);
         }
         self.err(format!("{what} on the REST server {repo} failed: {chain}"))
     }
 
     pub(super) fn status_err(&self, what: &str, status: StatusCode) -> TargetError {
         let repo = &self.cfg.repository;
-        match status {
+        let kind = if status.is_client_error() {
+            ErrorKind::Refused
+        } else {
+            ErrorKind::Other
+        };
+        let e = match status {
             StatusCode::UNAUTHORIZED => self.err(match &self.cfg.http_credentials_file {
                 Some(p) => format!(
                     "the REST server {repo} refused the credentials in {} (HTTP 401)",
@@ -136,6 +149,7 @@ impl ResticTarget {
                 "the REST server {repo} forbids {what} (HTTP 403): check its --private-repos/--append-only setup"
             )),
             s => self.err(format!("{what} on the REST server {repo}: HTTP {s}")),
-        }
+        };
+        e.with_kind(kind)
     }
 }

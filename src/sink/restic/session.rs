@@ -16,7 +16,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::lock::LockStore;
 use super::rest::Http;
 use super::{ResticTarget, read_secret};
-use crate::sink::TargetError;
+use crate::sink::{ErrorKind, TargetError};
 
 /// The repository as opened once per process.
 pub(super) struct Session {
@@ -109,7 +109,9 @@ impl ResticTarget {
                 match std::fs::metadata(&p) {
                     Ok(_) => Ok(true),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                    Err(e) => Err(self.err(format!("cannot read {}: {e}", p.display()))),
+                    Err(e) => Err(self
+                        .err(format!("cannot read {}: {e}", p.display()))
+                        .with_kind(ErrorKind::of_io(&e))),
                 }
             }
         }
@@ -182,6 +184,7 @@ impl ResticTarget {
                     self.cfg.password_file.display(),
                     self.cfg.repository
                 ))
+                .with_kind(ErrorKind::Refused)
             } else {
                 self.rustic_err("cannot open", &e)
             }
