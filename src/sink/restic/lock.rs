@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rest::{Http, REST_V2};
 use super::session::RepoKey;
+use crate::sink::ErrorKind;
 
 /// restic treats a lock older than this as stale.
 const LOCK_STALE: Duration = Duration::from_secs(30 * 60);
@@ -47,19 +48,81 @@ pub(super) enum LockStore {
     Rest,
 }
 
+/// A lock-file failure: its message, and the class the delivery error gets.
+#[derive(Debug)]
+pub(super) struct LockError {
+    pub(super) kind: ErrorKind,
+    pub(super) message: String,
+}
+
+impl LockError {
+    fn io(message: String, e: &std::io::Error) -> Self {
+        Self {
+            kind: ErrorKind::of_io(e),
+            message,
+        }
+    }
+
+    fn http(message: String, e: &reqwest::Error) -> Self {
+        let kind = if e.is_timeout() {
+            ErrorKind::Timeout
+        } else if e.is_connect() {
+            ErrorKind::Unreachable
+        } else {
+            ErrorKind::Other
+        };
+        Self { kind, message }
+    }
+
+    /// A request that got no answer.
+    fn sent(what: &str, e: reqwest::Error) -> Self {
+        let e = e.without_url();
+        Self::http(format!("{what}: {}", crate::lnd::error_chain(&e)), &e)
+    }
+
+    /// An answer that is not a success.
+    fn status(what: &str, status: StatusCode) -> Self {
+        Self {
+            kind: if status.is_client_error() {
+                ErrorKind::Refused
+            } else {
+                ErrorKind::Other
+            },
+            message: format!("{what}: HTTP {status}"),
+        }
+    }
+}
+
+impl From<String> for LockError {
+    fn from(message: String) -> Self {
+        Self {
+            kind: ErrorKind::Other,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 fn rest(http: Option<&Http>) -> Result<&Http, String> {
     http.ok_or_else(|| "internal: REST lock store without a client".to_string())
 }
 
 impl LockStore {
-    fn put(&self, http: Option<&Http>, name: &str, bytes: &[u8]) -> Result<(), String> {
+    fn put(&self, http: Option<&Http>, name: &str, bytes: &[u8]) -> Result<(), LockError> {
         match self {
             LockStore::Local(dir) => {
-                crate::fsutil::ensure_dir(dir, 0o700)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                crate::fsutil::ensure_dir(dir, 0o700).map_err(|e| {
+                    LockError::io(format!("cannot create {}: {e}", dir.display()), &e)
+                })?;
                 let p = dir.join(name);
-                crate::fsutil::write_atomic(&p, bytes, 0o600)
-                    .map_err(|e| format!("cannot write the lock {}: {e}", p.display()))
+                crate::fsutil::write_atomic(&p, bytes, 0o600).map_err(|e| {
+                    LockError::io(format!("cannot write the lock {}: {e}", p.display()), &e)
+                })
             }
             LockStore::Rest => {
                 let h = rest(http)?;
@@ -67,52 +130,43 @@ impl LockStore {
                     .request(reqwest::Method::POST, &format!("locks/{name}"))
                     .body(bytes.to_vec())
                     .send()
-                    .map_err(|e| {
-                        format!(
-                            "cannot write a lock: {}",
-                            crate::lnd::error_chain(&e.without_url())
-                        )
-                    })?;
+                    .map_err(|e| LockError::sent("cannot write a lock", e))?;
                 if r.status().is_success() {
                     Ok(())
                 } else {
-                    Err(format!("cannot write a lock: HTTP {}", r.status()))
+                    Err(LockError::status("cannot write a lock", r.status()))
                 }
             }
         }
     }
 
-    fn delete(&self, http: Option<&Http>, name: &str) -> Result<(), String> {
+    fn delete(&self, http: Option<&Http>, name: &str) -> Result<(), LockError> {
         match self {
             LockStore::Local(dir) => match std::fs::remove_file(dir.join(name)) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot remove the lock {name}: {e}")),
+                Err(e) => Err(LockError::io(
+                    format!("cannot remove the lock {name}: {e}"),
+                    &e,
+                )),
             },
             LockStore::Rest => {
+                let what = format!("cannot remove the lock {name}");
                 let h = rest(http)?;
                 let r = h
                     .request(reqwest::Method::DELETE, &format!("locks/{name}"))
                     .send()
-                    .map_err(|e| {
-                        format!(
-                            "cannot remove the lock {name}: {}",
-                            crate::lnd::error_chain(&e.without_url())
-                        )
-                    })?;
+                    .map_err(|e| LockError::sent(&what, e))?;
                 if r.status().is_success() || r.status() == StatusCode::NOT_FOUND {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "cannot remove the lock {name}: HTTP {}",
-                        r.status()
-                    ))
+                    Err(LockError::status(&what, r.status()))
                 }
             }
         }
     }
 
-    fn list(&self, http: Option<&Http>) -> Result<Vec<String>, String> {
+    fn list(&self, http: Option<&Http>) -> Result<Vec<String>, LockError> {
         match self {
             LockStore::Local(dir) => match std::fs::read_dir(dir) {
                 Ok(rd) => Ok(rd
@@ -121,7 +175,10 @@ impl LockStore {
                     .filter(|n| n.len() == 64 && n.bytes().all(|c| c.is_ascii_hexdigit()))
                     .collect()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-                Err(e) => Err(format!("cannot list {}: {e}", dir.display())),
+                Err(e) => Err(LockError::io(
+                    format!("cannot list {}: {e}", dir.display()),
+                    &e,
+                )),
             },
             LockStore::Rest => {
                 #[derive(Deserialize)]
@@ -135,21 +192,16 @@ impl LockStore {
                     .request(reqwest::Method::GET, "locks/")
                     .header("Accept", REST_V2)
                     .send()
-                    .map_err(|e| {
-                        format!(
-                            "cannot list the locks: {}",
-                            crate::lnd::error_chain(&e.without_url())
-                        )
-                    })?;
+                    .map_err(|e| LockError::sent("cannot list the locks", e))?;
                 if r.status() == StatusCode::NOT_FOUND {
                     return Ok(vec![]);
                 }
                 if !r.status().is_success() {
-                    return Err(format!("cannot list the locks: HTTP {}", r.status()));
+                    return Err(LockError::status("cannot list the locks", r.status()));
                 }
                 let body = r
                     .bytes()
-                    .map_err(|e| format!("cannot list the locks: {e}"))?;
+                    .map_err(|e| LockError::http(format!("cannot list the locks: {e}"), &e))?;
                 let items: Vec<Item> = serde_json::from_slice(&body)
                     .map_err(|e| format!("cannot list the locks: {e}"))?;
                 Ok(items
@@ -162,39 +214,35 @@ impl LockStore {
         }
     }
 
-    fn get(&self, http: Option<&Http>, name: &str) -> Result<Option<Vec<u8>>, String> {
+    fn get(&self, http: Option<&Http>, name: &str) -> Result<Option<Vec<u8>>, LockError> {
+        let what = format!("cannot read the lock {name}");
         match self {
             LockStore::Local(dir) => match std::fs::read(dir.join(name)) {
                 Ok(b) => Ok(Some(b)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(format!("cannot read the lock {name}: {e}")),
+                Err(e) => Err(LockError::io(format!("{what}: {e}"), &e)),
             },
             LockStore::Rest => {
                 let h = rest(http)?;
                 let r = h
                     .request(reqwest::Method::GET, &format!("locks/{name}"))
                     .send()
-                    .map_err(|e| {
-                        format!(
-                            "cannot read the lock {name}: {}",
-                            crate::lnd::error_chain(&e.without_url())
-                        )
-                    })?;
+                    .map_err(|e| LockError::sent(&what, e))?;
                 if r.status() == StatusCode::NOT_FOUND {
                     return Ok(None);
                 }
                 if !r.status().is_success() {
-                    return Err(format!("cannot read the lock {name}: HTTP {}", r.status()));
+                    return Err(LockError::status(&what, r.status()));
                 }
                 // A lock file is a few hundred bytes; a server sending more is not read to the end.
                 let mut body = Vec::new();
                 std::io::Read::take(r, MAX_LOCK_BYTES + 1)
                     .read_to_end(&mut body)
-                    .map_err(|e| format!("cannot read the lock {name}: {e}"))?;
+                    .map_err(|e| LockError::io(format!("{what}: {e}"), &e))?;
                 if body.len() as u64 > MAX_LOCK_BYTES {
-                    return Err(format!(
+                    return Err(LockError::from(format!(
                         "the lock {name} is larger than {MAX_LOCK_BYTES} bytes; not a restic lock"
-                    ));
+                    )));
                 }
                 Ok(Some(body))
             }
@@ -208,7 +256,7 @@ impl LockStore {
         http: Option<&Http>,
         key: &RepoKey,
         host: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, LockError> {
         let start = Instant::now();
         loop {
             let lock = LockFile {
@@ -230,9 +278,9 @@ impl LockStore {
                 Ok(Some(holder)) => {
                     let _ = self.delete(http, &name);
                     if start.elapsed() >= LOCK_WAIT {
-                        return Err(format!(
+                        return Err(LockError::from(format!(
                             "the repository is locked exclusively by {holder} (restic prune/check?); the backup is retried later"
-                        ));
+                        )));
                     }
                     tracing::info!(holder = %holder, "restic repository is locked exclusively; waiting");
                     std::thread::sleep(LOCK_POLL);
@@ -245,7 +293,7 @@ impl LockStore {
         }
     }
 
-    pub(super) fn release(&self, http: Option<&Http>, name: &str) -> Result<(), String> {
+    pub(super) fn release(&self, http: Option<&Http>, name: &str) -> Result<(), LockError> {
         self.delete(http, name)
     }
 
@@ -253,7 +301,11 @@ impl LockStore {
     /// a PID that no longer exists (a SIGKILLed chanvault leaves its lock
     /// behind, and stock `restic check`/`prune` then refuse to run). Locks of
     /// other hosts or users are never touched.
-    pub(super) fn remove_dead(&self, http: Option<&Http>, key: &RepoKey) -> Result<usize, String> {
+    pub(super) fn remove_dead(
+        &self,
+        http: Option<&Http>,
+        key: &RepoKey,
+    ) -> Result<usize, LockError> {
         let Some(host) = system_hostname() else {
             return Ok(0);
         };
@@ -281,7 +333,7 @@ impl LockStore {
         http: Option<&Http>,
         key: &RepoKey,
         ours: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, LockError> {
         for name in self.list(http)? {
             if name == ours {
                 continue;

@@ -192,7 +192,7 @@ impl ResticTarget {
         let lock = s
             .locks
             .acquire(s.http.as_ref(), &s.key, &self.cfg.host)
-            .map_err(|m| self.err(m))?;
+            .map_err(|e| self.err(e.message).with_kind(e.kind))?;
         let t_lock = t0.elapsed();
         let result = self.backup(repo, s, d);
         if result.is_err() {
