@@ -1,6 +1,16 @@
-//! Where sealed backups go. Each target kind implements [`Target`]; the
-//! delivery workers (`crate::deliver`) own retries and coalescing, so a
-//! target only has to put one backup in place, idempotently.
+//! Where sealed backups go, and where restore and verify read them back.
+//! Each target kind implements [`Target`]: `deliver` puts one backup in
+//! place (idempotently; the delivery workers in `crate::deliver` own retries
+//! and coalescing), `list` says which backups it holds, `fetch` reads one.
+//! `restore`, `verify` and `status` know targets only through this trait.
+//!
+//! Adding a kind touches three places:
+//! 1. its own file here, `src/sink/<kind>.rs` (or a folder), with a type
+//!    that implements [`BlockingTarget`] (blocking I/O: `put`,
+//!    `list_blocking`, `fetch_blocking`) or [`Target`] directly (async);
+//! 2. a variant of `config::TargetConfig` with its settings (and their
+//!    validation and documentation);
+//! 3. one arm in [`build`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -125,7 +135,26 @@ impl Manifest {
     }
 }
 
-/// A place backups are delivered to.
+/// One backup a target holds, as the target describes it: nothing secret,
+/// no channel points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// SHA-256 of the sealed file, or the prefix of it that the target publishes.
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub channels: usize,
+    pub fingerprint: String,
+    /// What the sealed bytes must hash to: the full SHA-256 or a prefix of it.
+    pub sealed_sha256: String,
+    pub suspect: Option<String>,
+    /// Where this copy is (a path, a snapshot id): shown to the user, and
+    /// what [`Target::fetch`] takes.
+    pub locator: String,
+    /// What published `sealed_sha256` ("manifest", "snapshot tag"), for messages.
+    pub published_in: &'static str,
+}
+
+/// A place backups are delivered to and read back from.
 pub trait Target: Send + Sync {
     fn name(&self) -> &str;
     fn kind(&self) -> &'static str;
@@ -133,15 +162,27 @@ pub trait Target: Send + Sync {
     /// may deliver the same backup again.
     fn deliver<'a>(&'a self, delivery: &'a Delivery)
     -> BoxFuture<'a, Result<Receipt, TargetError>>;
+    /// The backups this target holds, newest first. A backup held twice
+    /// (a current file and its history copy) is listed twice, the copy a
+    /// restore by hand would use first.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Held>, TargetError>>;
+    /// The sealed bytes at a [`Held::locator`] this target listed. Not
+    /// checked here: the caller compares them with [`Held::sealed_sha256`].
+    fn fetch<'a>(&'a self, locator: &'a str) -> BoxFuture<'a, Result<Vec<u8>, TargetError>>;
 }
 
 /// A target whose work is blocking I/O (files, the restic libraries): it
-/// implements `put`, and gets [`Target`] with `put` run off the async threads.
+/// implements the blocking methods, and gets [`Target`] with each of them
+/// run off the async threads.
 pub trait BlockingTarget: Clone + Send + Sync + 'static {
     fn name(&self) -> &str;
     fn kind(&self) -> &'static str;
     /// Put one backup in place; same contract as [`Target::deliver`].
     fn put(&self, delivery: &Delivery) -> Result<Receipt, TargetError>;
+    /// Same contract as [`Target::list`].
+    fn list_blocking(&self) -> Result<Vec<Held>, TargetError>;
+    /// Same contract as [`Target::fetch`].
+    fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError>;
 }
 
 impl<T: BlockingTarget> Target for T {
@@ -156,6 +197,15 @@ impl<T: BlockingTarget> Target for T {
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<Receipt, TargetError>> {
         let d = d.clone();
         Box::pin(unblock(self, move |t| t.put(&d)))
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Held>, TargetError>> {
+        Box::pin(unblock(self, |t| t.list_blocking()))
+    }
+
+    fn fetch<'a>(&'a self, locator: &'a str) -> BoxFuture<'a, Result<Vec<u8>, TargetError>> {
+        let locator = locator.to_owned();
+        Box::pin(unblock(self, move |t| t.fetch_blocking(&locator)))
     }
 }
 

@@ -41,7 +41,7 @@ use zeroize::Zeroizing;
 use crate::config::ResticTargetConfig;
 use crate::pipeline::short;
 use crate::secret::SecretString;
-use crate::sink::{BlockingTarget, Delivery, Receipt, TargetError};
+use crate::sink::{BlockingTarget, Delivery, Held, Receipt, TargetError};
 use crate::spool::BackupRecord;
 
 mod lock;
@@ -418,6 +418,34 @@ impl BlockingTarget for ResticTarget {
 
     fn put(&self, d: &Delivery) -> Result<Receipt, TargetError> {
         self.put_blocking(d)
+    }
+
+    /// The snapshots that carry a `backup:` tag, described by their tags
+    /// (suspect backups are never uploaded).
+    fn list_blocking(&self) -> Result<Vec<Held>, TargetError> {
+        let mut held: Vec<Held> = self
+            .snapshots_blocking()?
+            .into_iter()
+            .filter_map(|s| {
+                let id = s.tag("backup")?.to_owned();
+                Some(Held {
+                    id: id.clone(),
+                    created: s.time,
+                    channels: s.tag("channels").and_then(|c| c.parse().ok()).unwrap_or(0),
+                    fingerprint: s.tag("fp").unwrap_or_default().to_owned(),
+                    sealed_sha256: id,
+                    suspect: None,
+                    locator: s.id,
+                    published_in: "snapshot tag",
+                })
+            })
+            .collect();
+        held.sort_by_key(|h| std::cmp::Reverse(h.created));
+        Ok(held)
+    }
+
+    fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError> {
+        self.snapshot_blocking(locator).map(|(_, bytes)| bytes)
     }
 }
 
