@@ -47,14 +47,20 @@ pub enum RestoreError {
     WrongIdentity(String),
     #[error("{0}")]
     Tampered(String),
-    #[error("{0}")]
-    Unreachable(String),
+    /// Targets that could not be read: the one a copy is on, or every one listed.
+    #[error("{}", joined(.0))]
+    Unreachable(Vec<TargetError>),
     #[error("{0}")]
     NoBackups(String),
     #[error("{0}")]
     LndRefused(String),
     #[error("{0}")]
     NotConfirmed(String),
+}
+
+fn joined(errors: &[TargetError]) -> String {
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    all.join("; ")
 }
 
 impl RestoreError {
@@ -247,22 +253,22 @@ pub async fn list(
             }
             Err(e) => {
                 progress(quiet, &format!("warning: {e}"));
-                failed.push((t.name().to_owned(), e.to_string()));
+                failed.push((t.name().to_owned(), e));
             }
         }
     }
     if failed.len() == targets.len() {
-        let detail = failed
-            .iter()
-            .map(|(_, e)| e.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(RestoreError::Unreachable(detail));
+        return Err(RestoreError::Unreachable(
+            failed.into_iter().map(|(_, e)| e).collect(),
+        ));
     }
     backups.sort_by_key(|b| std::cmp::Reverse(b.created));
     Ok(Listing {
         backups,
-        failed_targets: failed,
+        failed_targets: failed
+            .into_iter()
+            .map(|(name, e)| (name, e.to_string()))
+            .collect(),
     })
 }
 
@@ -318,7 +324,7 @@ pub async fn read_copy(cfg: &Config, loc: &Location) -> Result<Vec<u8>, RestoreE
     let bytes = sink
         .fetch(&loc.locator)
         .await
-        .map_err(|e| RestoreError::Unreachable(e.to_string()))?;
+        .map_err(|e| RestoreError::Unreachable(vec![e]))?;
     let got = sha256_hex(&bytes);
     if !got.starts_with(&loc.expect_sha256) || loc.expect_sha256.is_empty() {
         return Err(RestoreError::Tampered(format!(
