@@ -41,7 +41,7 @@ use zeroize::Zeroizing;
 use crate::config::ResticTargetConfig;
 use crate::pipeline::short;
 use crate::secret::SecretString;
-use crate::sink::{BlockingTarget, Delivery, Held, Receipt, TargetError};
+use crate::sink::{BlockingTarget, Delivery, ErrorKind, Held, Receipt, TargetError};
 use crate::spool::BackupRecord;
 
 mod lock;
@@ -129,6 +129,7 @@ impl ResticTarget {
             m = rest.to_string();
         }
         self.err(format!("{what} {}: {m}", self.cfg.repository))
+            .with_kind(rustic_kind(e))
     }
 
     fn lock_session(&self) -> MutexGuard<'_, Option<Session>> {
@@ -447,6 +448,30 @@ impl BlockingTarget for ResticTarget {
     fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError> {
         self.snapshot_blocking(locator).map(|(_, bytes)| bytes)
     }
+}
+
+/// The class of a rustic error, from the HTTP or file error under it: the
+/// REST backend fails with reqwest's errors, the local one with io errors.
+fn rustic_kind(e: &RusticError) -> ErrorKind {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<reqwest::Error>() {
+            if h.is_timeout() {
+                return ErrorKind::Timeout;
+            }
+            if h.is_connect() {
+                return ErrorKind::Unreachable;
+            }
+            if h.status().is_some_and(|s| s.is_client_error()) {
+                return ErrorKind::Refused;
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return ErrorKind::of_io(io);
+        }
+        cause = c.source();
+    }
+    ErrorKind::Other
 }
 
 /// A secret from the first line of a file, trimmed like restic's `--password-file`.

@@ -6,7 +6,8 @@ use rustic_core::repofile::MasterKey;
 use super::lock::{decrypt, encrypt};
 use super::session::RepoKey;
 use super::source::{GO_MODE_DIR, SealedSource};
-use super::{SNAPSHOT_DIR, SNAPSHOT_FILE};
+use super::{SNAPSHOT_DIR, SNAPSHOT_FILE, rustic_kind};
+use crate::sink::ErrorKind;
 
 #[test]
 fn lock_files_round_trip_and_read_restic_compressed_ones() {
@@ -41,4 +42,28 @@ fn source_yields_the_directory_before_the_file() {
     assert_eq!(e[0].node.meta.mode, Some(GO_MODE_DIR | 0o700));
     assert_eq!(e[1].path, PathBuf::from(SNAPSHOT_FILE));
     assert_eq!(e[1].node.meta.size, 3);
+}
+
+#[test]
+fn rustic_errors_are_classed_by_the_error_under_them() {
+    use rustic_core::{ErrorKind as Rk, RusticError};
+    let io = |k: std::io::ErrorKind| {
+        RusticError::with_source(Rk::Backend, "x", std::io::Error::new(k, "y"))
+    };
+    assert_eq!(
+        rustic_kind(&io(std::io::ErrorKind::TimedOut)),
+        ErrorKind::Timeout
+    );
+    assert_eq!(
+        rustic_kind(&io(std::io::ErrorKind::PermissionDenied)),
+        ErrorKind::Refused
+    );
+    assert_eq!(
+        rustic_kind(&io(std::io::ErrorKind::NotFound)),
+        ErrorKind::Io
+    );
+    assert_eq!(
+        rustic_kind(&RusticError::new(Rk::Backend, "x")),
+        ErrorKind::Other
+    );
 }
