@@ -322,6 +322,14 @@ async fn local_repository_works_with_stock_restic_and_age() {
         .unwrap();
     assert_eq!(info.id, first.location);
     assert_eq!(bytes, *d.sealed);
+    // Read back through the sink trait: what restore and verify use.
+    let held = t.list().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].locator, info.id);
+    assert!(rec.id.starts_with(&held[0].sealed_sha256), "{held:?}");
+    assert_eq!(held[0].fingerprint, info.tag("fp").unwrap());
+    assert_eq!(held[0].channels, rec.channels);
+    assert_eq!(t.fetch(&held[0].locator).await.unwrap(), *d.sealed);
     // No lock is left behind.
     assert_eq!(
         std::fs::read_dir(repo.join("locks"))
