@@ -176,7 +176,9 @@ password_file = "restic-password"
             rest_port,
             _rclone: rclone,
         };
-        s.restic_target()?.init().await.map_err(|e| e.to_string())?;
+        chanvault::sink::unblock(&s.restic_target()?, ResticTarget::init_blocking)
+            .await
+            .map_err(|e| e.to_string())?;
         s.stock(&["init"], None)?;
         Ok(s)
     }

@@ -11,9 +11,31 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, failure_reason};
-use crate::pipeline::{blocking, short};
-use crate::sink::{Delivery, Receipt, Target};
-use crate::spool::{Pending, Spool};
+use crate::pipeline::{PipelineError, blocking, short};
+use crate::sink::{Delivery, ErrorKind, Receipt, Target, TargetError};
+use crate::spool::{Pending, Spool, SpoolError};
+
+/// Why one delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The spool could not give the backup, or record that it was delivered.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// A spool task did not finish (it panicked or was cancelled).
+    #[error(transparent)]
+    Task(#[from] PipelineError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+impl DeliveryError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DeliveryError::Spool(_) | DeliveryError::Task(_) => ErrorKind::Spool,
+            DeliveryError::Target(e) => e.kind,
+        }
+    }
+}
 
 /// Capped exponential backoff with jitter (each wait is 50–100% of the step).
 #[derive(Debug, Clone)]
@@ -52,11 +74,11 @@ pub async fn deliver_one(
     metrics: &Metrics,
     p: &Pending,
     timeout: Duration,
-) -> Result<Receipt, String> {
+) -> Result<Receipt, DeliveryError> {
     let result = put_one(target, spool, p, timeout).await;
     metrics.delivery(
         target.name(),
-        result.as_ref().err().map(|e| failure_reason(e)),
+        result.as_ref().err().map(|e| failure_reason(e.kind())),
     );
     result
 }
@@ -66,14 +88,11 @@ async fn put_one(
     spool: &Arc<Spool>,
     p: &Pending,
     timeout: Duration,
-) -> Result<Receipt, String> {
+) -> Result<Receipt, DeliveryError> {
     let t0 = std::time::Instant::now();
     let id = p.record.id.clone();
     let sp = spool.clone();
-    let sealed = blocking(move || sp.read(&id))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let sealed = blocking(move || sp.read(&id)).await??;
     let delivery = Delivery {
         record: p.record.clone(),
         sealed: Arc::new(sealed),
@@ -82,13 +101,15 @@ async fn put_one(
     let t_read = t0.elapsed();
     let receipt = match tokio::time::timeout(timeout, target.deliver(&delivery)).await {
         Err(_) => {
-            return Err(format!(
-                "target {}: delivery not finished within {}s (delivery.timeout_seconds)",
-                target.name(),
+            let message = format!(
+                "delivery not finished within {}s (delivery.timeout_seconds)",
                 timeout.as_secs()
-            ));
+            );
+            return Err(TargetError::new(target.name(), message)
+                .with_kind(ErrorKind::Timeout)
+                .into());
         }
-        Ok(r) => r.map_err(|e| e.to_string())?,
+        Ok(r) => r?,
     };
     let t_target = t0.elapsed();
     let (sp, name, id, current) = (
@@ -97,10 +118,7 @@ async fn put_one(
         p.record.id.clone(),
         p.current,
     );
-    blocking(move || sp.mark_delivered(&name, &id, current))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    blocking(move || sp.mark_delivered(&name, &id, current)).await??;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     tracing::debug!(
         target = target.name(),
@@ -203,6 +221,7 @@ pub async fn run_worker(
                 backoff.reset();
             }
             Err(e) => {
+                let e = e.to_string();
                 let wait = backoff.next_delay();
                 // One line per change of state, not per retry.
                 if last_error.as_deref() != Some(e.as_str()) {
@@ -250,6 +269,7 @@ pub async fn deliver_pending_once(
                     tracing::info!(target = t.name(), backup = short(&p.record.id), location = %r.location, "delivered")
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     record_failure(spool, t.name(), &e, Duration::ZERO).await;
                     failures.push((t.name().to_string(), e));
                     break;

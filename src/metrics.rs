@@ -21,6 +21,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use crate::sink::ErrorKind;
 use crate::spool::{Journal, Spool};
 
 /// Every metric family this build exports (as it appears in the exposition).
@@ -371,14 +372,15 @@ impl Metrics {
     }
 }
 
-/// Short reason class of a delivery error, for the failure counter's label.
-pub fn failure_reason(error: &str) -> &'static str {
-    if error.contains("no answer within") || error.contains("timed out") {
-        "timeout"
-    } else if error.starts_with("spool") || error.contains("spool file") {
-        "spool"
-    } else {
-        "target"
+/// The failure counter's `reason` label for a class of delivery error.
+pub fn failure_reason(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::Unreachable => "unreachable",
+        ErrorKind::Refused => "refused",
+        ErrorKind::Io => "io",
+        ErrorKind::Spool => "spool",
+        ErrorKind::Other => "target",
     }
 }
 
@@ -514,7 +516,15 @@ mod tests {
 
     #[test]
     fn failure_reasons() {
-        assert_eq!(failure_reason("target x: no answer within 120s"), "timeout");
-        assert_eq!(failure_reason("target x: cannot write"), "target");
+        let hung = crate::sink::TargetError::new(
+            "x",
+            "the REST server rest:http://h/ did not answer within 120s",
+        )
+        .with_kind(ErrorKind::Timeout);
+        assert_eq!(failure_reason(hung.kind), "timeout");
+        let full = crate::sink::TargetError::new("x", "cannot write /srv/x: No space left")
+            .with_kind(ErrorKind::Io);
+        assert_eq!(failure_reason(full.kind), "io");
+        assert_eq!(failure_reason(ErrorKind::Other), "target");
     }
 }

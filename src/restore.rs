@@ -21,9 +21,7 @@ use crate::pipeline::short;
 use crate::scb::{ChanPoint, sha256_hex};
 use crate::seal::{Identities, SealError};
 use crate::secret::SecretBytes;
-use crate::sink::Manifest;
-use crate::sink::dir::{CURRENT_FILE, DirTarget, HISTORY_DIR};
-use crate::sink::restic::ResticTarget;
+use crate::sink::TargetError;
 
 /// Exit codes of `restore` (documented in the README).
 pub mod exit {
@@ -49,14 +47,20 @@ pub enum RestoreError {
     WrongIdentity(String),
     #[error("{0}")]
     Tampered(String),
-    #[error("{0}")]
-    Unreachable(String),
+    /// Targets that could not be read: the one a copy is on, or every one listed.
+    #[error("{}", joined(.0))]
+    Unreachable(Vec<TargetError>),
     #[error("{0}")]
     NoBackups(String),
     #[error("{0}")]
     LndRefused(String),
     #[error("{0}")]
     NotConfirmed(String),
+}
+
+fn joined(errors: &[TargetError]) -> String {
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    all.join("; ")
 }
 
 impl RestoreError {
@@ -140,6 +144,9 @@ pub struct Location {
     /// What the copy must hash to: the full SHA-256 (dir manifest) or a prefix (restic tag).
     #[serde(skip)]
     pub expect_sha256: String,
+    /// What published `expect_sha256` ("manifest", "snapshot tag"), for messages.
+    #[serde(skip)]
+    pub published_in: &'static str,
 }
 
 /// One backup as the targets describe it. Nothing secret, no channel points.
@@ -162,22 +169,24 @@ pub struct Listing {
     pub failed_targets: Vec<(String, String)>,
 }
 
+fn named<'a>(cfg: &'a Config, name: &str) -> Result<&'a TargetConfig, RestoreError> {
+    cfg.targets
+        .iter()
+        .find(|t| t.name() == name)
+        .ok_or_else(|| {
+            RestoreError::Other(format!(
+                "config {}: no target named {name:?}",
+                cfg.source.display()
+            ))
+        })
+}
+
 fn selected<'a>(
     cfg: &'a Config,
     target: Option<&str>,
 ) -> Result<Vec<&'a TargetConfig>, RestoreError> {
     match target {
-        Some(name) => cfg
-            .targets
-            .iter()
-            .find(|t| t.name() == name)
-            .map(|t| vec![t])
-            .ok_or_else(|| {
-                RestoreError::Other(format!(
-                    "config {}: no target named {name:?}",
-                    cfg.source.display()
-                ))
-            }),
+        Some(name) => named(cfg, name).map(|t| vec![t]),
         None if cfg.targets.is_empty() => Err(RestoreError::Other(format!(
             "config {}: no targets configured; add the [[target]] that holds the backups",
             cfg.source.display()
@@ -192,92 +201,27 @@ fn progress(quiet: bool, msg: &str) {
     }
 }
 
-/// The backups one dir target holds (current and history), from their manifests.
-pub fn list_dir(name: &str, path: &Path) -> Result<Vec<(Manifest, PathBuf)>, String> {
-    if !path.is_dir() {
-        return Err(format!(
-            "target {name}: {} does not exist or is not a directory (is the share mounted?)",
-            path.display()
-        ));
-    }
-    let t = DirTarget::new(name, path);
-    let mut out = Vec::new();
-    // The current file first: it is what a restore by hand uses.
-    if let Some(m) = t.current_manifest().map_err(|e| e.to_string())? {
-        out.push((m, path.join(CURRENT_FILE)));
-    }
-    let hist = path.join(HISTORY_DIR);
-    if hist.is_dir() {
-        let entries = std::fs::read_dir(&hist)
-            .map_err(|e| format!("target {name}: cannot read {}: {e}", hist.display()))?;
-        let mut found = Vec::new();
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| format!("target {name}: cannot read {}: {e}", hist.display()))?;
-            let p = entry.path();
-            if p.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let bytes = std::fs::read(&p)
-                .map_err(|e| format!("target {name}: cannot read {}: {e}", p.display()))?;
-            let m: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("target {name}: {} is damaged: {e}", p.display()))?;
-            found.push((m, p.with_extension("age")));
-        }
-        found.sort_by(|a, b| a.1.cmp(&b.1));
-        out.extend(found);
-    }
-    Ok(out)
-}
-
-async fn list_target(t: &TargetConfig) -> Result<Vec<Listed>, String> {
-    match t {
-        TargetConfig::Dir(d) => {
-            let (name, path) = (d.name.clone(), d.path.clone());
-            let found = tokio::task::spawn_blocking(move || list_dir(&name, &path))
-                .await
-                .map_err(|e| format!("target {}: listing task failed: {e}", d.name))??;
-            Ok(found
-                .into_iter()
-                .map(|(m, file)| Listed {
-                    id: m.sealed_sha256.clone(),
-                    created: m.created,
-                    channels: m.channels,
-                    fingerprint: m.fingerprint.clone(),
-                    suspect: m.suspect.clone(),
-                    held_by: vec![Location {
-                        target: d.name.clone(),
-                        kind: "dir",
-                        locator: file.display().to_string(),
-                        expect_sha256: m.sealed_sha256,
-                    }],
-                })
-                .collect())
-        }
-        TargetConfig::Restic(r) => {
-            let target = ResticTarget::new(r);
-            let snaps = target.snapshots().await.map_err(|e| e.to_string())?;
-            Ok(snaps
-                .into_iter()
-                .filter_map(|s| {
-                    let id = s.tag("backup")?.to_owned();
-                    Some(Listed {
-                        id: id.clone(),
-                        created: s.time,
-                        channels: s.tag("channels").and_then(|c| c.parse().ok()).unwrap_or(0),
-                        fingerprint: s.tag("fp").unwrap_or_default().to_owned(),
-                        suspect: None,
-                        held_by: vec![Location {
-                            target: r.name.clone(),
-                            kind: "restic",
-                            locator: s.id.clone(),
-                            expect_sha256: id,
-                        }],
-                    })
-                })
-                .collect())
-        }
-    }
+/// The backups one target holds, as the target describes them.
+async fn list_target(t: &TargetConfig) -> Result<Vec<Listed>, TargetError> {
+    let sink = crate::sink::build(t);
+    let held = sink.list().await?;
+    Ok(held
+        .into_iter()
+        .map(|h| Listed {
+            id: h.id,
+            created: h.created,
+            channels: h.channels,
+            fingerprint: h.fingerprint,
+            suspect: h.suspect,
+            held_by: vec![Location {
+                target: sink.name().to_owned(),
+                kind: sink.kind(),
+                locator: h.locator,
+                expect_sha256: h.sealed_sha256,
+                published_in: h.published_in,
+            }],
+        })
+        .collect())
 }
 
 /// Every backup the selected targets hold, merged by id, newest first.
@@ -314,17 +258,17 @@ pub async fn list(
         }
     }
     if failed.len() == targets.len() {
-        let detail = failed
-            .iter()
-            .map(|(_, e)| e.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(RestoreError::Unreachable(detail));
+        return Err(RestoreError::Unreachable(
+            failed.into_iter().map(|(_, e)| e).collect(),
+        ));
     }
     backups.sort_by_key(|b| std::cmp::Reverse(b.created));
     Ok(Listing {
         backups,
-        failed_targets: failed,
+        failed_targets: failed
+            .into_iter()
+            .map(|(name, e)| (name, e.to_string()))
+            .collect(),
     })
 }
 
@@ -376,32 +320,11 @@ pub fn choose(listing: &Listing, sel: &str, where_: &str) -> Result<Listed, Rest
 
 /// Read one copy and check it against what the target published.
 pub async fn read_copy(cfg: &Config, loc: &Location) -> Result<Vec<u8>, RestoreError> {
-    let bytes = match loc.kind {
-        "dir" => {
-            let p = PathBuf::from(&loc.locator);
-            tokio::fs::read(&p).await.map_err(|e| {
-                RestoreError::Unreachable(format!(
-                    "target {}: cannot read {}: {e}",
-                    loc.target,
-                    p.display()
-                ))
-            })?
-        }
-        _ => {
-            let Some(TargetConfig::Restic(r)) = cfg.targets.iter().find(|t| t.name() == loc.target)
-            else {
-                return Err(RestoreError::Other(format!(
-                    "target {} is not a restic target",
-                    loc.target
-                )));
-            };
-            let (_, bytes) = ResticTarget::new(r)
-                .snapshot(&loc.locator)
-                .await
-                .map_err(|e| RestoreError::Unreachable(e.to_string()))?;
-            bytes
-        }
-    };
+    let sink = crate::sink::build(named(cfg, &loc.target)?);
+    let bytes = sink
+        .fetch(&loc.locator)
+        .await
+        .map_err(|e| RestoreError::Unreachable(vec![e]))?;
     let got = sha256_hex(&bytes);
     if !got.starts_with(&loc.expect_sha256) || loc.expect_sha256.is_empty() {
         return Err(RestoreError::Tampered(format!(
@@ -409,11 +332,7 @@ pub async fn read_copy(cfg: &Config, loc: &Location) -> Result<Vec<u8>, RestoreE
             loc.target,
             loc.locator,
             short(&got),
-            if loc.kind == "dir" {
-                "manifest"
-            } else {
-                "snapshot tag"
-            },
+            loc.published_in,
             short(&loc.expect_sha256)
         )));
     }

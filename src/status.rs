@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{Config, TargetConfig};
+use crate::config::Config;
 use crate::pipeline::short;
 use crate::spool::{BackupRecord, Spool, SpoolError};
 
@@ -69,10 +69,7 @@ impl Status {
                 let current = st.current.as_deref().and_then(|id| j.get(id));
                 TargetStatus {
                     name: name.to_string(),
-                    kind: match t {
-                        TargetConfig::Dir(_) => "dir",
-                        TargetConfig::Restic(_) => "restic",
-                    },
+                    kind: crate::sink::build(t).kind(),
                     up_to_date: j.last_good.is_some() && st.current == j.last_good,
                     current: current.map(BackupSummary::from),
                     last_success: st.last_success,

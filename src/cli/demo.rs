@@ -108,7 +108,9 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
         })
         .collect();
     for t in &restic_targets {
-        t.init().await.map_err(|e| e.to_string())?;
+        crate::sink::unblock(t, ResticTarget::init_blocking)
+            .await
+            .map_err(|e| e.to_string())?;
         println!(
             "    initialised restic repository {} (as `chanvault target init {}` does)",
             t.location(),
@@ -214,8 +216,7 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
     }
 
     for t in &restic_targets {
-        let (snap, sealed) = t
-            .latest()
+        let (snap, sealed) = crate::sink::unblock(t, ResticTarget::latest_blocking)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("restic target {} holds no snapshot", t.name()))?;

@@ -335,7 +335,9 @@ async fn target_init(path: &Path, name: &str) -> Result<(), String> {
         ));
     };
     let target = crate::sink::restic::ResticTarget::new(r);
-    let id = target.init().await.map_err(|e| e.to_string())?;
+    let id = crate::sink::unblock(&target, crate::sink::restic::ResticTarget::init_blocking)
+        .await
+        .map_err(|e| e.to_string())?;
     println!(
         "created restic repository {} ({}) for target {name}",
         target.location(),

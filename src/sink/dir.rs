@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
-use crate::sink::{BlockingTarget, Delivery, Manifest, Receipt, TargetError};
+use crate::sink::{BlockingTarget, Delivery, ErrorKind, Held, Manifest, Receipt, TargetError};
 
 pub const CURRENT_FILE: &str = "channel.backup.age";
 pub const CURRENT_MANIFEST: &str = "channel.backup.json";
@@ -52,7 +52,9 @@ impl DirTarget {
                 .map(Some)
                 .map_err(|e| self.err(format!("{} is damaged: {e}", p.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(format!("cannot read {}: {e}", p.display()))),
+            Err(e) => Err(self
+                .err(format!("cannot read {}: {e}", p.display()))
+                .with_kind(ErrorKind::of_io(&e))),
         }
     }
 
@@ -60,9 +62,52 @@ impl DirTarget {
         TargetError::new(&self.name, message)
     }
 
+    /// The backups here (current and history) with the files they are in,
+    /// from their manifests: the current one first, then history by name.
+    fn manifests(&self) -> Result<Vec<(Manifest, PathBuf)>, TargetError> {
+        let path = &self.path;
+        if !path.is_dir() {
+            return Err(self
+                .err(format!(
+                    "{} does not exist or is not a directory (is the share mounted?)",
+                    path.display()
+                ))
+                .with_kind(ErrorKind::Unreachable));
+        }
+        let read_err = |p: &Path, e: std::io::Error| {
+            self.err(format!("cannot read {}: {e}", p.display()))
+                .with_kind(ErrorKind::of_io(&e))
+        };
+        let mut out = Vec::new();
+        // The current file first: it is what a restore by hand uses.
+        if let Some(m) = self.current_manifest()? {
+            out.push((m, path.join(CURRENT_FILE)));
+        }
+        let hist = path.join(HISTORY_DIR);
+        if hist.is_dir() {
+            let entries = fs::read_dir(&hist).map_err(|e| read_err(&hist, e))?;
+            let mut found = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| read_err(&hist, e))?;
+                let p = entry.path();
+                if p.extension().and_then(|e| e.to_str()) != Some("json") {
+                    continue;
+                }
+                let bytes = fs::read(&p).map_err(|e| read_err(&p, e))?;
+                let m: Manifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| self.err(format!("{} is damaged: {e}", p.display())))?;
+                found.push((m, p.with_extension("age")));
+            }
+            found.sort_by(|a, b| a.1.cmp(&b.1));
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
     fn put_blocking(&self, d: &Delivery) -> Result<Receipt, TargetError> {
         let io = |what: &str, p: &Path, e: std::io::Error| {
             self.err(format!("cannot {what} {}: {e}", p.display()))
+                .with_kind(ErrorKind::of_io(&e))
         };
         if !self.path.is_dir() {
             // Create the target dir itself but never its parents: a missing
@@ -70,10 +115,12 @@ impl DirTarget {
             // mount point would hide the backup on the local disk.
             let parent = self.path.parent().unwrap_or(Path::new("/"));
             if !parent.is_dir() {
-                return Err(self.err(format!(
-                    "{} does not exist (is the share mounted?)",
-                    parent.display()
-                )));
+                return Err(self
+                    .err(format!(
+                        "{} does not exist (is the share mounted?)",
+                        parent.display()
+                    ))
+                    .with_kind(ErrorKind::Unreachable));
             }
             match fs::create_dir(&self.path) {
                 Ok(()) => {}
@@ -129,6 +176,34 @@ impl BlockingTarget for DirTarget {
 
     fn put(&self, d: &Delivery) -> Result<Receipt, TargetError> {
         self.put_blocking(d)
+    }
+
+    fn list_blocking(&self) -> Result<Vec<Held>, TargetError> {
+        let mut held: Vec<Held> = self
+            .manifests()?
+            .into_iter()
+            .map(|(m, file)| Held {
+                id: m.sealed_sha256.clone(),
+                created: m.created,
+                channels: m.channels,
+                fingerprint: m.fingerprint,
+                sealed_sha256: m.sealed_sha256,
+                suspect: m.suspect,
+                locator: file.display().to_string(),
+                published_in: "manifest",
+            })
+            .collect();
+        // Stable: the current file stays ahead of its history copy.
+        held.sort_by_key(|h| std::cmp::Reverse(h.created));
+        Ok(held)
+    }
+
+    fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError> {
+        let p = Path::new(locator);
+        fs::read(p).map_err(|e| {
+            self.err(format!("cannot read {}: {e}", p.display()))
+                .with_kind(ErrorKind::of_io(&e))
+        })
     }
 }
 
@@ -212,14 +287,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn lists_newest_first_and_fetches_what_it_lists() {
+        let d = tempfile::tempdir().unwrap();
+        let t = DirTarget::new("pbs", &d.path().join("pbs"));
+        let e = t.list().await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unreachable);
+        assert!(e.to_string().contains("is the share mounted"), "{e}");
+        t.deliver(&delivery("old", b"old", true, 60)).await.unwrap();
+        t.deliver(&delivery("new", b"new", true, 5)).await.unwrap();
+        t.deliver(&delivery("bad", b"bad", false, 1)).await.unwrap();
+        let held = t.list().await.unwrap();
+        let fps: Vec<&str> = held.iter().map(|h| h.fingerprint.as_str()).collect();
+        // The current file ahead of its history copy.
+        assert_eq!(fps, ["bad", "new", "new", "old"]);
+        assert!(held[0].suspect.is_some());
+        assert!(held[1].locator.ends_with(CURRENT_FILE), "{:?}", held[1]);
+        assert_eq!(held[1].published_in, "manifest");
+        for h in &held {
+            let bytes = t.fetch(&h.locator).await.unwrap();
+            assert_eq!(crate::scb::sha256_hex(&bytes), h.sealed_sha256);
+            assert_eq!(h.id, h.sealed_sha256);
+        }
+        let gone = d.path().join("pbs").join(CURRENT_FILE);
+        fs::remove_file(&gone).unwrap();
+        let e = t.fetch(&gone.display().to_string()).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Io);
+        assert!(e.to_string().starts_with("target pbs: cannot read "), "{e}");
+    }
+
+    #[tokio::test]
     async fn missing_parent_is_refused_not_created() {
         let d = tempfile::tempdir().unwrap();
         let t = DirTarget::new("nfs", &d.path().join("mnt/share/chanvault"));
-        let e = t
-            .deliver(&delivery("a", b"a", true, 0))
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = t.deliver(&delivery("a", b"a", true, 0)).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unreachable);
+        let e = e.to_string();
         assert!(e.starts_with("target nfs: "), "{e}");
         assert!(e.contains("is the share mounted"), "{e}");
         assert!(!d.path().join("mnt").exists());

@@ -1,6 +1,16 @@
-//! Where sealed backups go. Each target kind implements [`Target`]; the
-//! delivery workers (`crate::deliver`) own retries and coalescing, so a
-//! target only has to put one backup in place, idempotently.
+//! Where sealed backups go, and where restore and verify read them back.
+//! Each target kind implements [`Target`]: `deliver` puts one backup in
+//! place (idempotently; the delivery workers in `crate::deliver` own retries
+//! and coalescing), `list` says which backups it holds, `fetch` reads one.
+//! `restore`, `verify` and `status` know targets only through this trait.
+//!
+//! Adding a kind touches three places:
+//! 1. its own file here, `src/sink/<kind>.rs` (or a folder), with a type
+//!    that implements [`BlockingTarget`] (blocking I/O: `put`,
+//!    `list_blocking`, `fetch_blocking`) or [`Target`] directly (async);
+//! 2. a variant of `config::TargetConfig` with its settings (and their
+//!    validation and documentation);
+//! 3. one arm in [`build`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,19 +43,58 @@ pub struct Receipt {
     pub location: String,
 }
 
+/// What went wrong with a target, in the classes an operator acts on
+/// differently; the failure counter's `reason` label (`metrics::failure_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No answer in time: a hung server, or the delivery as a whole ran out of time.
+    Timeout,
+    /// Nothing to talk to: connection refused, no route, a share that is not mounted.
+    Unreachable,
+    /// The target said no: credentials, permissions, an HTTP 4xx, a TLS certificate that does not match.
+    Refused,
+    /// Reading or writing files failed (the target's disk, a local repository).
+    Io,
+    /// The local spool could not give the backup or record the result.
+    Spool,
+    /// Anything else: a damaged repository, a bad answer, a failed task.
+    Other,
+}
+
+impl ErrorKind {
+    /// The class of a file-system error.
+    pub fn of_io(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                Self::Refused
+            }
+            std::io::ErrorKind::TimedOut => Self::Timeout,
+            _ => Self::Io,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("target {target}: {message}")]
 pub struct TargetError {
     pub target: String,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
 impl TargetError {
+    /// An error of kind [`ErrorKind::Other`]; see [`Self::with_kind`].
     pub fn new(target: &str, message: impl Into<String>) -> Self {
         Self {
             target: target.to_string(),
+            kind: ErrorKind::Other,
             message: message.into(),
         }
+    }
+
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 }
 
@@ -86,7 +135,26 @@ impl Manifest {
     }
 }
 
-/// A place backups are delivered to.
+/// One backup a target holds, as the target describes it: nothing secret,
+/// no channel points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// SHA-256 of the sealed file, or the prefix of it that the target publishes.
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub channels: usize,
+    pub fingerprint: String,
+    /// What the sealed bytes must hash to: the full SHA-256 or a prefix of it.
+    pub sealed_sha256: String,
+    pub suspect: Option<String>,
+    /// Where this copy is (a path, a snapshot id): shown to the user, and
+    /// what [`Target::fetch`] takes.
+    pub locator: String,
+    /// What published `sealed_sha256` ("manifest", "snapshot tag"), for messages.
+    pub published_in: &'static str,
+}
+
+/// A place backups are delivered to and read back from.
 pub trait Target: Send + Sync {
     fn name(&self) -> &str;
     fn kind(&self) -> &'static str;
@@ -94,15 +162,27 @@ pub trait Target: Send + Sync {
     /// may deliver the same backup again.
     fn deliver<'a>(&'a self, delivery: &'a Delivery)
     -> BoxFuture<'a, Result<Receipt, TargetError>>;
+    /// The backups this target holds, newest first. A backup held twice
+    /// (a current file and its history copy) is listed twice, the copy a
+    /// restore by hand would use first.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Held>, TargetError>>;
+    /// The sealed bytes at a [`Held::locator`] this target listed. Not
+    /// checked here: the caller compares them with [`Held::sealed_sha256`].
+    fn fetch<'a>(&'a self, locator: &'a str) -> BoxFuture<'a, Result<Vec<u8>, TargetError>>;
 }
 
 /// A target whose work is blocking I/O (files, the restic libraries): it
-/// implements `put`, and gets [`Target`] with `put` run off the async threads.
+/// implements the blocking methods, and gets [`Target`] with each of them
+/// run off the async threads.
 pub trait BlockingTarget: Clone + Send + Sync + 'static {
     fn name(&self) -> &str;
     fn kind(&self) -> &'static str;
     /// Put one backup in place; same contract as [`Target::deliver`].
     fn put(&self, delivery: &Delivery) -> Result<Receipt, TargetError>;
+    /// Same contract as [`Target::list`].
+    fn list_blocking(&self) -> Result<Vec<Held>, TargetError>;
+    /// Same contract as [`Target::fetch`].
+    fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError>;
 }
 
 impl<T: BlockingTarget> Target for T {
@@ -115,18 +195,33 @@ impl<T: BlockingTarget> Target for T {
     }
 
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<Receipt, TargetError>> {
-        Box::pin(async move {
-            let (this, d) = (self.clone(), d.clone());
-            tokio::task::spawn_blocking(move || this.put(&d))
-                .await
-                .map_err(|e| {
-                    TargetError::new(
-                        BlockingTarget::name(self),
-                        format!("delivery task failed: {e}"),
-                    )
-                })?
-        })
+        let d = d.clone();
+        Box::pin(unblock(self, move |t| t.put(&d)))
     }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Held>, TargetError>> {
+        Box::pin(unblock(self, |t| t.list_blocking()))
+    }
+
+    fn fetch<'a>(&'a self, locator: &'a str) -> BoxFuture<'a, Result<Vec<u8>, TargetError>> {
+        let locator = locator.to_owned();
+        Box::pin(unblock(self, move |t| t.fetch_blocking(&locator)))
+    }
+}
+
+/// Run blocking work of a target (on a clone of it) off the async threads:
+/// what the [`Target`] adapter does for `put`, for any other blocking call a
+/// caller needs, such as `sink::unblock(&t, ResticTarget::init_blocking)`.
+pub async fn unblock<T, R, F>(target: &T, work: F) -> Result<R, TargetError>
+where
+    T: BlockingTarget,
+    R: Send + 'static,
+    F: FnOnce(&T) -> Result<R, TargetError> + Send + 'static,
+{
+    let this = target.clone();
+    tokio::task::spawn_blocking(move || work(&this))
+        .await
+        .map_err(|e| TargetError::new(BlockingTarget::name(target), format!("task failed: {e}")))?
 }
 
 /// Build the target a config entry describes.

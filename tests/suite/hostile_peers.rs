@@ -3,8 +3,8 @@
 //! Each must fail with a clear error, hold up nothing else, keep memory
 //! bounded, and recover once the peer behaves again.
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -66,6 +66,22 @@ impl Drop for BlackHole {
     }
 }
 
+/// The body of `GET /metrics` from the agent's metrics endpoint.
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_never_answers_times_out_and_holds_up_no_other() {
     let f = Fixture::new().await;
@@ -85,7 +101,8 @@ timeout_seconds = 1
         "retry_max_seconds = 1\n",
         "retry_max_seconds = 1\ntimeout_seconds = 3\n",
     );
-    let agent = Agent::new(f.load()).unwrap();
+    let mut agent = Agent::new(f.load()).unwrap();
+    let metrics_addr = agent.bind_metrics().unwrap().expect("metrics enabled");
     let spool = agent.spool().clone();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(agent.watch(rx));
@@ -127,6 +144,23 @@ timeout_seconds = 1
         "the error names the target: {error}"
     );
     assert!(hole.accepted.load(Ordering::SeqCst) >= 1);
+    // The failure counter says what kind of failure it is: a hung target is a timeout.
+    let text = tokio::task::spawn_blocking(move || scrape(metrics_addr))
+        .await
+        .unwrap();
+    let hung = r#"chanvault_target_delivery_failures_total{target="offsite",reason="timeout"}"#;
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix(hung))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(
+        count.is_some_and(|n| n >= 2.0),
+        "the offsite failures are counted as timeouts:\n{text}"
+    );
+    assert!(
+        !text.contains(r#"target="offsite",reason="target""#),
+        "no offsite failure is left unclassified:\n{text}"
+    );
     assert!(
         !journal.pending_for("offsite").is_empty(),
         "the newest state is still owed to offsite"

@@ -47,7 +47,9 @@ async fn the_documented_stock_tools_path_recovers_the_exact_scb() {
     let Some(TargetConfig::Restic(r)) = cfg.targets.iter().find(|t| t.name() == "repo") else {
         panic!("no restic target");
     };
-    ResticTarget::new(r).init().await.unwrap();
+    chanvault::sink::unblock(&ResticTarget::new(r), ResticTarget::init_blocking)
+        .await
+        .unwrap();
     f.sim.open_channels(3);
     let (config, identity) = (f.config.clone(), f.identity.clone());
     let outs = tokio::task::spawn_blocking(move || {

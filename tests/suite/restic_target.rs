@@ -280,9 +280,14 @@ async fn local_repository_works_with_stock_restic_and_age() {
     let repo = s.f.path().join("repos/local");
     s.configure(&repo.display().to_string(), "");
     let t = s.target();
-    t.init().await.unwrap();
+    chanvault::sink::unblock(&t, ResticTarget::init_blocking)
+        .await
+        .unwrap();
     // init is never silent about an existing repository.
-    let e = t.init().await.unwrap_err().to_string();
+    let e = chanvault::sink::unblock(&t, ResticTarget::init_blocking)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("target offsite: ") && e.contains("already holds a restic repository"),
         "{e}"
@@ -302,10 +307,27 @@ async fn local_repository_works_with_stock_restic_and_age() {
     let first = t.deliver(&d).await.unwrap();
     let again = t.deliver(&d).await.unwrap();
     assert_eq!(first, again);
-    assert_eq!(t.snapshots().await.unwrap().len(), 1);
-    let (info, bytes) = t.latest().await.unwrap().unwrap();
+    assert_eq!(
+        chanvault::sink::unblock(&t, ResticTarget::snapshots_blocking)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let (info, bytes) = chanvault::sink::unblock(&t, ResticTarget::latest_blocking)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(info.id, first.location);
     assert_eq!(bytes, *d.sealed);
+    // Read back through the sink trait: what restore and verify use.
+    let held = t.list().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].locator, info.id);
+    assert!(rec.id.starts_with(&held[0].sealed_sha256), "{held:?}");
+    assert_eq!(held[0].fingerprint, info.tag("fp").unwrap());
+    assert_eq!(held[0].channels, rec.channels);
+    assert_eq!(t.fetch(&held[0].locator).await.unwrap(), *d.sealed);
     // No lock is left behind.
     assert_eq!(
         std::fs::read_dir(repo.join("locks"))
@@ -318,7 +340,13 @@ async fn local_repository_works_with_stock_restic_and_age() {
     s.f.sim.lose_channel_db();
     let report = Agent::new(s.f.load()).unwrap().backup_once().await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(t.snapshots().await.unwrap().len(), 1);
+    assert_eq!(
+        chanvault::sink::unblock(&t, ResticTarget::snapshots_blocking)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -330,7 +358,9 @@ async fn a_repository_made_by_restic_init_is_a_usable_target() {
     s.f.sim.open_channels(2);
     assert!(s.once().await.is_empty());
     s.stock_tools_agree(repo.to_str().unwrap(), &[], &[]);
-    let snaps = s.target().snapshots().await.unwrap();
+    let snaps = chanvault::sink::unblock(&s.target(), ResticTarget::snapshots_blocking)
+        .await
+        .unwrap();
     assert!(
         snaps[0].tags.iter().any(|t| t == "node1"),
         "{:?}",
@@ -358,7 +388,9 @@ async fn rest_server_plain_and_append_only_with_basic_auth() {
             &format!("rest:http://127.0.0.1:{port}/chanvault/"),
             "http_credentials_file = \"rest-auth\"\n",
         );
-        s.target().init().await.unwrap();
+        chanvault::sink::unblock(&s.target(), ResticTarget::init_blocking)
+            .await
+            .unwrap();
         s.f.sim.open_channels(2);
         assert!(s.once().await.is_empty());
         s.f.sim.open_channels(1);
@@ -371,7 +403,13 @@ async fn rest_server_plain_and_append_only_with_basic_auth() {
             assert!(out.contains("2 snapshots"), "{out}");
         }
         s.stock_tools_agree(&repo, &[], &[]);
-        assert_eq!(s.target().snapshots().await.unwrap().len(), 2);
+        assert_eq!(
+            chanvault::sink::unblock(&s.target(), ResticTarget::snapshots_blocking)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }
 
@@ -416,7 +454,9 @@ async fn rest_server_over_https_with_a_self_signed_cacert() {
         &format!("rest:https://127.0.0.1:{port}/chanvault/"),
         "cacert = \"rest.pem\"\n",
     );
-    s.target().init().await.unwrap();
+    chanvault::sink::unblock(&s.target(), ResticTarget::init_blocking)
+        .await
+        .unwrap();
     s.f.sim.open_channels(2);
     assert!(s.once().await.is_empty());
     s.stock_tools_agree(
@@ -440,7 +480,9 @@ async fn rest_server_outage_is_survived_without_a_restart() {
     let port = free_port();
     let mut server = Rclone::start(&s.f.path().join("rest"), port, &["--append-only"]);
     s.configure(&format!("rest:http://127.0.0.1:{port}/chanvault/"), "");
-    s.target().init().await.unwrap();
+    chanvault::sink::unblock(&s.target(), ResticTarget::init_blocking)
+        .await
+        .unwrap();
 
     let agent = Agent::new(s.f.load()).unwrap();
     let spool = agent.spool().clone();
@@ -521,7 +563,9 @@ async fn a_prune_by_stock_restic_between_backups_is_noticed() {
     let repo = s.f.path().join("repos/pruned");
     let repo_s = repo.to_str().unwrap();
     s.configure(repo_s, "");
-    s.target().init().await.unwrap();
+    chanvault::sink::unblock(&s.target(), ResticTarget::init_blocking)
+        .await
+        .unwrap();
     // A first snapshot by another process, so that the index watch reads is not empty.
     s.f.sim.open_channels(1);
     assert!(s.once().await.is_empty());
@@ -578,7 +622,9 @@ async fn locks_of_dead_processes_on_this_host_are_removed() {
     let repo = s.f.path().join("repos/locked");
     let repo_s = repo.to_str().unwrap();
     s.configure(repo_s, "");
-    s.target().init().await.unwrap();
+    chanvault::sink::unblock(&s.target(), ResticTarget::init_blocking)
+        .await
+        .unwrap();
     // A stock restic killed mid-backup (it waits for stdin): its lock stays.
     let mut restic_backup = Command::new("restic")
         .args(["-r", repo_s, "--password-file"])
@@ -635,7 +681,9 @@ async fn bad_input_gives_one_clear_error_and_loses_nothing() {
     let s = Setup::new().await;
     let repo = s.f.path().join("repos/a");
     s.configure(&repo.display().to_string(), "");
-    s.target().init().await.unwrap();
+    chanvault::sink::unblock(&s.target(), ResticTarget::init_blocking)
+        .await
+        .unwrap();
     std::fs::write(&s.password_file, "not-the-password\n").unwrap();
     one_clear_failure(&s, "wrong repository password").await;
 
@@ -665,7 +713,9 @@ async fn bad_input_gives_one_clear_error_and_loses_nothing() {
         &format!("rest:http://127.0.0.1:{port}/chanvault/"),
         "http_credentials_file = \"rest-auth\"\n",
     );
-    s.target().init().await.unwrap();
+    chanvault::sink::unblock(&s.target(), ResticTarget::init_blocking)
+        .await
+        .unwrap();
     s.write_http_credentials(USER, "wrong-http-pass");
     one_clear_failure(&s, "HTTP 401").await;
 

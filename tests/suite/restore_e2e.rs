@@ -78,7 +78,9 @@ async fn setup() -> Fixture {
     let Some(TargetConfig::Restic(r)) = cfg.targets.iter().find(|t| t.name() == "repo") else {
         panic!("no restic target");
     };
-    ResticTarget::new(r).init().await.unwrap();
+    chanvault::sink::unblock(&ResticTarget::new(r), ResticTarget::init_blocking)
+        .await
+        .unwrap();
     f
 }
 

@@ -218,7 +218,9 @@ max_age_hours = 24
     let cfg = f.load();
     for t in &cfg.targets {
         if let TargetConfig::Restic(r) = t {
-            ResticTarget::new(r).init().await.unwrap();
+            chanvault::sink::unblock(&ResticTarget::new(r), ResticTarget::init_blocking)
+                .await
+                .unwrap();
         }
     }
     let s = Setup {

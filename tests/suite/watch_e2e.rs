@@ -404,7 +404,8 @@ async fn metrics_and_health_reflect_the_pipeline() {
         "chanvault_target_pending{target=\"nfs\"} 1",
         "chanvault_target_pending{target=\"pbs\"} 0",
         "chanvault_snapshots_total{outcome=\"stored\"}",
-        "chanvault_target_delivery_failures_total{target=\"nfs\",reason=\"target\"}",
+        // An unmounted share: nothing to write to.
+        "chanvault_target_delivery_failures_total{target=\"nfs\",reason=\"unreachable\"}",
     ];
     let mut text = scrape().await;
     for _ in 0..100 {

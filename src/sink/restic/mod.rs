@@ -1,0 +1,494 @@
+//! The `restic` target: every delivered backup becomes one snapshot in a real
+//! restic repository (local path or REST server), so that stock `restic
+//! snapshots`, `check` and `restore` work on it and nothing is locked into
+//! chanvault.
+//!
+//! ```text
+//! snapshot  host "chanvault" (configurable), time = when the backup was taken
+//!   tags    chanvault, channels:N, fp:<fingerprint[..12]>, backup:<sha256[..12]>, extra tags
+//!   /chanvault/                      (dir, 0700)
+//!   /chanvault/channel.backup.age    the age ciphertext from the spool, byte for byte
+//! ```
+//!
+//! The restic format is written by `rustic_core`, which is blocking; every
+//! repository operation runs under `spawn_blocking`. What we learned using it:
+//! - the password is checked (scrypt) once per process; afterwards the
+//!   repository is re-opened with the master key before each backup, so a
+//!   `restic prune` on another host between two backups is always seen;
+//! - `archive()` only warns when a read fails, so the summary is checked;
+//! - parent lookup is off and the cache is off (no `~/.cache/rustic`);
+//! - rustic writes no restic lock files: we write restic's (encrypted JSON in
+//!   `locks/`) ourselves around each backup and wait while another host holds
+//!   an exclusive lock (`restic prune`).
+//!
+//! Suspect backups (shrink guard) are never uploaded: `restic restore latest`
+//! must always give the last good state, and restic's `latest` ignores tags.
+//! They stay in the spool and in the dir targets' history.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rustic_core::repofile::{IndexId, SnapshotFile};
+use rustic_core::{
+    BackupOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, ParentOptions, Repository,
+    RusticError, SnapshotOptions,
+};
+use zeroize::Zeroizing;
+
+use crate::config::ResticTargetConfig;
+use crate::pipeline::short;
+use crate::secret::SecretString;
+use crate::sink::{BlockingTarget, Delivery, ErrorKind, Held, Receipt, TargetError};
+use crate::spool::BackupRecord;
+
+mod lock;
+mod rest;
+mod session;
+mod source;
+#[cfg(test)]
+mod tests;
+
+pub use lock::parse_lock_plaintext;
+use session::{Indexed, Session, wipe};
+use source::SealedSource;
+
+/// The directory every snapshot holds.
+pub const SNAPSHOT_DIR: &str = "/chanvault";
+/// The one file every snapshot holds.
+pub const SNAPSHOT_FILE: &str = "/chanvault/channel.backup.age";
+/// The tag on every chanvault snapshot.
+pub const TAG: &str = "chanvault";
+
+/// What a restic repository holds, as far as chanvault cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Full snapshot id (`restic snapshots` shows its first 8 characters).
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub hostname: String,
+    pub tags: Vec<String>,
+}
+
+impl SnapshotInfo {
+    fn of(s: &SnapshotFile) -> Self {
+        let secs = s.time.timestamp().as_second();
+        let nanos = s.time.timestamp().subsec_nanosecond();
+        Self {
+            id: s.id.to_hex().to_string(),
+            time: DateTime::from_timestamp(secs, nanos.max(0) as u32).unwrap_or_default(),
+            hostname: s.hostname.clone(),
+            tags: s.tags.iter().cloned().collect(),
+        }
+    }
+
+    /// The value of a `key:value` tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+    }
+}
+
+/// A restic repository target. Cheap to clone; clones share the open session.
+#[derive(Clone)]
+pub struct ResticTarget {
+    name: String,
+    cfg: ResticTargetConfig,
+    session: Arc<Mutex<Option<Session>>>,
+}
+
+impl ResticTarget {
+    pub fn new(cfg: &ResticTargetConfig) -> Self {
+        Self {
+            name: cfg.name.clone(),
+            cfg: cfg.clone(),
+            session: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn config(&self) -> &ResticTargetConfig {
+        &self.cfg
+    }
+
+    /// Where the repository is, safe to print (never credentials).
+    pub fn location(&self) -> &str {
+        &self.cfg.repository
+    }
+
+    fn err(&self, message: impl Into<String>) -> TargetError {
+        let m: String = message.into();
+        TargetError::new(&self.name, m.replace(['\n', '\r'], " "))
+    }
+
+    fn rustic_err(&self, what: &str, e: &RusticError) -> TargetError {
+        let mut m = e.display_log();
+        if let Some(rest) = m.strip_prefix("Error: ") {
+            m = rest.to_string();
+        }
+        self.err(format!("{what} {}: {m}", self.cfg.repository))
+            .with_kind(rustic_kind(e))
+    }
+
+    fn lock_session(&self) -> MutexGuard<'_, Option<Session>> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ours<'a>(&'a self, snaps: &'a [SnapshotFile]) -> impl Iterator<Item = &'a SnapshotFile> {
+        snaps
+            .iter()
+            .filter(|s| s.hostname == self.cfg.host && s.tags.contains(TAG))
+    }
+
+    /// The snapshot that already holds this backup, if any: the same backup
+    /// (a retry), or the same channel set as the newest snapshot (unless it
+    /// is a re-seal to new recipients after an identity rotation: the newest
+    /// snapshot must then be the one the new identity opens).
+    fn already_there<'a>(
+        &'a self,
+        snaps: &'a [SnapshotFile],
+        r: &BackupRecord,
+    ) -> Option<&'a SnapshotFile> {
+        let backup_tag = format!("backup:{}", short(&r.id));
+        let fp_tag = format!("fp:{}", short(&r.fingerprint));
+        if let Some(s) = self.ours(snaps).find(|s| s.tags.contains(&backup_tag)) {
+            return Some(s);
+        }
+        if r.source == "reseal" {
+            return None;
+        }
+        self.ours(snaps)
+            .max_by_key(|s| s.time.timestamp())
+            .filter(|s| s.tags.contains(&fp_tag))
+    }
+
+    fn tags(&self, r: &BackupRecord) -> String {
+        let mut tags = vec![
+            TAG.to_string(),
+            format!("channels:{}", r.channels),
+            format!("fp:{}", short(&r.fingerprint)),
+            format!("backup:{}", short(&r.id)),
+        ];
+        tags.extend(self.cfg.tags.iter().cloned());
+        tags.join(",")
+    }
+
+    fn put_blocking(&self, d: &Delivery) -> Result<Receipt, TargetError> {
+        if !d.current || d.record.is_suspect() {
+            return Ok(Receipt {
+                location: "not uploaded: suspect backups stay in the spool, so that `restic restore latest` is always the last good state".into(),
+            });
+        }
+        let t0 = std::time::Instant::now();
+        let mut guard = self.lock_session();
+        let (s, repo) = self.refresh(&mut guard)?;
+        let t_open = t0.elapsed();
+        if let Some(existing) = self.already_there(&s.snapshots, &d.record) {
+            return Ok(Receipt {
+                location: existing.id.to_hex().to_string(),
+            });
+        }
+        let lock = s
+            .locks
+            .acquire(s.http.as_ref(), &s.key, &self.cfg.host)
+            .map_err(|e| self.err(e.message).with_kind(e.kind))?;
+        let t_lock = t0.elapsed();
+        let result = self.backup(repo, s, d);
+        if result.is_err() {
+            // Whatever went wrong, read the index afresh next time.
+            s.indexed = None;
+        }
+        let t_backup = t0.elapsed();
+        if let Err(m) = s.locks.release(s.http.as_ref(), &lock) {
+            tracing::warn!(target = %self.name, error = %m, "could not remove our restic lock (restic treats it as stale after 30 minutes)");
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            target = %self.name,
+            open_ms = ms(t_open),
+            lock_ms = ms(t_lock - t_open),
+            backup_ms = ms(t_backup - t_lock),
+            unlock_ms = ms(t0.elapsed() - t_backup),
+            "restic stage times"
+        );
+        let snap = result?;
+        s.snapshots.push(snap.clone());
+        if let Some(n) = self.cfg.forget_keep_last {
+            let indexed = s.indexed.take();
+            if let Some(ix) = &indexed {
+                self.forget(&ix.repo, s, n as usize);
+            }
+            s.indexed = indexed;
+        }
+        Ok(Receipt {
+            location: snap.id.to_hex().to_string(),
+        })
+    }
+
+    /// Call with our lock held: no prune can run between the index check and the snapshot.
+    fn backup(
+        &self,
+        repo: Option<Repository<OpenStatus>>,
+        s: &mut Session,
+        d: &Delivery,
+    ) -> Result<SnapshotFile, TargetError> {
+        let t0 = std::time::Instant::now();
+        let listed = match (&repo, &s.indexed) {
+            (Some(r), _) => r.list::<IndexId>().map(|i| i.collect::<BTreeSet<_>>()),
+            (None, Some(k)) => k.repo.list::<IndexId>().map(|i| i.collect()),
+            (None, None) => return Err(self.err("internal: no repository")),
+        };
+        let present = listed.map_err(|e| self.rustic_err("cannot list the index of", &e))?;
+        let kept = &mut s.indexed;
+        let fresh = match kept.as_ref() {
+            Some(k) if k.read_from.is_subset(&present) => false,
+            Some(_) => {
+                tracing::info!(target = %self.name, "the repository's index was rewritten (prune?); reading it afresh");
+                true
+            }
+            None => true,
+        };
+        if fresh {
+            let repo = match repo {
+                Some(r) => r,
+                None => self.open_repo(s)?,
+            };
+            let repo = repo
+                .to_indexed_ids()
+                .map_err(|e| self.rustic_err("cannot read the index of", &e))?;
+            s.indexed = Some(Indexed {
+                repo,
+                read_from: present,
+            });
+        }
+        let Some(Indexed { repo, .. }) = s.indexed.as_ref() else {
+            return Err(self.err("internal: no index"));
+        };
+        tracing::trace!(target = %self.name, fresh, index_ms = t0.elapsed().as_secs_f64() * 1e3, "restic index ready");
+        let time = jiff_time(d.record.created);
+        let snap = SnapshotOptions::default()
+            .host(self.cfg.host.clone())
+            .time(time.to_zoned(rustic_core::jiff::tz::TimeZone::UTC))
+            .add_tags(&self.tags(&d.record))
+            .and_then(|o| o.to_snapshot())
+            .map_err(|e| self.rustic_err("cannot prepare a snapshot for", &e))?;
+        let opts = BackupOptions::default()
+            .no_scan(true)
+            .parent_opts(ParentOptions::default().force(true));
+        let src = SealedSource {
+            bytes: d.sealed.to_vec(),
+            mtime: time,
+        };
+        let snap = repo
+            .archive(&opts, &src, snap, &[PathBuf::from(SNAPSHOT_DIR)])
+            .map_err(|e| self.rustic_err("backup to", &e))?;
+        let files = snap.summary.as_ref().map_or(0, |s| s.total_files_processed);
+        if files != 1 {
+            // Never leave a snapshot without the backup as `latest`.
+            let removed = repo.delete_snapshots(&[snap.id]).is_ok();
+            return Err(self.err(format!(
+                "snapshot {} holds {files} files instead of {SNAPSHOT_FILE}; {}",
+                short(&snap.id.to_hex()),
+                if removed {
+                    "it was removed and the backup will be retried"
+                } else {
+                    "it could not be removed (append-only?): forget it from a trusted host"
+                }
+            )));
+        }
+        Ok(snap)
+    }
+
+    /// Opt-in retention: forget all but the newest `keep` chanvault snapshots
+    /// of this host. A failure (append-only server) is a warning only.
+    fn forget<S: rustic_core::Open>(&self, repo: &Repository<S>, s: &mut Session, keep: usize) {
+        let mut ours: Vec<&SnapshotFile> = self.ours(&s.snapshots).collect();
+        ours.sort_by_key(|x| std::cmp::Reverse(x.time.timestamp()));
+        let old: Vec<_> = ours.iter().skip(keep).map(|x| x.id).collect();
+        if old.is_empty() {
+            return;
+        }
+        match repo.delete_snapshots(&old) {
+            Ok(()) => {
+                s.snapshots.retain(|x| !old.contains(&x.id));
+                tracing::info!(target = %self.name, forgotten = old.len(), "forgot old snapshots (prune from a trusted host)");
+            }
+            Err(e) => {
+                tracing::warn!(target = %self.name, error = %self.rustic_err("forget on", &e), "forget_keep_last failed; snapshots kept");
+            }
+        }
+    }
+
+    /// `chanvault target init`: create the repository; an error if one exists.
+    pub fn init_blocking(&self) -> Result<String, TargetError> {
+        let http = self.http()?;
+        if self.exists(http.as_ref())? {
+            return Err(self.err(format!(
+                "{} already holds a restic repository; nothing was changed",
+                self.cfg.repository
+            )));
+        }
+        let password =
+            read_secret(&self.cfg.password_file, "password_file").map_err(|m| self.err(m))?;
+        let backends = self.backends(http.as_ref())?;
+        let creds = Credentials::password(password.expose());
+        let key_opts = KeyOptions::default().hostname(self.cfg.host.clone());
+        // Ciphertext does not compress: store the backups uncompressed.
+        let config_opts = ConfigOptions::default().set_compression(0);
+        let made = Repository::new(&Self::repo_options(), &backends)
+            .and_then(|r| r.init(&creds, &key_opts, &config_opts));
+        wipe(creds);
+        let repo = made.map_err(|e| self.rustic_err("cannot initialise", &e))?;
+        Ok(repo.config().id.to_hex().to_string())
+    }
+
+    /// Every chanvault snapshot of this host, oldest first.
+    pub fn snapshots_blocking(&self) -> Result<Vec<SnapshotInfo>, TargetError> {
+        let mut guard = self.lock_session();
+        let (s, _repo) = self.reopen(&mut guard)?;
+        let mut out: Vec<SnapshotInfo> = self.ours(&s.snapshots).map(SnapshotInfo::of).collect();
+        out.sort_by_key(|x| x.time);
+        Ok(out)
+    }
+
+    /// The newest chanvault snapshot and the sealed backup it holds.
+    pub fn latest_blocking(&self) -> Result<Option<(SnapshotInfo, Vec<u8>)>, TargetError> {
+        let mut guard = self.lock_session();
+        let (s, repo) = self.reopen(&mut guard)?;
+        let Some(snap) = self
+            .ours(&s.snapshots)
+            .max_by_key(|x| x.time.timestamp())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        self.read_file(repo, &snap).map(Some)
+    }
+
+    /// The sealed backup in one chanvault snapshot of this host, by full id
+    /// or a unique prefix (as `restic snapshots` shows it).
+    pub fn snapshot_blocking(&self, id: &str) -> Result<(SnapshotInfo, Vec<u8>), TargetError> {
+        let mut guard = self.lock_session();
+        let (s, repo) = self.reopen(&mut guard)?;
+        let found: Vec<SnapshotFile> = self
+            .ours(&s.snapshots)
+            .filter(|x| x.id.to_hex().starts_with(id))
+            .cloned()
+            .collect();
+        match found.as_slice() {
+            [snap] => self.read_file(repo, snap),
+            [] => Err(self.err(format!(
+                "no chanvault snapshot {id} in {}",
+                self.cfg.repository
+            ))),
+            _ => Err(self.err(format!(
+                "snapshot id {id} is ambiguous in {}",
+                self.cfg.repository
+            ))),
+        }
+    }
+
+    fn read_file(
+        &self,
+        repo: Repository<OpenStatus>,
+        snap: &SnapshotFile,
+    ) -> Result<(SnapshotInfo, Vec<u8>), TargetError> {
+        let repo = repo
+            .to_indexed()
+            .map_err(|e| self.rustic_err("cannot read the index of", &e))?;
+        let node = repo
+            .node_from_snapshot_and_path(snap, SNAPSHOT_FILE)
+            .map_err(|e| self.rustic_err("cannot find the backup in", &e))?;
+        let mut bytes = vec![];
+        repo.dump(&node, &mut bytes)
+            .map_err(|e| self.rustic_err("cannot read the backup from", &e))?;
+        Ok((SnapshotInfo::of(snap), bytes))
+    }
+}
+
+impl BlockingTarget for ResticTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "restic"
+    }
+
+    fn put(&self, d: &Delivery) -> Result<Receipt, TargetError> {
+        self.put_blocking(d)
+    }
+
+    /// The snapshots that carry a `backup:` tag, described by their tags
+    /// (suspect backups are never uploaded).
+    fn list_blocking(&self) -> Result<Vec<Held>, TargetError> {
+        let mut held: Vec<Held> = self
+            .snapshots_blocking()?
+            .into_iter()
+            .filter_map(|s| {
+                let id = s.tag("backup")?.to_owned();
+                Some(Held {
+                    id: id.clone(),
+                    created: s.time,
+                    channels: s.tag("channels").and_then(|c| c.parse().ok()).unwrap_or(0),
+                    fingerprint: s.tag("fp").unwrap_or_default().to_owned(),
+                    sealed_sha256: id,
+                    suspect: None,
+                    locator: s.id,
+                    published_in: "snapshot tag",
+                })
+            })
+            .collect();
+        held.sort_by_key(|h| std::cmp::Reverse(h.created));
+        Ok(held)
+    }
+
+    fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError> {
+        self.snapshot_blocking(locator).map(|(_, bytes)| bytes)
+    }
+}
+
+/// The class of a rustic error, from the HTTP or file error under it: the
+/// REST backend fails with reqwest's errors, the local one with io errors.
+fn rustic_kind(e: &RusticError) -> ErrorKind {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<reqwest::Error>() {
+            if h.is_timeout() {
+                return ErrorKind::Timeout;
+            }
+            if h.is_connect() {
+                return ErrorKind::Unreachable;
+            }
+            if h.status().is_some_and(|s| s.is_client_error()) {
+                return ErrorKind::Refused;
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return ErrorKind::of_io(io);
+        }
+        cause = c.source();
+    }
+    ErrorKind::Other
+}
+
+/// A secret from the first line of a file, trimmed like restic's `--password-file`.
+fn read_secret(path: &Path, key: &str) -> Result<SecretString, String> {
+    let bytes = Zeroizing::new(
+        std::fs::read(path).map_err(|e| format!("cannot read {key} {}: {e}", path.display()))?,
+    );
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("{key} {} is not UTF-8 text", path.display()))?;
+    let line = text.trim();
+    if line.is_empty() {
+        return Err(format!("{key} {} is empty", path.display()));
+    }
+    Ok(SecretString::new(line.to_string()))
+}
+
+fn jiff_time(t: DateTime<Utc>) -> rustic_core::jiff::Timestamp {
+    rustic_core::jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+        .unwrap_or_else(|_| rustic_core::jiff::Timestamp::now())
+}

@@ -1,0 +1,155 @@
+//! The REST server as we talk to it directly: the repository probe and the
+//! lock files (the backups themselves go through rustic's REST backend).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use super::{ResticTarget, read_secret};
+use crate::secret::SecretString;
+use crate::sink::{ErrorKind, TargetError};
+
+/// restic's REST protocol v2 listing.
+pub(super) const REST_V2: &str = "application/vnd.x.restic.rest.v2";
+
+/// The REST server as we talk to it directly (probe and lock files).
+pub(super) struct Http {
+    client: reqwest::blocking::Client,
+    /// Base URL with a trailing slash and without credentials.
+    pub(super) base: reqwest::Url,
+    pub(super) auth: Option<(String, SecretString)>,
+}
+
+impl Http {
+    pub(super) fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        let url = self.base.join(path).unwrap_or_else(|_| self.base.clone());
+        let rb = self.client.request(method, url);
+        match &self.auth {
+            Some((user, pass)) => rb.basic_auth(user, Some(pass.expose())),
+            None => rb,
+        }
+    }
+}
+
+impl ResticTarget {
+    /// Per HTTP request (packs here are tiny); `timeout_seconds` in the config.
+    fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.timeout_seconds)
+    }
+
+    pub(super) fn http(&self) -> Result<Option<Http>, TargetError> {
+        let Some(url) = self.cfg.repository.strip_prefix("rest:") else {
+            return Ok(None);
+        };
+        let url = if url.ends_with('/') {
+            url.to_string()
+        } else {
+            format!("{url}/")
+        };
+        let base = reqwest::Url::parse(&url)
+            .map_err(|e| self.err(format!("repository {url} is not a valid URL: {e}")))?;
+        let mut builder = reqwest::blocking::Client::builder()
+            .timeout(self.request_timeout())
+            .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &self.cfg.cacert {
+            let pem = std::fs::read(ca).map_err(|e| {
+                self.err(format!("cannot read cacert {}: {e}", ca.display()))
+                    .with_kind(ErrorKind::of_io(&e))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                self.err(format!(
+                    "cacert {} is not a PEM certificate: {e}",
+                    ca.display()
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(self.err(format!("cacert {} holds no PEM certificate", ca.display())));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| self.err(format!("cannot set up the HTTP client: {e}")))?;
+        let auth = match &self.cfg.http_credentials_file {
+            None => None,
+            Some(p) => {
+                let line = read_secret(p, "http_credentials_file").map_err(|m| self.err(m))?;
+                let Some((user, pass)) = line.expose().split_once(':') else {
+                    return Err(self.err(format!(
+                        "http_credentials_file {} must hold `user:password` on one line",
+                        p.display()
+                    )));
+                };
+                Some((user.to_string(), SecretString::new(pass.to_string())))
+            }
+        };
+        Ok(Some(Http { client, base, auth }))
+    }
+
+    /// A clear error for a REST failure (the URL never carries credentials).
+    pub(super) fn http_err(&self, what: &str, e: reqwest::Error) -> TargetError {
+        let (is_connect, is_timeout) = (e.is_connect(), e.is_timeout());
+        let chain = crate::lnd::error_chain(&e.without_url());
+        let lower = chain.to_lowercase();
+        let repo = &self.cfg.repository;
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            let hint = if self.cfg.cacert.is_some() {
+                "the server's certificate does not match cacert"
+            } else {
+                "set cacert to the server's certificate if it is self-signed"
+            };
+            return self
+                .err(format!(
+                    "TLS with the REST server {repo} failed ({chain}): {hint}"
+                ))
+                .with_kind(ErrorKind::Refused);
+        }
+        if is_connect {
+            return self
+                .err(format!(
+                    "cannot reach the REST server {repo} ({chain}); is it running?"
+                ))
+                .with_kind(ErrorKind::Unreachable);
+        }
+        if is_timeout {
+            return self
+                .err(format!(
+                    "the REST server {repo} did not answer within {}s",
+                    self.cfg.timeout_seconds
+                ))
+                .with_kind(ErrorKind::Timeout);
+        }
+        self.err(format!("{what} on the REST server {repo} failed: {chain}"))
+    }
+
+    pub(super) fn status_err(&self, what: &str, status: StatusCode) -> TargetError {
+        let repo = &self.cfg.repository;
+        let kind = if status.is_client_error() {
+            ErrorKind::Refused
+        } else {
+            ErrorKind::Other
+        };
+        let e = match status {
+            StatusCode::UNAUTHORIZED => self.err(match &self.cfg.http_credentials_file {
+                Some(p) => format!(
+                    "the REST server {repo} refused the credentials in {} (HTTP 401)",
+                    p.display()
+                ),
+                None => format!(
+                    "the REST server {repo} wants credentials (HTTP 401): set http_credentials_file"
+                ),
+            }),
+            StatusCode::FORBIDDEN => self.err(format!(
+                "the REST server {repo} forbids {what} (HTTP 403): check its --private-repos/--append-only setup"
+            )),
+            s => self.err(format!("{what} on the REST server {repo}: HTTP {s}")),
+        };
+        e.with_kind(kind)
+    }
+}

@@ -1,0 +1,289 @@
+//! The repository as opened once per process: the master key, the backends,
+//! the snapshot list and the kept index.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use rustic_core::repofile::{IndexId, MasterKey, SnapshotFile};
+use rustic_core::{
+    Credentials, IndexedIdsStatus, OpenStatus, Repository, RepositoryBackends, RepositoryOptions,
+    WriteBackend,
+};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::lock::LockStore;
+use super::rest::Http;
+use super::{ResticTarget, read_secret};
+use crate::sink::{ErrorKind, TargetError};
+
+/// The repository as opened once per process.
+pub(super) struct Session {
+    pub(super) key: RepoKey,
+    backends: RepositoryBackends,
+    pub(super) locks: LockStore,
+    pub(super) http: Option<Http>,
+    /// Snapshots seen so far (updated from the repository before each backup).
+    pub(super) snapshots: Vec<SnapshotFile>,
+    /// The repository with its index, kept between backups; see [`Indexed`].
+    pub(super) indexed: Option<Indexed>,
+}
+
+/// Reading the whole index costs one GET and a decrypt per index file, and
+/// every backup adds one: kept fresh, a year of channel events would make
+/// each backup slower than the last. chanvault's blobs never repeat (a fresh
+/// age file key each time), so an index missing newer entries only forgoes
+/// deduplication that cannot happen. What must not happen is relying on a
+/// blob that is gone: `prune` (and `repair index`) rewrite the index and
+/// delete the old index files, so the kept index is used only while every
+/// index file it was read from still exists, checked under our lock.
+pub(super) struct Indexed {
+    pub(super) repo: Repository<IndexedIdsStatus>,
+    pub(super) read_from: BTreeSet<IndexId>,
+}
+
+/// The repository master key. No `Debug`; wiped on drop.
+pub(super) struct RepoKey(pub(super) MasterKey);
+
+impl RepoKey {
+    fn credentials(&self) -> Credentials {
+        Credentials::Masterkey(self.0.clone())
+    }
+
+    /// The 64-byte AES-256-CTR + Poly1305-AES key in restic's layout.
+    pub(super) fn aead_key(&self) -> Zeroizing<Vec<u8>> {
+        let mut k = Zeroizing::new(Vec::with_capacity(64));
+        k.extend_from_slice(&self.0.encrypt);
+        k.extend_from_slice(&self.0.mac.k);
+        k.extend_from_slice(&self.0.mac.r);
+        k
+    }
+}
+
+fn wipe_key(k: &mut MasterKey) {
+    k.encrypt.zeroize();
+    k.mac.k.zeroize();
+    k.mac.r.zeroize();
+}
+
+pub(super) fn wipe(creds: Credentials) {
+    match creds {
+        Credentials::Masterkey(mut k) => wipe_key(&mut k),
+        Credentials::Password(mut p) => p.zeroize(),
+    }
+}
+
+impl Drop for RepoKey {
+    fn drop(&mut self) {
+        wipe_key(&mut self.0);
+    }
+}
+
+impl ResticTarget {
+    // ----- opening -------------------------------------------------------
+
+    pub(super) fn missing(&self) -> TargetError {
+        self.err(format!(
+            "no restic repository at {}: create it with `chanvault target init {}` (or `restic init`)",
+            self.cfg.repository, self.name
+        ))
+    }
+
+    /// Is there a repository? Errors are the clear ones (unreachable, TLS, 401).
+    pub(super) fn exists(&self, http: Option<&Http>) -> Result<bool, TargetError> {
+        match http {
+            Some(h) => {
+                let r = h
+                    .request(reqwest::Method::HEAD, "config")
+                    .send()
+                    .map_err(|e| self.http_err("reading the config", e))?;
+                match r.status() {
+                    s if s.is_success() => Ok(true),
+                    StatusCode::NOT_FOUND => Ok(false),
+                    s => Err(self.status_err("reading the config", s)),
+                }
+            }
+            None => {
+                let p = Path::new(&self.cfg.repository).join("config");
+                match std::fs::metadata(&p) {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(self
+                        .err(format!("cannot read {}: {e}", p.display()))
+                        .with_kind(ErrorKind::of_io(&e))),
+                }
+            }
+        }
+    }
+
+    pub(super) fn backends(&self, http: Option<&Http>) -> Result<RepositoryBackends, TargetError> {
+        let be: Arc<dyn WriteBackend> = match http {
+            Some(h) => {
+                let mut url = h.base.clone();
+                if let Some((user, pass)) = &h.auth {
+                    // reqwest moves URL credentials into a basic-auth header and
+                    // out of the URL before any error could show them.
+                    url.set_username(user)
+                        .and_then(|()| url.set_password(Some(pass.expose())))
+                        .map_err(|()| self.err("the REST URL cannot carry credentials"))?;
+                }
+                let url = Zeroizing::new(url.to_string());
+                let mut opts = vec![
+                    ("retry".to_string(), "1".to_string()),
+                    (
+                        "timeout".to_string(),
+                        format!("{}s", self.cfg.timeout_seconds),
+                    ),
+                ];
+                if let Some(ca) = &self.cfg.cacert {
+                    opts.push(("cacert".to_string(), ca.display().to_string()));
+                }
+                Arc::new(
+                    rustic_backend::RestBackend::new(url.as_str(), opts)
+                        .map_err(|e| self.rustic_err("cannot use", &e))?,
+                )
+            }
+            None => Arc::new(
+                rustic_backend::LocalBackend::new(&self.cfg.repository, BTreeMap::new())
+                    .map_err(|e| self.rustic_err("cannot use", &e))?,
+            ),
+        };
+        Ok(RepositoryBackends::new(be, None))
+    }
+
+    pub(super) fn repo_options() -> RepositoryOptions {
+        RepositoryOptions::default().no_cache(true)
+    }
+
+    fn lock_store(&self, http: Option<&Http>) -> LockStore {
+        match http {
+            Some(_) => LockStore::Rest,
+            None => LockStore::Local(Path::new(&self.cfg.repository).join("locks")),
+        }
+    }
+
+    /// Check the password (scrypt: once per process) and keep the master key.
+    fn open_session(&self) -> Result<Session, TargetError> {
+        let http = self.http()?;
+        if !self.exists(http.as_ref())? {
+            return Err(self.missing());
+        }
+        let password =
+            read_secret(&self.cfg.password_file, "password_file").map_err(|m| self.err(m))?;
+        let backends = self.backends(http.as_ref())?;
+        let repo = Repository::new(&Self::repo_options(), &backends)
+            .map_err(|e| self.rustic_err("cannot use", &e))?;
+        let creds = Credentials::password(password.expose());
+        let opened = repo.open(&creds);
+        wipe(creds);
+        let repo = opened.map_err(|e| {
+            if e.is_incorrect_password() {
+                self.err(format!(
+                    "wrong repository password: {} opens no key of {}",
+                    self.cfg.password_file.display(),
+                    self.cfg.repository
+                ))
+                .with_kind(ErrorKind::Refused)
+            } else {
+                self.rustic_err("cannot open", &e)
+            }
+        })?;
+        let key = RepoKey(repo.key());
+        let snapshots = repo
+            .get_all_snapshots()
+            .map_err(|e| self.rustic_err("cannot list the snapshots of", &e))?;
+        tracing::info!(
+            target = %self.name,
+            repository = %self.cfg.repository,
+            snapshots = snapshots.len(),
+            "restic repository opened"
+        );
+        let locks = self.lock_store(http.as_ref());
+        match locks.remove_dead(http.as_ref(), &key) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                target = %self.name,
+                removed = n,
+                "removed restic locks left by processes of ours that died on this host (as `restic unlock` would)"
+            ),
+            Err(e) => {
+                tracing::warn!(target = %self.name, error = %e, "could not look for stale restic locks")
+            }
+        }
+        Ok(Session {
+            key,
+            backends,
+            locks,
+            http,
+            snapshots,
+            indexed: None,
+        })
+    }
+
+    /// Open the repository once; afterwards re-open it with the master key
+    /// (milliseconds) and refresh the snapshot list.
+    pub(super) fn reopen<'s>(
+        &self,
+        guard: &'s mut Option<Session>,
+    ) -> Result<(&'s mut Session, Repository<OpenStatus>), TargetError> {
+        if guard.is_none() {
+            *guard = Some(self.open_session()?);
+        }
+        let Some(s) = guard.as_mut() else {
+            return Err(self.err("internal: no session"));
+        };
+        if !self.exists(s.http.as_ref())? {
+            return Err(self.missing());
+        }
+        let repo = self.open_repo(s)?;
+        let known = std::mem::take(&mut s.snapshots);
+        s.snapshots = repo
+            .update_all_snapshots(known)
+            .map_err(|e| self.rustic_err("cannot list the snapshots of", &e))?;
+        Ok((s, repo))
+    }
+
+    /// Open the repository with the session's master key (no scrypt).
+    pub(super) fn open_repo(&self, s: &Session) -> Result<Repository<OpenStatus>, TargetError> {
+        let creds = s.key.credentials();
+        let opened =
+            Repository::new(&Self::repo_options(), &s.backends).and_then(|r| r.open(&creds));
+        wipe(creds);
+        opened.map_err(|e| self.rustic_err("cannot open", &e))
+    }
+
+    /// For a backup: the session with a fresh snapshot list. With a kept
+    /// index the repository is not opened again (config, key listing): the
+    /// kept one serves, and a repository replaced under us fails on its key,
+    /// which drops the kept index.
+    pub(super) fn refresh<'s>(
+        &self,
+        guard: &'s mut Option<Session>,
+    ) -> Result<(&'s mut Session, Option<Repository<OpenStatus>>), TargetError> {
+        if guard.as_ref().is_none_or(|s| s.indexed.is_none()) {
+            let (s, repo) = self.reopen(guard)?;
+            return Ok((s, Some(repo)));
+        }
+        let Some(s) = guard.as_mut() else {
+            return Err(self.err("internal: no session"));
+        };
+        if !self.exists(s.http.as_ref())? {
+            s.indexed = None;
+            return Err(self.missing());
+        }
+        let known = std::mem::take(&mut s.snapshots);
+        let refreshed = match &s.indexed {
+            Some(k) => k.repo.update_all_snapshots(known),
+            None => return Err(self.err("internal: no kept index")),
+        };
+        match refreshed {
+            Ok(list) => s.snapshots = list,
+            Err(e) => {
+                s.indexed = None;
+                return Err(self.rustic_err("cannot list the snapshots of", &e));
+            }
+        }
+        Ok((s, None))
+    }
+}
