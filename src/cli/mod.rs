@@ -16,6 +16,7 @@ use crate::watch::Agent;
 pub mod demo;
 pub mod exit;
 pub mod keys;
+pub mod restore;
 pub mod verify;
 
 #[derive(Parser, Debug)]
@@ -83,7 +84,7 @@ pub enum Command {
     Audit(keys::AuditCommand),
     /// Disaster recovery: list, fetch and decrypt a backup from the targets, restore it into LND.
     #[command(subcommand)]
-    Restore(crate::restore::RestoreCommand),
+    Restore(restore::RestoreCommand),
     /// The recovery drill: prove every target's newest backup restores today; table, JSON, Prometheus textfile.
     Verify(verify::VerifyArgs),
     /// Manage delivery targets.
@@ -225,7 +226,7 @@ async fn run(cmd: Command) -> ExitCode {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
         },
-        Command::Restore(r) => ExitCode::from(crate::restore::run(r).await),
+        Command::Restore(r) => ExitCode::from(restore::run(r).await),
         Command::Verify(v) => ExitCode::from(verify::run(v).await),
         Command::Target(TargetCommand::Init { name, config }) => {
             match target_init(&config.config, &name).await {

@@ -191,6 +191,7 @@ impl BlockingTarget for DirTarget {
                 suspect: m.suspect,
                 locator: file.display().to_string(),
                 published_in: "manifest",
+                label: None,
             })
             .collect();
         // Stable: the current file stays ahead of its history copy.

@@ -152,6 +152,9 @@ pub struct Held {
     pub locator: String,
     /// What published `sealed_sha256` ("manifest", "snapshot tag"), for messages.
     pub published_in: &'static str,
+    /// How a listing names this copy next to the target's name, where the
+    /// target holds it under a name of its own (restic: the snapshot id).
+    pub label: Option<String>,
 }
 
 /// A place backups are delivered to and read back from.

@@ -576,7 +576,7 @@ pub(super) async fn drill(
         }
     };
     let out = dir.join("channel.backup");
-    let r = restore::fetch(cfg, Some(target), "latest", ids, true).await;
+    let r = restore::fetch(cfg, Some(target), "latest", ids, &crate::progress::Quiet).await;
     let result = match r {
         Ok(f) => crate::fsutil::create_secret_file(&out, f.plain.expose())
             .map_err(|e| format!("cannot write {}: {e}", out.display()))

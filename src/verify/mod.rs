@@ -59,7 +59,7 @@ pub async fn verify(
     // Every target's listing first, so that "newest" can be compared across them.
     let mut listings: Vec<(String, Result<Vec<Listed>, RestoreError>)> = Vec::new();
     for t in &cfg.targets {
-        let r = restore::list(cfg, Some(t.name()), true)
+        let r = restore::list(cfg, Some(t.name()), &crate::progress::Quiet)
             .await
             .map(|l| l.backups);
         listings.push((t.name().to_owned(), r));

@@ -15,18 +15,14 @@ const MAX_FN_LINES: usize = 120;
 /// Known offenders still to be cut down, with their size today: one may
 /// shrink, none may grow, and nothing new may join. Remove an entry once it
 /// fits.
-const LARGE_FILES: &[(&str, usize)] = &[
-    ("restore.rs", 967),
-    ("sim/service.rs", 924),
-    ("sink/restic.rs", 1366),
-];
+const LARGE_FILES: &[(&str, usize)] = &[("sim/service.rs", 924)];
 const LONG_FNS: &[(&str, usize)] = &[
     ("cli/demo.rs::run_with_sim", 224),
     ("sim/standalone.rs::command_loop", 142),
 ];
 /// Imports still to be turned around, likewise.
-const KNOWN_CYCLES: &[&str] = &["cli <-> restore", "config <-> escrow", "escrow <-> metrics"];
-const KNOWN_CLI_IMPORTERS: &[&str] = &["restore.rs"];
+const KNOWN_CYCLES: &[&str] = &["config <-> escrow", "escrow <-> metrics"];
+const KNOWN_CLI_IMPORTERS: &[&str] = &[];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

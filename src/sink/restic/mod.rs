@@ -436,6 +436,7 @@ impl BlockingTarget for ResticTarget {
                     fingerprint: s.tag("fp").unwrap_or_default().to_owned(),
                     sealed_sha256: id,
                     suspect: None,
+                    label: Some(s.id.chars().take(8).collect()),
                     locator: s.id,
                     published_in: "snapshot tag",
                 })
