@@ -5,20 +5,21 @@
 //! and contains exactly the node's channels.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::config::{Config, TargetConfig};
+use crate::config::Config;
 use crate::lnd::{LndClient, LndSettings};
 use crate::pipeline::short;
 use crate::scb::{self, ChanPoint};
 use crate::seal::{self, Identities};
 use crate::sim::{SimOptions, Simulator};
-use crate::sink::Target;
-use crate::sink::dir::{CURRENT_FILE, DirTarget};
-use crate::sink::restic::ResticTarget;
+use crate::sink::dir::CURRENT_FILE;
+use crate::sink::{self, Target};
+use crate::spool::Spool;
 use crate::status::Status;
 use crate::watch::Agent;
 
@@ -60,7 +61,87 @@ fn prepare_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
+/// The files the demo writes next to its config.
+struct Files {
+    identity: PathBuf,
+    password: PathBuf,
+    config: PathBuf,
+}
+
 async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<(), String> {
+    let files = write_files(dir, sim)?;
+
+    step("starting chanvault watch");
+    let cfg = Config::load(&files.config).map_err(|e| e.to_string())?;
+    let sinks: Vec<Arc<dyn Target>> = cfg.targets.iter().map(sink::build).collect();
+    for t in &sinks {
+        if t.create().await.map_err(|e| e.to_string())?.is_some() {
+            println!(
+                "    initialised {} repository {} (as `chanvault target init {}` does)",
+                t.kind(),
+                t.location(),
+                t.name()
+            );
+        }
+    }
+    let agent = Agent::new(cfg.clone()).map_err(|e| e.to_string())?;
+    let spool = agent.spool().clone();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut watcher = tokio::spawn(agent.watch(stop_rx));
+
+    // The baseline export of the still empty node shows that watch is connected.
+    wait_for("the baseline backup", &mut watcher, || {
+        spool
+            .journal()
+            .map(|j| !j.backups.is_empty())
+            .unwrap_or(false)
+    })
+    .await?;
+
+    let expected = churn(sim, channels).await;
+    let fingerprint = scb::fingerprint(&expected);
+    step(&format!(
+        "waiting until every target holds the final state ({} channels, fingerprint {})",
+        expected.len(),
+        short(&fingerprint)
+    ));
+    // A target's current backup is what the journal recorded as delivered.
+    wait_for("all targets", &mut watcher, || {
+        spool.journal().is_ok_and(|j| {
+            sinks.iter().all(|t| {
+                j.targets
+                    .get(t.name())
+                    .and_then(|s| s.current.as_deref())
+                    .and_then(|id| j.get(id))
+                    .is_some_and(|b| b.fingerprint == fingerprint)
+            })
+        })
+    })
+    .await?;
+
+    step("stopping watch (as SIGTERM would)");
+    let _ = stop_tx.send(true);
+    match watcher.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(e) => return Err(format!("watch task failed: {e}")),
+    }
+
+    step(
+        "reading every target back: the newest backup opens with the identity and covers every channel",
+    );
+    let ids = Identities::from_file(&files.identity).map_err(|e| e.to_string())?;
+    let lnd = LndClient::connect(&LndSettings::from(&cfg.lnd))
+        .await
+        .map_err(|e| e.to_string())?;
+    for t in &sinks {
+        prove(t.as_ref(), sim, &lnd, &ids, &expected).await?;
+    }
+    summary(&cfg, &spool, dir, &files)
+}
+
+/// The identity, the restic password and the config, as a user would have them.
+fn write_files(dir: &Path, sim: &Simulator) -> Result<Files, String> {
     let identity = dir.join("identity.txt");
     let recipient = seal::write_new_identity(&identity).map_err(|e| e.to_string())?;
     println!(
@@ -88,49 +169,15 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
     crate::fsutil::write_atomic(&config_path, text.as_bytes(), 0o600)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     println!("    config {}", config_path.display());
-
-    step("starting chanvault watch");
-    let cfg = Config::load(&config_path).map_err(|e| e.to_string())?;
-    let dir_targets: Vec<DirTarget> = cfg
-        .targets
-        .iter()
-        .filter_map(|t| match t {
-            TargetConfig::Dir(d) => Some(DirTarget::new(&d.name, &d.path)),
-            TargetConfig::Restic(_) => None,
-        })
-        .collect();
-    let restic_targets: Vec<ResticTarget> = cfg
-        .targets
-        .iter()
-        .filter_map(|t| match t {
-            TargetConfig::Restic(r) => Some(ResticTarget::new(r)),
-            TargetConfig::Dir(_) => None,
-        })
-        .collect();
-    for t in &restic_targets {
-        crate::sink::unblock(t, ResticTarget::init_blocking)
-            .await
-            .map_err(|e| e.to_string())?;
-        println!(
-            "    initialised restic repository {} (as `chanvault target init {}` does)",
-            t.location(),
-            t.name()
-        );
-    }
-    let agent = Agent::new(cfg.clone()).map_err(|e| e.to_string())?;
-    let spool = agent.spool().clone();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut watcher = tokio::spawn(agent.watch(stop_rx));
-
-    // The baseline export of the still empty node shows that watch is connected.
-    wait_for("the baseline backup", &mut watcher, || {
-        spool
-            .journal()
-            .map(|j| !j.backups.is_empty())
-            .unwrap_or(false)
+    Ok(Files {
+        identity,
+        password: password_file,
+        config: config_path,
     })
-    .await?;
+}
 
+/// The node opens `channels` channels and closes one; returns its channels.
+async fn churn(sim: &Simulator, channels: usize) -> BTreeSet<ChanPoint> {
     step(&format!("the simulated node opens {channels} channel(s)"));
     let mut opened = vec![];
     for _ in 0..channels {
@@ -144,107 +191,61 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
         sim.close_channel(first);
         println!("    closed {first}");
     }
-    let expected: BTreeSet<ChanPoint> = sim.channels();
-    let fingerprint = scb::fingerprint(&expected);
-    step(&format!(
-        "waiting until every target holds the final state ({} channels, fingerprint {})",
-        expected.len(),
-        short(&fingerprint)
-    ));
-    wait_for("all targets", &mut watcher, || {
-        let dirs_done = dir_targets
-            .iter()
-            .all(|t| matches!(t.current_manifest(), Ok(Some(m)) if m.fingerprint == fingerprint));
-        // A restic target's current backup is what the journal recorded as delivered.
-        let restic_done = spool.journal().is_ok_and(|j| {
-            restic_targets.iter().all(|t| {
-                j.targets
-                    .get(t.name())
-                    .and_then(|s| s.current.as_deref())
-                    .and_then(|id| j.get(id))
-                    .is_some_and(|b| b.fingerprint == fingerprint)
-            })
-        });
-        dirs_done && restic_done
-    })
-    .await?;
+    sim.channels()
+}
 
-    step("stopping watch (as SIGTERM would)");
-    let _ = stop_tx.send(true);
-    match watcher.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(e) => return Err(format!("watch task failed: {e}")),
+/// Read the target's newest backup back, as restore would: it hashes to what
+/// the target published, opens with the identity, holds exactly the node's
+/// channels, and LND verifies it.
+async fn prove(
+    t: &dyn Target,
+    sim: &Simulator,
+    lnd: &LndClient,
+    ids: &Identities,
+    expected: &BTreeSet<ChanPoint>,
+) -> Result<(), String> {
+    let held = t.list().await.map_err(|e| e.to_string())?;
+    let newest = held
+        .iter()
+        .find(|h| h.suspect.is_none())
+        .ok_or_else(|| format!("target {} holds no backup", t.name()))?;
+    let what = format!("target {} ({})", t.name(), newest.locator);
+    let sealed = t.fetch(&newest.locator).await.map_err(|e| e.to_string())?;
+    if !scb::sha256_hex(&sealed).starts_with(&newest.sealed_sha256) {
+        return Err(format!(
+            "{what}: the bytes differ from its {}",
+            newest.published_in
+        ));
     }
-
-    step("checking the delivered backups open with the identity and cover every channel");
-    let ids = Identities::from_file(&identity).map_err(|e| e.to_string())?;
-    let lnd = LndClient::connect(&LndSettings::from(&cfg.lnd))
+    let plain = seal::open(ids, &sealed).map_err(|e| format!("{what}: {e}"))?;
+    let decoded = sim
+        .decode_multi(plain.expose())
+        .map_err(|e| format!("{what}: not a valid channel backup: {e}"))?;
+    if decoded != *expected {
+        return Err(format!(
+            "{what} covers {} channels, the node has {}",
+            decoded.len(),
+            expected.len()
+        ));
+    }
+    let verified = lnd
+        .verify_multi(plain.expose())
         .await
         .map_err(|e| e.to_string())?;
-    for t in &dir_targets {
-        let file = t.path().join(CURRENT_FILE);
-        let sealed =
-            std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let plain = seal::open(&ids, &sealed).map_err(|e| format!("{}: {e}", file.display()))?;
-        let decoded = sim
-            .decode_multi(plain.expose())
-            .map_err(|e| format!("{}: not a valid channel backup: {e}", file.display()))?;
-        if decoded != expected {
-            return Err(format!(
-                "{} covers {} channels, the node has {}",
-                file.display(),
-                decoded.len(),
-                expected.len()
-            ));
-        }
-        let verified = lnd
-            .verify_multi(plain.expose())
-            .await
-            .map_err(|e| e.to_string())?;
-        if verified.is_some_and(|v| v != expected) {
-            return Err(format!(
-                "LND's VerifyChanBackup disagrees about {}",
-                file.display()
-            ));
-        }
-        println!(
-            "    ✓ {} decrypts and LND verifies it: {} channels",
-            file.display(),
-            decoded.len()
-        );
+    if verified.is_some_and(|v| v != *expected) {
+        return Err(format!("LND's VerifyChanBackup disagrees about {what}"));
     }
+    println!(
+        "    ✓ {} {}: decrypts and LND verifies it: {} channels",
+        t.name(),
+        newest.label.as_deref().unwrap_or(&newest.locator),
+        decoded.len()
+    );
+    Ok(())
+}
 
-    for t in &restic_targets {
-        let (snap, sealed) = crate::sink::unblock(t, ResticTarget::latest_blocking)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("restic target {} holds no snapshot", t.name()))?;
-        let plain = seal::open(&ids, &sealed)
-            .map_err(|e| format!("restic snapshot {}: {e}", short(&snap.id)))?;
-        let decoded = sim.decode_multi(plain.expose()).map_err(|e| {
-            format!(
-                "restic snapshot {}: not a valid channel backup: {e}",
-                short(&snap.id)
-            )
-        })?;
-        if decoded != expected || snap.tag("fp") != Some(short(&fingerprint)) {
-            return Err(format!(
-                "restic snapshot {} covers {} channels, the node has {}",
-                short(&snap.id),
-                decoded.len(),
-                expected.len()
-            ));
-        }
-        println!(
-            "    ✓ restic snapshot {} in {} decrypts: {} channels, tags {}",
-            snap.id.get(..8).unwrap_or(&snap.id),
-            t.location(),
-            decoded.len(),
-            snap.tags.join(",")
-        );
-    }
-
+/// What happened, and what to try next.
+fn summary(cfg: &Config, spool: &Spool, dir: &Path, files: &Files) -> Result<(), String> {
     step("what happened");
     let journal = spool.journal().map_err(|e| e.to_string())?;
     println!(
@@ -262,22 +263,22 @@ async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<()
         );
     }
     println!();
-    let st = Status::read(&cfg).map_err(|e| e.to_string())?;
+    let st = Status::read(cfg).map_err(|e| e.to_string())?;
     for l in st.human().lines() {
         println!("    {l}");
     }
     println!();
     println!("demo finished: every target holds the final state. Try:");
-    println!("    chanvault status --config {}", config_path.display());
+    println!("    chanvault status --config {}", files.config.display());
     println!(
         "    age -d -i {} -o channel.backup {}",
-        identity.display(),
+        files.identity.display(),
         dir.join("targets/pbs").join(CURRENT_FILE).display()
     );
     println!(
         "    restic -r {} --password-file {} snapshots",
         dir.join("targets/restic").display(),
-        password_file.display()
+        files.password.display()
     );
     println!(
         "    chanvault dev lnd-sim --dir {}   # drive the simulator by hand",

@@ -329,22 +329,23 @@ async fn target_init(path: &Path, name: &str) -> Result<(), String> {
         .iter()
         .find(|t| t.name() == name)
         .ok_or_else(|| format!("config {}: no target named {name:?}", cfg.source.display()))?;
-    let crate::config::TargetConfig::Restic(r) = t else {
-        return Err(format!(
-            "config {}: target {name} is not a restic target; only restic repositories need init",
-            cfg.source.display()
-        ));
-    };
-    let target = crate::sink::restic::ResticTarget::new(r);
-    let id = crate::sink::unblock(&target, crate::sink::restic::ResticTarget::init_blocking)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!(
-        "created restic repository {} ({}) for target {name}",
-        target.location(),
-        short(&id)
-    );
-    Ok(())
+    let sink = crate::sink::build(t);
+    match sink.create().await.map_err(|e| e.to_string())? {
+        Some(id) => {
+            println!(
+                "created {} repository {} ({}) for target {name}",
+                sink.kind(),
+                sink.location(),
+                short(&id)
+            );
+            Ok(())
+        }
+        None => Err(format!(
+            "config {}: target {name} is a {} target, which needs no init; only repositories (restic) are created this way",
+            cfg.source.display(),
+            sink.kind()
+        )),
+    }
 }
 
 fn status(path: &Path, json: bool) -> Result<(), String> {

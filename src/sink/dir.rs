@@ -178,6 +178,10 @@ impl BlockingTarget for DirTarget {
         self.put_blocking(d)
     }
 
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn list_blocking(&self) -> Result<Vec<Held>, TargetError> {
         let mut held: Vec<Held> = self
             .manifests()?

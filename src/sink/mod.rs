@@ -172,6 +172,13 @@ pub trait Target: Send + Sync {
     /// The sealed bytes at a [`Held::locator`] this target listed. Not
     /// checked here: the caller compares them with [`Held::sealed_sha256`].
     fn fetch<'a>(&'a self, locator: &'a str) -> BoxFuture<'a, Result<Vec<u8>, TargetError>>;
+    /// Where it is, for messages: a path, a repository URL.
+    fn location(&self) -> String;
+    /// Create what must exist before the first delivery (a restic
+    /// repository), once and on request only (`chanvault target init`):
+    /// delivery never creates it, so a typo or an unmounted share is an
+    /// error, not a new empty place. `Ok(None)`: this kind needs nothing.
+    fn create(&self) -> BoxFuture<'_, Result<Option<String>, TargetError>>;
 }
 
 /// A target whose work is blocking I/O (files, the restic libraries): it
@@ -186,6 +193,12 @@ pub trait BlockingTarget: Clone + Send + Sync + 'static {
     fn list_blocking(&self) -> Result<Vec<Held>, TargetError>;
     /// Same contract as [`Target::fetch`].
     fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError>;
+    /// Same contract as [`Target::location`].
+    fn location(&self) -> String;
+    /// Same contract as [`Target::create`]; most kinds need nothing.
+    fn create_blocking(&self) -> Result<Option<String>, TargetError> {
+        Ok(None)
+    }
 }
 
 impl<T: BlockingTarget> Target for T {
@@ -209,6 +222,14 @@ impl<T: BlockingTarget> Target for T {
     fn fetch<'a>(&'a self, locator: &'a str) -> BoxFuture<'a, Result<Vec<u8>, TargetError>> {
         let locator = locator.to_owned();
         Box::pin(unblock(self, move |t| t.fetch_blocking(&locator)))
+    }
+
+    fn location(&self) -> String {
+        BlockingTarget::location(self)
+    }
+
+    fn create(&self) -> BoxFuture<'_, Result<Option<String>, TargetError>> {
+        Box::pin(unblock(self, |t| t.create_blocking()))
     }
 }
 

@@ -16,10 +16,7 @@ const MAX_FN_LINES: usize = 120;
 /// shrink, none may grow, and nothing new may join. Remove an entry once it
 /// fits.
 const LARGE_FILES: &[(&str, usize)] = &[("sim/service.rs", 924)];
-const LONG_FNS: &[(&str, usize)] = &[
-    ("cli/demo.rs::run_with_sim", 224),
-    ("sim/standalone.rs::command_loop", 142),
-];
+const LONG_FNS: &[(&str, usize)] = &[("sim/standalone.rs::command_loop", 142)];
 /// Imports still to be turned around, likewise.
 const KNOWN_CYCLES: &[&str] = &["config <-> escrow", "escrow <-> metrics"];
 const KNOWN_CLI_IMPORTERS: &[&str] = &[];

@@ -421,6 +421,14 @@ impl BlockingTarget for ResticTarget {
         self.put_blocking(d)
     }
 
+    fn location(&self) -> String {
+        ResticTarget::location(self).to_owned()
+    }
+
+    fn create_blocking(&self) -> Result<Option<String>, TargetError> {
+        self.init_blocking().map(Some)
+    }
+
     /// The snapshots that carry a `backup:` tag, described by their tags
     /// (suspect backups are never uploaded).
     fn list_blocking(&self) -> Result<Vec<Held>, TargetError> {
