@@ -5,6 +5,8 @@
 //! config can be moved together with the files it names. The config holds
 //! paths to secrets, never secrets themselves.
 
+pub mod escrow;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -68,7 +70,7 @@ pub struct Config {
     pub verify: VerifyConfig,
     /// Key escrow in OpenBao KV v2 (`keys` commands); optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escrow: Option<crate::escrow::config::EscrowConfig>,
+    pub escrow: Option<escrow::EscrowConfig>,
     /// Path of the file this was read from (not a key).
     #[serde(skip)]
     pub source: PathBuf,

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod progress;
 pub mod restore;
+pub mod rotate;
 pub mod scb;
 pub mod seal;
 pub mod secret;

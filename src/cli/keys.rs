@@ -360,7 +360,7 @@ async fn rotate_age_identity(
     destroy_old: bool,
     identity: Option<&Path>,
 ) -> Result<(), String> {
-    use crate::escrow::rotate;
+    use crate::rotate;
     let cfg = load(config)?;
     let mut e = Escrow::open(&cfg).map_err(|e| e.to_string())?;
     if destroy_old {

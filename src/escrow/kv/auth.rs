@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::http::{Method, json_body};
 use super::{Envelope, KvClient, KvError, SecretField};
-use crate::escrow::config::Auth;
+use crate::config::escrow::Auth;
 use crate::secret::SecretString;
 
 /// Renew the token when less than this fraction of its TTL is left.

@@ -34,7 +34,7 @@ pub use http::json_body;
 use auth::TokenState;
 use http::{Method, serialize_zeroizing};
 
-use crate::escrow::config::{Auth, EscrowConfig};
+use crate::config::escrow::{Auth, EscrowConfig};
 use crate::secret::SecretString;
 
 /// One version's state from a data read.

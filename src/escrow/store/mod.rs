@@ -30,8 +30,8 @@ pub use rotation::ApproleRotation;
 
 use envelope::{armor_open, armor_seal};
 
+use crate::config::escrow::{EscrowConfig, check_name};
 use crate::escrow::audit::{AuditError, AuditLog, Event};
-use crate::escrow::config::{EscrowConfig, check_name};
 use crate::escrow::kv::{KvClient, KvError, Metadata, Read};
 use crate::escrow::material::{
     self, CheckResult, Kind, Material, MaterialError, Network, ParseOptions, PublicFacts,

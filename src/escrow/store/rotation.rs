@@ -2,7 +2,7 @@
 //! ones), and a new AppRole secret-id.
 
 use super::{Escrow, EscrowError, PutOptions};
-use crate::escrow::config::{EscrowConfig, check_name};
+use crate::config::escrow::{EscrowConfig, check_name};
 use crate::escrow::kv::KvError;
 use crate::escrow::material::Kind;
 
@@ -131,7 +131,7 @@ impl Escrow {
                     .into(),
             ));
         }
-        if !crate::escrow::config::valid_segment(role) {
+        if !crate::config::escrow::valid_segment(role) {
             return Err(EscrowError::Invalid(format!(
                 "escrow.approle_role_name {role:?} is not a valid role name"
             )));

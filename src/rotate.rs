@@ -4,7 +4,7 @@
 //! any target with a backup only the old identity opens.
 //!
 //! The escrow side (new identity version, check-and-set, audit) is in
-//! `store`; `cmd` runs the steps in order: open the backup with the old
+//! `escrow::store`; `cli/keys.rs` runs the steps in order: open the backup with the old
 //! identity (fail before anything is written), rotate in OpenBao, re-seal
 //! and deliver here.
 
