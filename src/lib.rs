@@ -27,6 +27,7 @@ pub mod secret;
 pub mod sim;
 pub mod sink;
 pub mod spool;
+pub mod state_dir;
 pub mod status;
 pub mod systemd;
 pub mod text;

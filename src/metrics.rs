@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::sink::ErrorKind;
 use crate::spool::{Journal, Spool};
+use crate::state_dir::{VERIFY_RESULT_FILE, VerifyResult};
 
 /// Every metric family this build exports (as it appears in the exposition).
 pub const METRIC_NAMES: &[&str] = &[
@@ -45,19 +46,6 @@ pub const METRIC_NAMES: &[&str] = &[
     "chanvault_last_verify_timestamp_seconds",
     "chanvault_escrow_operations",
 ];
-
-/// File in `state_dir` where `chanvault verify` records its last result, so
-/// that `watch` can export it (`verify` itself is a separate, timed process).
-pub const VERIFY_RESULT_FILE: &str = "verify-last.json";
-
-/// What `verify` leaves behind for `watch`'s metrics.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct VerifyResult {
-    /// Unix seconds.
-    pub time: i64,
-    pub success: bool,
-    pub failed_checks: usize,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabel {

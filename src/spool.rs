@@ -24,9 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil;
 use crate::scb::sha256_hex;
 
-pub const JOURNAL_FILE: &str = "journal.json";
-pub const BACKUPS_DIR: &str = "backups";
-pub const LOCK_FILE: &str = "lock";
+pub use crate::state_dir::{BACKUPS_DIR, JOURNAL_FILE, LOCK_FILE};
 /// Version of the journal format this build writes and reads.
 pub const JOURNAL_FORMAT: u32 = 1;
 
@@ -282,7 +280,7 @@ impl Spool {
             crash: None,
         };
         // Prove we can write here now, not at the first channel event.
-        let probe = dir.join(".write-probe");
+        let probe = dir.join(crate::state_dir::WRITE_PROBE);
         fsutil::write_atomic(&probe, b"ok", 0o600).map_err(state_err)?;
         fs::remove_file(&probe).map_err(state_err)?;
         spool.recover()?;

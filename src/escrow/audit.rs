@@ -26,8 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fsutil;
 
-pub const AUDIT_FILE: &str = "escrow-audit.jsonl";
-pub const HEAD_FILE: &str = "escrow-audit.head";
+pub use crate::state_dir::{AUDIT_FILE, AUDIT_HEAD_FILE as HEAD_FILE};
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// How much of the file's end we read to find the last line.
 const TAIL_WINDOW: u64 = 64 << 10;

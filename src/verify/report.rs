@@ -140,12 +140,12 @@ pub fn record_result(cfg: &Config, report: &Report) -> Result<(), String> {
     if !cfg.state_dir.is_dir() {
         return Ok(());
     }
-    let result = crate::metrics::VerifyResult {
+    let result = crate::state_dir::VerifyResult {
         time: report.started.timestamp(),
         success: report.success,
         failed_checks: report.checks.iter().filter(|c| c.ok == Some(false)).count(),
     };
-    let path = cfg.state_dir.join(crate::metrics::VERIFY_RESULT_FILE);
+    let path = cfg.state_dir.join(crate::state_dir::VERIFY_RESULT_FILE);
     serde_json::to_vec(&result)
         .map_err(std::io::Error::other)
         .and_then(|b| crate::fsutil::write_atomic(&path, &b, 0o600))

@@ -348,11 +348,11 @@ async fn verify_passes_when_healthy_and_names_each_seeded_fault() {
         0o644
     );
     // The result is left in state_dir for watch's metrics.
-    let last: chanvault::metrics::VerifyResult = serde_json::from_slice(
+    let last: chanvault::state_dir::VerifyResult = serde_json::from_slice(
         &std::fs::read(
             s.f.path()
                 .join("state")
-                .join(chanvault::metrics::VERIFY_RESULT_FILE),
+                .join(chanvault::state_dir::VERIFY_RESULT_FILE),
         )
         .unwrap(),
     )

@@ -436,13 +436,13 @@ async fn metrics_and_health_reflect_the_pipeline() {
         "{text}"
     );
     let state = f.path().join("state");
-    let result = chanvault::metrics::VerifyResult {
+    let result = chanvault::state_dir::VerifyResult {
         time: 1_700_000_000,
         success: true,
         failed_checks: 0,
     };
     std::fs::write(
-        state.join(chanvault::metrics::VERIFY_RESULT_FILE),
+        state.join(chanvault::state_dir::VERIFY_RESULT_FILE),
         serde_json::to_vec(&result).unwrap(),
     )
     .unwrap();
