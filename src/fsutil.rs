@@ -8,6 +8,29 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// The CA certificates a PEM bundle holds (`cacert` settings): at least one,
+/// or an error that says which was wrong.
+pub fn read_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, CaBundleError> {
+    let pem = fs::read(path).map_err(CaBundleError::Read)?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| CaBundleError::NotPem(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(CaBundleError::Empty);
+    }
+    Ok(certs)
+}
+
+/// Why a CA bundle could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaBundleError {
+    #[error("cannot read it: {0}")]
+    Read(io::Error),
+    #[error("not a PEM certificate: {0}")]
+    NotPem(String),
+    #[error("no PEM certificate in it")]
+    Empty,
+}
+
 /// Suffix of in-flight temp files; anything carrying it is garbage after a crash.
 pub const TEMP_SUFFIX: &str = ".tmp";
 

@@ -218,7 +218,7 @@ impl LndClient {
         if let Some(src) = std::error::Error::source(s) {
             return LndError::Unreachable {
                 address: self.settings.address.clone(),
-                detail: format!("{}: {}", s.message(), error_chain(src)),
+                detail: format!("{}: {}", s.message(), crate::text::error_chain(src)),
             };
         }
         // LND's text goes into errors and logs: one line, whatever it sent.
@@ -733,22 +733,8 @@ impl ServerCertVerifier for PinnedCert {
     }
 }
 
-/// The whole source chain of an error on one line, without repeats.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![];
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
-}
-
 fn connect_error(settings: &LndSettings, e: &tonic::transport::Error) -> LndError {
-    let detail = error_chain(e);
+    let detail = crate::text::error_chain(e);
     if detail.contains(PIN_MISMATCH) {
         return LndError::TlsMismatch {
             address: settings.address.clone(),

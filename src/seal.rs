@@ -26,7 +26,7 @@ use crate::secret::{SecretBytes, SecretString};
 /// Largest identity file we will read. Real ones are < 20 KiB (a 16384-bit
 /// RSA key); anything bigger is the wrong file, and reading it whole into
 /// memory would be pointless.
-const IDENTITY_FILE_LIMIT: u64 = 1 << 20;
+pub const IDENTITY_FILE_LIMIT: u64 = 1 << 20;
 
 /// Largest recipients file we will read, for the same reason.
 const RECIPIENTS_FILE_LIMIT: u64 = 1 << 20;

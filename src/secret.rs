@@ -19,6 +19,42 @@ pub fn set_non_dumpable() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Largest one-line secret file read ([`read_secret_line`]).
+pub const SECRET_FILE_LIMIT: u64 = 64 << 10;
+
+/// Why a one-line secret file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("is not UTF-8 text")]
+    NotUtf8,
+    #[error("is larger than {SECRET_FILE_LIMIT} bytes")]
+    TooLarge,
+    #[error("is empty")]
+    Empty,
+}
+
+/// A secret kept in a file of its own (a token, a password, `user:pass`),
+/// as systemd credentials hand them over: read with a bound, trimmed of
+/// surrounding white space, zeroized. The caller names the file in its
+/// error.
+pub fn read_secret_line(path: &std::path::Path) -> Result<SecretString, SecretFileError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut buf = Zeroizing::new(Vec::new());
+    f.take(SECRET_FILE_LIMIT + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > SECRET_FILE_LIMIT {
+        return Err(SecretFileError::TooLarge);
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| SecretFileError::NotUtf8)?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(SecretFileError::Empty);
+    }
+    Ok(SecretString::new(trimmed.to_owned()))
+}
+
 /// Secret bytes (macaroons, plaintext channel backups, identity files).
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
 

@@ -446,7 +446,7 @@ impl Inner {
             .identity(Identity::from_pem(&self.cert_pem, self.key_pem.as_slice()));
         let mut builder = Server::builder()
             .tls_config(tls)
-            .map_err(|e| tls_err(crate::lnd::error_chain(&e)))?;
+            .map_err(|e| tls_err(crate::text::error_chain(&e)))?;
         let svc = hostile::Hostile {
             inner: LightningServer::new(SimService {
                 shared: self.shared.clone(),

@@ -20,9 +20,40 @@ pub fn one_line(s: &str) -> String {
     out
 }
 
+/// The whole source chain of an error on one line: each cause once (a
+/// cause whose text an earlier one already holds is left out), joined by
+/// ": ", with [`one_line`] applied.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![];
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    one_line(&parts.join(": "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(&'static str, #[source] Option<Box<Layer>>);
+
+    #[test]
+    fn error_chain_names_each_cause_once_on_one_line() {
+        let inner = Layer("connection refused\n(os error 111)", None);
+        let mid = Layer("connection refused\n(os error 111)", Some(Box::new(inner)));
+        let top = Layer("cannot reach it", Some(Box::new(mid)));
+        assert_eq!(
+            error_chain(&top),
+            "cannot reach it: connection refused\\n(os error 111)"
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {

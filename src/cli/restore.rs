@@ -106,9 +106,6 @@ pub async fn identities(
     restore::escrowed_identity(cfg, name, envelope.as_ref()).await
 }
 
-/// Largest identity file read here (same bound as the seal module's).
-const IDENTITY_FILE_LIMIT: u64 = 1024 * 1024;
-
 /// An identity file encrypted with a passphrase (`age -p`, as age-keygen's
 /// output is often stored): ask for the passphrase on the terminal and parse
 /// what it opens. `None` when the file is not passphrase-encrypted.
@@ -119,7 +116,7 @@ fn passphrase_identity(path: &Path) -> Result<Option<Identities>, RestoreError> 
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    file.take(IDENTITY_FILE_LIMIT + 1)
+    file.take(crate::seal::IDENTITY_FILE_LIMIT + 1)
         .read_to_end(&mut bytes)
         .map_err(read_err)?;
     let reader = age::armor::ArmoredReader::new(&bytes[..]);

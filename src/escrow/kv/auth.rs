@@ -14,8 +14,6 @@ use crate::secret::SecretString;
 
 /// Renew the token when less than this fraction of its TTL is left.
 const RENEW_WHEN_LEFT: f64 = 0.5;
-/// Largest token/role-id/secret-id file we read.
-const CREDENTIAL_FILE_LIMIT: u64 = 64 << 10;
 
 /// What the token can do and until when.
 pub(super) struct TokenState {
@@ -55,31 +53,23 @@ struct LookupSelf {
 
 /// Read a credential file (token, role-id, secret-id), trimmed, zeroized.
 pub fn read_credential(what: &'static str, path: &Path) -> Result<SecretString, KvError> {
-    use std::io::Read;
-    let err = |source| KvError::ReadCredential {
-        what,
-        path: path.to_path_buf(),
-        source,
-    };
-    let f = std::fs::File::open(path).map_err(err)?;
-    let mut buf = Zeroizing::new(Vec::new());
-    f.take(CREDENTIAL_FILE_LIMIT)
-        .read_to_end(&mut buf)
-        .map_err(err)?;
-    let text = std::str::from_utf8(&buf).map_err(|_| {
-        err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not UTF-8 text",
-        ))
-    })?;
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Err(KvError::EmptyCredential {
+    use crate::secret::SecretFileError;
+    crate::secret::read_secret_line(path).map_err(|e| match e {
+        SecretFileError::Empty => KvError::EmptyCredential {
             what,
             path: path.to_path_buf(),
-        });
-    }
-    Ok(SecretString::new(trimmed.to_owned()))
+        },
+        SecretFileError::Io(source) => KvError::ReadCredential {
+            what,
+            path: path.to_path_buf(),
+            source,
+        },
+        other => KvError::ReadCredential {
+            what,
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+        },
+    })
 }
 
 impl KvClient {

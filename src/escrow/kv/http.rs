@@ -121,12 +121,12 @@ impl KvClient {
                     seconds: self.timeout_seconds,
                 }
             } else if e.is_decode() || e.is_body() {
-                self.malformed(path, &error_chain(&e))
+                self.malformed(path, &crate::text::error_chain(&e))
             } else {
                 KvError::Unreachable {
                     address: self.address.clone(),
                     path: path.to_owned(),
-                    detail: error_chain(&e),
+                    detail: crate::text::error_chain(&e),
                 }
             }
         };
@@ -200,18 +200,4 @@ pub(super) fn serialize_zeroizing<T: serde::Serialize>(
 pub fn json_body(fields: &[(&str, &str)]) -> Result<Zeroizing<Vec<u8>>, KvError> {
     let map: BTreeMap<&str, &str> = fields.iter().copied().collect();
     serialize_zeroizing(&map).map_err(KvError::Config)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s.replace('\n', " ")
 }

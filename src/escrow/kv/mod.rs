@@ -185,21 +185,15 @@ impl KvClient {
             .no_proxy()
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = cfg.effective_cacert() {
-            let pem = std::fs::read(&ca).map_err(|e| KvError::CaCert {
+            use crate::fsutil::CaBundleError;
+            let certs = crate::fsutil::read_ca_bundle(&ca).map_err(|e| KvError::CaCert {
                 path: ca.clone(),
-                detail: e.to_string(),
+                detail: match e {
+                    CaBundleError::Read(e) => e.to_string(),
+                    CaBundleError::NotPem(e) => e,
+                    CaBundleError::Empty => e.to_string(),
+                },
             })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| KvError::CaCert {
-                    path: ca.clone(),
-                    detail: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(KvError::CaCert {
-                    path: ca,
-                    detail: "no PEM certificate in it".into(),
-                });
-            }
             builder = builder.tls_certs_only(certs);
         }
         let http = builder

@@ -77,7 +77,7 @@ impl LockError {
     /// A request that got no answer.
     fn sent(what: &str, e: reqwest::Error) -> Self {
         let e = e.without_url();
-        Self::http(format!("{what}: {}", crate::lnd::error_chain(&e)), &e)
+        Self::http(format!("{what}: {}", crate::text::error_chain(&e)), &e)
     }
 
     /// An answer that is not a success.

@@ -36,7 +36,6 @@ use rustic_core::{
     BackupOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, ParentOptions, Repository,
     RusticError, SnapshotOptions,
 };
-use zeroize::Zeroizing;
 
 use crate::config::ResticTargetConfig;
 use crate::pipeline::short;
@@ -483,18 +482,14 @@ fn rustic_kind(e: &RusticError) -> ErrorKind {
     ErrorKind::Other
 }
 
-/// A secret from the first line of a file, trimmed like restic's `--password-file`.
+/// A secret from a file of its own, trimmed like restic's `--password-file`.
 fn read_secret(path: &Path, key: &str) -> Result<SecretString, String> {
-    let bytes = Zeroizing::new(
-        std::fs::read(path).map_err(|e| format!("cannot read {key} {}: {e}", path.display()))?,
-    );
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| format!("{key} {} is not UTF-8 text", path.display()))?;
-    let line = text.trim();
-    if line.is_empty() {
-        return Err(format!("{key} {} is empty", path.display()));
-    }
-    Ok(SecretString::new(line.to_string()))
+    crate::secret::read_secret_line(path).map_err(|e| match e {
+        crate::secret::SecretFileError::Io(e) => {
+            format!("cannot read {key} {}: {e}", path.display())
+        }
+        other => format!("{key} {} {other}", path.display()),
+    })
 }
 
 fn jiff_time(t: DateTime<Utc>) -> rustic_core::jiff::Timestamp {

@@ -56,19 +56,19 @@ impl ResticTarget {
             .timeout(self.request_timeout())
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &self.cfg.cacert {
-            let pem = std::fs::read(ca).map_err(|e| {
-                self.err(format!("cannot read cacert {}: {e}", ca.display()))
-                    .with_kind(ErrorKind::of_io(&e))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                self.err(format!(
+            use crate::fsutil::CaBundleError;
+            let certs = crate::fsutil::read_ca_bundle(ca).map_err(|e| match e {
+                CaBundleError::Read(e) => self
+                    .err(format!("cannot read cacert {}: {e}", ca.display()))
+                    .with_kind(ErrorKind::of_io(&e)),
+                CaBundleError::NotPem(e) => self.err(format!(
                     "cacert {} is not a PEM certificate: {e}",
                     ca.display()
-                ))
+                )),
+                CaBundleError::Empty => {
+                    self.err(format!("cacert {} holds no PEM certificate", ca.display()))
+                }
             })?;
-            if certs.is_empty() {
-                return Err(self.err(format!("cacert {} holds no PEM certificate", ca.display())));
-            }
             for c in certs {
                 builder = builder.add_root_certificate(c);
             }
@@ -95,7 +95,7 @@ impl ResticTarget {
     /// A clear error for a REST failure (the URL never carries credentials).
     pub(super) fn http_err(&self, what: &str, e: reqwest::Error) -> TargetError {
         let (is_connect, is_timeout) = (e.is_connect(), e.is_timeout());
-        let chain = crate::lnd::error_chain(&e.without_url());
+        let chain = crate::text::error_chain(&e.without_url());
         let lower = chain.to_lowercase();
         let repo = &self.cfg.repository;
         if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
