@@ -8,18 +8,20 @@
 // No unwrap/expect on paths that handle input; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+// What the binary, the tests, the fuzz targets and the bench use is public;
+// the rest is the crate's own.
 pub mod cli;
 pub mod config;
-pub mod deliver;
+mod deliver;
 pub mod escrow;
 pub mod fsutil;
-pub mod init;
+mod init;
 pub mod lnd;
 pub mod metrics;
 pub mod pipeline;
 pub mod progress;
 pub mod restore;
-pub mod rotate;
+mod rotate;
 pub mod scb;
 pub mod seal;
 pub mod secret;
@@ -28,8 +30,8 @@ pub mod sim;
 pub mod sink;
 pub mod spool;
 pub mod state_dir;
-pub mod status;
-pub mod systemd;
-pub mod text;
+mod status;
+mod systemd;
+mod text;
 pub mod verify;
 pub mod watch;
