@@ -23,6 +23,7 @@ mod hostile;
 mod identity;
 mod service;
 mod standalone;
+mod state;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -46,7 +47,8 @@ use zeroize::Zeroizing;
 
 use crate::lnd::proto::lightning_server::LightningServer;
 use crate::scb::ChanPoint;
-use service::{Rpc, Shared, SimService};
+use service::{Rpc, SimService};
+use state::Shared;
 
 pub use hostile::HostileStream;
 pub use standalone::run_standalone;
