@@ -5,25 +5,13 @@
 //! Golden files live in tests/golden/; regenerate with `CHANVAULT_BLESS=1 cargo test --test suite cli::`.
 
 use crate::common::golden;
+use crate::common::{bin, run};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::common::{Fixture, Watch, eventually};
 use chanvault::sim::{SimOptions, Simulator};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
-    c.env_remove("RUST_LOG").stdin(Stdio::null());
-    c
-}
-
-/// Run the binary off the async threads (the simulator lives on them).
-async fn run(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || bin().args(&args).output().expect("binary runs"))
-        .await
-        .expect("join")
-}
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()

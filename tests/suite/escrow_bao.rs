@@ -4,26 +4,16 @@
 //! only fake is a one-shot TCP responder that sends a malformed reply.
 
 use crate::common::bao;
+use crate::common::bin;
 use bao::{multisig, origin_key};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::common::vectors::{ABANDON, LEGAL, LETTER, LND_AEZEED};
 use bao::Bao;
 use chanvault::escrow::material::{Kind, Material, Network, ParseOptions};
 use chanvault::secret::SecretString;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
-    c.env_remove("RUST_LOG")
-        .env_remove("BAO_ADDR")
-        .env_remove("VAULT_ADDR")
-        .env_remove("BAO_CACERT")
-        .env_remove("VAULT_CACERT")
-        .stdin(Stdio::null());
-    c
-}
 
 struct Env {
     bao: Bao,

@@ -3,22 +3,10 @@
 //! (exit 0), an identity (0600) whose recipient is in the config, and it
 //! refuses to overwrite either.
 
+use crate::common::{bin, run};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
 
 use chanvault::sim::{SimOptions, Simulator};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
-    c.env_remove("RUST_LOG").stdin(Stdio::null());
-    c
-}
-
-async fn run(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || bin().args(&args).output().expect("binary runs"))
-        .await
-        .expect("join")
-}
 
 fn s(p: &std::path::Path) -> String {
     p.display().to_string()

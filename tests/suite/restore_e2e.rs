@@ -3,18 +3,13 @@
 //! chanvault from scratch). The state dir is "lost" before restoring; every
 //! failure class has its own exit code.
 
+use crate::common::bin;
 use crate::common::{golden, text};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::common::Fixture;
 use chanvault::config::TargetConfig;
 use chanvault::sink::restic::ResticTarget;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
-    c.env_remove("RUST_LOG").stdin(Stdio::null());
-    c
-}
 
 async fn run(f: &Fixture, argv: &[&str]) -> Output {
     let mut args: Vec<String> = argv.iter().map(|s| s.to_string()).collect();

@@ -23,6 +23,7 @@
 //! (`CHANVAULT_TORTURE_KILLS`); the documented long run is 1000:
 //! `CHANVAULT_TORTURE_KILLS=1000 cargo test --release --test torture_kill -- --nocapture`.
 
+use crate::common::bin;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,12 +45,6 @@ const RESTIC_PASSWORD: &str = "torture-repo-password";
 const MAX_RUN_MS: u64 = 700;
 const MAX_CHANNELS: usize = 12;
 const SETTLE_SECS: u64 = 60;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
-    c.env_remove("RUST_LOG").stdin(Stdio::null());
-    c
-}
 
 fn restic_available() -> bool {
     Command::new("restic")

@@ -6,6 +6,7 @@
 //! its own reason and exit code.
 
 use crate::common::bao;
+use crate::common::bin;
 use crate::common::text;
 use bao::{multisig, origin_key};
 use std::net::TcpListener;
@@ -72,15 +73,6 @@ impl Drop for Rclone {
             let _ = c.wait();
         }
     }
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_chanvault"));
-    c.env_remove("RUST_LOG")
-        .env_remove("BAO_ADDR")
-        .env_remove("VAULT_ADDR")
-        .stdin(Stdio::null());
-    c
 }
 
 struct Setup {

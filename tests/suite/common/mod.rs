@@ -239,3 +239,24 @@ pub fn text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// The chanvault binary under test, with nothing from the caller's
+/// environment that would point it elsewhere (log filter, OpenBao address
+/// or CA) and no stdin.
+pub fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_chanvault"));
+    c.env_remove("RUST_LOG")
+        .env_remove("BAO_ADDR")
+        .env_remove("VAULT_ADDR")
+        .env_remove("BAO_CACERT")
+        .env_remove("VAULT_CACERT")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// Run the binary off the async threads (the simulator lives on them).
+pub async fn run(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || bin().args(&args).output().expect("binary runs"))
+        .await
+        .expect("join")
+}
