@@ -31,7 +31,7 @@ let
     "backup.schedule" "backup.keep"
     "seal.recipients" "seal.recipients_files"
     "delivery.retry_initial_seconds" "delivery.retry_max_seconds" "delivery.timeout_seconds"
-    "delivery.min_interval_ms"
+    "delivery.min_interval_ms" "delivery.shutdown_grace_seconds"
     "metrics.enabled" "metrics.listen"
     "target.name" "target.kind" "target.path" "target.repository" "target.password_file"
     "target.cacert" "target.http_credentials_file" "target.host" "target.tags" "target.forget_keep_last"

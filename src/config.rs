@@ -26,6 +26,8 @@ pub const DEFAULT_RETRY_INITIAL_SECONDS: u64 = 2;
 pub const DEFAULT_RETRY_MAX_SECONDS: u64 = 300;
 pub const DEFAULT_DELIVERY_TIMEOUT_SECONDS: u64 = 120;
 pub const DEFAULT_MIN_INTERVAL_MS: u64 = 500;
+/// Default time each target has at shutdown to receive what is pending.
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 25;
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 /// Default cap of the LND reconnect delay.
 pub const DEFAULT_RECONNECT_MAX_SECONDS: u64 = 60;
@@ -199,6 +201,11 @@ pub struct DeliveryConfig {
     /// events each target gets the newest state at most this often.
     #[serde(default = "default_min_interval")]
     pub min_interval_ms: u64,
+    /// At shutdown (SIGTERM), how long each target may take to receive what
+    /// is still pending, without pacing; what cannot go out in time stays in
+    /// the spool and is named in the log.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -208,6 +215,7 @@ impl Default for DeliveryConfig {
             retry_max_seconds: default_retry_max(),
             timeout_seconds: default_delivery_timeout(),
             min_interval_ms: default_min_interval(),
+            shutdown_grace_seconds: default_shutdown_grace(),
         }
     }
 }
@@ -299,6 +307,9 @@ fn default_delivery_timeout() -> u64 {
 }
 fn default_min_interval() -> u64 {
     DEFAULT_MIN_INTERVAL_MS
+}
+fn default_shutdown_grace() -> u64 {
+    DEFAULT_SHUTDOWN_GRACE_SECONDS
 }
 fn default_request_timeout() -> u64 {
     DEFAULT_REQUEST_TIMEOUT_SECONDS
@@ -421,6 +432,12 @@ impl Config {
             return Err(self.invalid(
                 "delivery.min_interval_ms",
                 "must be at most 60000 (a minute); 0 uploads every change",
+            ));
+        }
+        if d.shutdown_grace_seconds > 600 {
+            return Err(self.invalid(
+                "delivery.shutdown_grace_seconds",
+                "must be at most 600 (systemd's stop timeout must cover it)",
             ));
         }
         if let Some(e) = &self.escrow {

@@ -151,6 +151,9 @@ pub struct Pacing {
     pub timeout: Duration,
     /// Least time between the starts of two deliveries.
     pub min_interval: Duration,
+    /// At shutdown, how long the worker may spend delivering what is still
+    /// pending (without pacing) before it gives up and says what stays behind.
+    pub flush_grace: Duration,
 }
 
 /// The long-running worker of one target.
@@ -166,13 +169,14 @@ pub async fn run_worker(
         mut backoff,
         timeout,
         min_interval,
+        flush_grace,
     } = pacing;
     let name = target.name().to_string();
     let mut last_error: Option<String> = None;
     let mut last_start: Option<tokio::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
-            return;
+            break;
         }
         wake.mark_unchanged();
         let sp = spool.clone();
@@ -191,7 +195,7 @@ pub async fn run_worker(
         let Some(next) = pending.first() else {
             tokio::select! {
                 _ = wake.changed() => continue,
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             }
         };
         // During a burst, wait out the interval and then send whatever is
@@ -201,7 +205,7 @@ pub async fn run_worker(
         {
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => continue,
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             }
         }
         last_start = Some(tokio::time::Instant::now());
@@ -233,8 +237,69 @@ pub async fn run_worker(
                 record_failure(&spool, &name, &e, wait).await;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {},
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => break,
                 }
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + flush_grace;
+    flush(target.as_ref(), &spool, &metrics, timeout, deadline).await;
+}
+
+/// At shutdown: deliver what is pending now, without pacing, until nothing
+/// is left, a delivery fails or `deadline` passes. A node that is shut down
+/// for good must not leave its last channel state on no target. What cannot
+/// go out is said, and stays in the spool for the next start.
+async fn flush(
+    target: &dyn Target,
+    spool: &Arc<Spool>,
+    metrics: &Metrics,
+    timeout: Duration,
+    deadline: tokio::time::Instant,
+) {
+    let name = target.name().to_string();
+    loop {
+        let (sp, n) = (spool.clone(), name.clone());
+        let pending = match blocking(move || sp.pending_for(&n)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::error!(target = %name, error = %e, "at shutdown: cannot read the spool journal");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(target = %name, error = %e, "at shutdown: cannot read the spool journal");
+                return;
+            }
+        };
+        let Some(next) = pending.first() else {
+            return;
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            tracing::warn!(
+                target = %name,
+                backup = short(&next.record.id),
+                pending = pending.len(),
+                "not delivered before shutdown: no time left; it stays pending in the spool for the next start"
+            );
+            return;
+        }
+        match deliver_one(target, spool, metrics, next, timeout.min(left)).await {
+            Ok(receipt) => tracing::info!(
+                target = %name,
+                backup = short(&next.record.id),
+                channels = next.record.channels,
+                location = %receipt.location,
+                "delivered at shutdown"
+            ),
+            Err(e) => {
+                tracing::warn!(
+                    target = %name,
+                    backup = short(&next.record.id),
+                    error = %e,
+                    "not delivered before shutdown; it stays pending in the spool for the next start"
+                );
+                return;
             }
         }
     }

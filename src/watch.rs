@@ -27,8 +27,9 @@ pub const RECONNECT_INITIAL: Duration = Duration::from_secs(1);
 /// A link that stayed up this long before it broke starts its reconnect
 /// backoff afresh.
 const STABLE_LINK: Duration = Duration::from_secs(60);
-/// How long shutdown waits for delivery workers to finish their step.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How much longer than `delivery.shutdown_grace_seconds` shutdown waits for
+/// the delivery workers before it aborts them: time to log what stays behind.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -143,7 +144,10 @@ impl Agent {
                 path: self.cfg.source.display().to_string(),
                 message,
             })?;
-        let mut workers = self.spawn_background(&shutdown)?;
+        // The delivery workers stop only once nothing more can be stored, so
+        // that what the loop stores last is in what they flush.
+        let (stop_workers, workers_stop) = watch::channel(false);
+        let mut workers = self.spawn_background(&shutdown, &workers_stop)?;
         // Anything pending from before a restart goes out now.
         self.pipeline.wake();
         tracing::info!(
@@ -196,8 +200,9 @@ impl Agent {
         }
 
         crate::systemd::notify_stopping();
-        tracing::info!("shutting down: waiting for deliveries in flight");
-        let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        tracing::info!("shutting down: delivering what is pending");
+        let _ = stop_workers.send(true);
+        let joined = tokio::time::timeout(self.shutdown_grace() + SHUTDOWN_MARGIN, async {
             while workers.join_next().await.is_some() {}
         })
         .await;
@@ -210,10 +215,12 @@ impl Agent {
     }
 
     /// The tasks that live as long as `watch`: one delivery worker per
-    /// target, the metrics server, the systemd watchdog.
+    /// target (stopped by `workers_stop`), the metrics server and the
+    /// systemd watchdog (stopped by `shutdown`).
     fn spawn_background(
         &mut self,
         shutdown: &watch::Receiver<bool>,
+        workers_stop: &watch::Receiver<bool>,
     ) -> Result<JoinSet<()>, AgentError> {
         let mut workers = JoinSet::new();
         for t in &self.targets {
@@ -222,11 +229,12 @@ impl Agent {
                 self.spool().clone(),
                 self.pipeline.metrics().clone(),
                 self.pipeline.subscribe(),
-                shutdown.clone(),
+                workers_stop.clone(),
                 deliver::Pacing {
                     backoff: self.retry_backoff(),
                     timeout: self.delivery_timeout(),
                     min_interval: Duration::from_millis(self.cfg.delivery.min_interval_ms),
+                    flush_grace: self.shutdown_grace(),
                 },
             ));
         }
@@ -253,6 +261,10 @@ impl Agent {
             workers.spawn(crate::systemd::watchdog(every, shutdown.clone()));
         }
         Ok(workers)
+    }
+
+    fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.cfg.delivery.shutdown_grace_seconds)
     }
 
     fn retry_backoff(&self) -> Backoff {

@@ -153,8 +153,16 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    rt.block_on(run(cli.command))
+    let code = rt.block_on(run(cli.command));
+    // A blocking call may still hang (a target's HTTP request with a long
+    // timeout). What matters is delivered or recorded as pending by now, so
+    // the exit does not wait for it: dropping the runtime would.
+    rt.shutdown_timeout(RUNTIME_STOP);
+    code
 }
+
+/// How long the exit waits for blocking work still running.
+const RUNTIME_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn init_logging(level: Option<&str>, default_level: &str) {
     use std::io::IsTerminal;

@@ -22,6 +22,7 @@ mod recovery_stock_tools;
 mod restic_target;
 mod restore_e2e;
 mod secret_hygiene;
+mod shutdown;
 mod systemd_notify;
 mod torture_kill;
 mod verify_drill;
