@@ -32,6 +32,10 @@ pub const JOURNAL_FORMAT: u32 = 1;
 pub enum SpoolError {
     #[error("state dir {path} is not usable: {source}")]
     StateDir { path: PathBuf, source: io::Error },
+    #[error(
+        "state dir {path} does not exist: nothing was stored here yet, or it was lost (a read-only command never creates it)"
+    )]
+    NoStateDir { path: PathBuf },
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -50,6 +54,21 @@ pub enum SpoolError {
     #[cfg(test)]
     #[error("simulated crash at {0:?}")]
     Crash(CrashPoint),
+}
+
+/// The journal in `state_dir`, read only (no lock, nothing created or
+/// swept): `None` when there is none yet. For `status` and `verify`.
+pub fn read_journal(state_dir: &Path) -> Result<Option<Journal>, SpoolError> {
+    let path = state_dir.join(JOURNAL_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => parse_journal_at(&bytes, path).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SpoolError::Io {
+            op: "read",
+            path,
+            source,
+        }),
+    }
 }
 
 /// Parse and validate journal bytes (untrusted: whatever is on disk). Errors

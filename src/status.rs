@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::pipeline::short;
-use crate::spool::{BackupRecord, Spool, SpoolError};
+use crate::spool::{BackupRecord, SpoolError};
 
 #[derive(Debug, Serialize)]
 pub struct BackupSummary {
@@ -57,9 +57,14 @@ pub struct Status {
 }
 
 impl Status {
+    /// Read only: creates, locks and sweeps nothing.
     pub fn read(cfg: &Config) -> Result<Self, SpoolError> {
-        let spool = Spool::open(&cfg.state_dir, cfg.backup.keep)?;
-        let j = spool.journal()?;
+        if !cfg.state_dir.is_dir() {
+            return Err(SpoolError::NoStateDir {
+                path: cfg.state_dir.clone(),
+            });
+        }
+        let j = crate::spool::read_journal(&cfg.state_dir)?.unwrap_or_default();
         let targets = cfg
             .targets
             .iter()

@@ -47,6 +47,8 @@ pub const VERIFY_STALE: u8 = 25;
 pub const VERIFY_ESCROW: u8 = 26;
 /// `verify`: LND could not be asked (unreachable, credentials).
 pub const VERIFY_LND_UNREACHABLE: u8 = 27;
+/// `verify`: the state dir is gone (journal and audit log lost), and `--no-spool` was not given.
+pub const VERIFY_STATE_LOST: u8 = 28;
 
 /// The code of a failed `restore`.
 pub fn of_restore(e: &RestoreError) -> u8 {
@@ -73,6 +75,7 @@ pub fn of_verify(class: Class) -> u8 {
         Class::Stale => VERIFY_STALE,
         Class::Escrow => VERIFY_ESCROW,
         Class::LndUnreachable => VERIFY_LND_UNREACHABLE,
+        Class::StateLost => VERIFY_STATE_LOST,
     }
 }
 
@@ -96,6 +99,7 @@ mod tests {
             Class::Stale,
             Class::Escrow,
             Class::LndUnreachable,
+            Class::StateLost,
         ];
         for pair in classes.windows(2) {
             assert!(pair[0] < pair[1], "{pair:?}");

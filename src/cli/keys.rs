@@ -613,6 +613,12 @@ pub fn audit(cmd: AuditCommand) -> Result<(), String> {
         AuditCommand::Verify(c) => {
             let cfg = load(&c.config)?;
             let log = AuditLog::new(&cfg.state_dir);
+            if !log.exists() {
+                return Err(format!(
+                    "no audit log at {}: nothing was escrowed from this machine, or its state dir was lost",
+                    log.path().display()
+                ));
+            }
             let entries = log.verify().map_err(|e| e.to_string())?;
             println!(
                 "{}: {} record(s), hash chain intact",

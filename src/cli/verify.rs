@@ -22,6 +22,9 @@ pub struct VerifyArgs {
     /// Also do a full restore fetch from each target into a temp dir, from scratch.
     #[arg(long)]
     pub drill: bool,
+    /// This is a fresh recovery machine: do not require the state dir (journal, audit log).
+    #[arg(long)]
+    pub no_spool: bool,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -71,7 +74,12 @@ pub async fn run(a: VerifyArgs) -> u8 {
         }
     };
     let progress: &dyn Progress = if a.json { &Quiet } else { &Stderr };
-    let report = crate::verify::verify(&cfg, &a.identity, a.drill, progress).await;
+    let opts = crate::verify::Options {
+        identity_files: a.identity.clone(),
+        drill: a.drill,
+        no_spool: a.no_spool,
+    };
+    let report = crate::verify::verify(&cfg, &opts, progress).await;
     if let Err(e) = crate::verify::record_result(&cfg, &report) {
         eprintln!("chanvault: warning: {e}");
     }

@@ -117,6 +117,11 @@ impl AuditLog {
         &self.path
     }
 
+    /// Whether there is a log (or its head) at all.
+    pub fn exists(&self) -> bool {
+        self.path.exists() || self.head.exists()
+    }
+
     fn io(&self, source: io::Error) -> AuditError {
         AuditError::Io {
             path: self.path.clone(),

@@ -17,14 +17,30 @@ use crate::restore::{self, Listed, RestoreError};
 use crate::scb::{ChanPoint, sha256_hex};
 use crate::seal::Identities;
 use crate::secret::SecretBytes;
-use crate::spool::{BackupRecord, JOURNAL_FILE, Journal};
+use crate::spool::{BackupRecord, Journal};
 
 /// An identity source and what it is called in the table.
 pub(super) type Labeled = (String, Identities);
 
-/// The audit chain first: a broken chain is the root cause of whatever follows.
-pub(super) fn audit_chain(cfg: &Config, rows: &mut Rows) {
+/// The audit chain first: a broken chain is the root cause of whatever
+/// follows. With an escrow configured the log must exist, unless this is a
+/// fresh recovery machine (`--no-spool`).
+pub(super) fn audit_chain(cfg: &Config, no_spool: bool, rows: &mut Rows) {
     let log = AuditLog::new(&cfg.state_dir);
+    if !log.exists() {
+        let detail = format!("no audit log at {}", log.path().display());
+        if cfg.escrow.is_some() && !no_spool {
+            rows.fail(
+                "escrow",
+                "audit-chain",
+                Class::Audit,
+                format!("{detail}: the record of every escrow access is lost"),
+            );
+        } else {
+            rows.skip("escrow", "audit-chain", Class::Audit, detail);
+        }
+        return;
+    }
     match log.verify() {
         Ok(entries) => rows.pass(
             "escrow",
@@ -143,18 +159,34 @@ pub(super) async fn escrow(
     escrowed
 }
 
-/// The spool's journal, when this machine has one.
-pub(super) fn spool(state_dir: &Path, rows: &mut Rows) -> Option<Journal> {
-    let p = state_dir.join(JOURNAL_FILE);
-    let read = match std::fs::read(&p) {
-        Ok(b) => crate::spool::parse_journal(&b)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", p.display())),
-    };
-    read.unwrap_or_else(|e| {
-        rows.fail("spool", "spool", Class::Integrity, e);
+/// The spool's journal. A state dir the config names but that is gone has
+/// lost the journal (and the audit log): a failure, unless the user says
+/// this is a fresh recovery machine (`--no-spool`).
+pub(super) fn spool(state_dir: &Path, no_spool: bool, rows: &mut Rows) -> Option<Journal> {
+    if !state_dir.exists() {
+        let (ok, detail) = if no_spool {
+            (
+                None,
+                format!(
+                    "no state dir {} (--no-spool: a fresh recovery machine)",
+                    state_dir.display()
+                ),
+            )
+        } else {
+            (
+                Some(false),
+                format!(
+                    "state dir {} is gone: the journal and the escrow audit log are lost; \
+                     on a fresh recovery machine, pass --no-spool",
+                    state_dir.display()
+                ),
+            )
+        };
+        rows.push("spool", "spool", ok, Class::StateLost, detail);
+        return None;
+    }
+    crate::spool::read_journal(state_dir).unwrap_or_else(|e| {
+        rows.fail("spool", "spool", Class::Integrity, e.to_string());
         None
     })
 }
@@ -204,7 +236,7 @@ pub(super) fn newest_present(
     let backups = match listing {
         Ok(b) => b,
         Err(e) => {
-            rows.fail(name, "newest-present", Class::Target, e.to_string());
+            rows.fail(name, "readable", Class::Target, e.to_string());
             return None;
         }
     };
@@ -279,7 +311,7 @@ pub(super) async fn integrity(
                 if class == Class::Integrity {
                     "integrity"
                 } else {
-                    "newest-present"
+                    "readable"
                 },
                 class,
                 e.to_string(),
@@ -305,8 +337,10 @@ pub(super) fn decrypt(
     rows: &mut Rows,
 ) -> Option<SecretBytes> {
     let mut plain = None;
+    // No escrowed identity could be read: the escrow rows say why and carry
+    // the failure (the root cause); this row only points there.
     if cfg.escrow.is_some() && escrowed.is_empty() {
-        rows.fail(
+        rows.skip(
             name,
             "decrypt-escrowed",
             Class::Decrypt,
@@ -331,12 +365,12 @@ pub(super) fn decrypt(
         }
     }
     if escrowed.is_empty() && offline.is_empty() {
-        rows.skip(
-            name,
-            "decrypt",
-            Class::Decrypt,
-            "no identity: configure [escrow] with an age-identity item or pass --identity".into(),
-        );
+        let detail = if cfg.escrow.is_some() {
+            "no identity: the escrow could not be read (see the escrow rows) and no --identity was given"
+        } else {
+            "no identity: configure [escrow] with an age-identity item or pass --identity"
+        };
+        rows.skip(name, "decrypt", Class::Decrypt, detail.into());
     }
     plain
 }

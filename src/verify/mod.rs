@@ -41,19 +41,26 @@ struct Context<'a> {
     drill: bool,
 }
 
+/// What the drill is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Offline identities that must also open every backup.
+    pub identity_files: Vec<PathBuf>,
+    /// Also a `restore fetch` from scratch per target.
+    pub drill: bool,
+    /// This is a fresh recovery machine: no state dir is expected.
+    pub no_spool: bool,
+}
+
 /// Run every check. Never fails as a whole: problems are rows.
-pub async fn verify(
-    cfg: &Config,
-    identity_files: &[PathBuf],
-    drill: bool,
-    progress: &dyn Progress,
-) -> Report {
+pub async fn verify(cfg: &Config, opts: &Options, progress: &dyn Progress) -> Report {
     let started = Utc::now();
+    let drill = opts.drill;
     let mut rows = Rows(Vec::new());
-    checks::audit_chain(cfg, &mut rows);
-    let offline = checks::offline_identities(identity_files, &mut rows);
+    checks::audit_chain(cfg, opts.no_spool, &mut rows);
+    let offline = checks::offline_identities(&opts.identity_files, &mut rows);
     let escrowed = checks::escrow(cfg, offline.first().map(|(_, i)| i), &mut rows, progress).await;
-    let journal = checks::spool(&cfg.state_dir, &mut rows);
+    let journal = checks::spool(&cfg.state_dir, opts.no_spool, &mut rows);
     let lnd = checks::lnd_now(cfg, &mut rows, progress).await;
 
     // Every target's listing first, so that "newest" can be compared across them.

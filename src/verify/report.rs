@@ -22,6 +22,9 @@ pub enum Class {
     Stale,
     Escrow,
     LndUnreachable,
+    /// The state dir this config names is gone: its journal and the escrow
+    /// audit log with it.
+    StateLost,
 }
 
 impl Class {

@@ -526,4 +526,87 @@ async fn verify_passes_when_healthy_and_names_each_seeded_fault() {
         "{}",
         text(&o)
     );
+
+    // 7. OpenBao sealed while the offline identity opens every backup: the
+    // escrow is the root cause (exit 26); no decrypt row fails because of it.
+    s.bao.bao_ok(&["operator", "seal"]);
+    let (code, failed, o) = s.verify().await;
+    assert_eq!(code, 26, "{}", text(&o));
+    assert!(
+        failed.iter().all(|c| c["target"] == "escrow"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|c| c["detail"].as_str().unwrap().contains("sealed")),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A machine whose state dir is gone has lost its journal (and audit log):
+/// `verify` says so with its own row and code unless `--no-spool` says this
+/// is a fresh recovery machine; read-only commands never create the dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_state_dir_fails_the_drill_unless_this_is_a_fresh_machine() {
+    let f = Fixture::new().await;
+    let cfg = f.config.display().to_string();
+    let id = f.identity.display().to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || bin().args(&args).output().expect("binary runs"))
+    };
+    let argv = |a: &[&str]| -> Vec<String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .chain(["--config".to_string(), cfg.clone()])
+            .collect()
+    };
+    f.sim.open_channels(2);
+    let o = run(argv(&["backup", "--once"])).await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let state = f.path().join("state");
+    std::fs::remove_dir_all(&state).unwrap();
+
+    let o = run(argv(&["verify", "--identity", &id, "--json"]))
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(28), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let failed: Vec<&serde_json::Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", text(&o));
+    assert_eq!(failed[0]["check"], "spool", "{}", text(&o));
+    assert!(
+        failed[0]["detail"].as_str().unwrap().contains("--no-spool"),
+        "{}",
+        text(&o)
+    );
+    assert!(!state.exists(), "verify created the state dir");
+
+    let o = run(argv(&["verify", "--identity", &id, "--no-spool"]))
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let o = run(argv(&["status"])).await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+        "{}",
+        text(&o)
+    );
+    let o = run(argv(&["audit", "verify"])).await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no audit log at"),
+        "{}",
+        text(&o)
+    );
+    assert!(!state.exists(), "a read-only command created the state dir");
 }
