@@ -740,3 +740,87 @@ async fn bad_input_gives_one_clear_error_and_loses_nothing() {
     );
     one_clear_failure(&s, "TLS").await;
 }
+
+/// A `restic prune` killed on this host leaves an exclusive lock whose
+/// process is gone. restic itself treats it as stale; so must a running
+/// `watch` (its repository already open), instead of waiting 30 minutes for
+/// the lock to age. The lock is ignored, not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_prune_on_this_host_does_not_block_delivery() {
+    let s = Setup::new().await;
+    let repo = s.f.path().join("repos/pruned");
+    let repo_s = repo.to_str().unwrap().to_owned();
+    s.configure(&repo_s, "");
+    chanvault::sink::unblock(&s.target(), ResticTarget::init_blocking)
+        .await
+        .unwrap();
+    let watch = Watch::start(&s.f);
+    let spool_state = s.f.path().join("state");
+    // offsite's current backup has exactly `n` channels.
+    let holds = move |n: usize| {
+        let spool_state = spool_state.clone();
+        move || {
+            let Ok(bytes) = std::fs::read(spool_state.join("journal.json")) else {
+                return false;
+            };
+            let Ok(j) = chanvault::spool::parse_journal(&bytes) else {
+                return false;
+            };
+            j.targets
+                .get("offsite")
+                .and_then(|t| t.current.as_deref())
+                .and_then(|id| j.get(id))
+                .is_some_and(|b| b.channels == n)
+        }
+    };
+    s.f.sim.open_channels(1);
+    eventually("offsite holds the first channel", 30, holds(1)).await;
+
+    // Kill a stock prune as soon as its exclusive lock is on disk.
+    let locks = repo.join("locks");
+    let pw = s.password_file.clone();
+    let left = tokio::task::spawn_blocking(move || {
+        let mut prune = Command::new("restic")
+            .args(["-r", &repo_s, "--password-file"])
+            .arg(&pw)
+            .args(["--no-cache", "prune"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_some()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = prune.kill();
+        prune.wait().unwrap();
+        std::fs::read_dir(&locks).map_or(0, |d| d.count())
+    })
+    .await
+    .unwrap();
+    assert_eq!(left, 1, "the killed prune left its exclusive lock");
+
+    // The next channel goes out at once, well before the 30 s lock wait.
+    let t0 = Instant::now();
+    s.f.sim.open_channels(1);
+    eventually(
+        "offsite holds the second channel despite the stale lock",
+        15,
+        holds(2),
+    )
+    .await;
+    println!(
+        "delivered {} ms after the event, past a dead prune's lock",
+        t0.elapsed().as_millis()
+    );
+    assert_eq!(
+        std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count()),
+        1,
+        "the stale lock is left for restic unlock"
+    );
+    let status = watch.stop().await;
+    assert!(status.success());
+}

@@ -328,12 +328,18 @@ impl LockStore {
     }
 
     /// A description of a live exclusive lock other than `ours`, if any.
+    /// Stale locks do not count, by restic's own rule: older than 30 minutes,
+    /// or written on this host by a process that no longer exists (a killed
+    /// `restic prune`). They are only ignored here, never deleted: that is
+    /// `restic unlock`'s job. (Two hosts with the same hostname and separate
+    /// PID namespaces would defeat the PID test, as they defeat restic's.)
     fn exclusive_holder(
         &self,
         http: Option<&Http>,
         key: &RepoKey,
         ours: &str,
     ) -> Result<Option<String>, LockError> {
+        let host = system_hostname();
         for name in self.list(http)? {
             if name == ours {
                 continue;
@@ -357,7 +363,12 @@ impl LockStore {
                         < chrono::Duration::from_std(LOCK_STALE).unwrap_or_default()
                 })
                 .unwrap_or(true);
-            if fresh {
+            let holder_gone =
+                host.as_deref() == Some(lock.hostname.as_str()) && !pid_alive(lock.pid);
+            if holder_gone {
+                tracing::debug!(lock = %name, pid = lock.pid, "ignoring the exclusive lock of a process that no longer exists");
+            }
+            if fresh && !holder_gone {
                 return Ok(Some(format!(
                     "{}@{} pid {} since {}",
                     lock.username, lock.hostname, lock.pid, lock.time
