@@ -130,6 +130,12 @@ async fn put_one(
     Ok(receipt)
 }
 
+/// What the spool still owes `target`, read off the async threads.
+async fn pending_for(spool: &Arc<Spool>, target: &str) -> Result<Vec<Pending>, DeliveryError> {
+    let (sp, name) = (spool.clone(), target.to_string());
+    Ok(blocking(move || sp.pending_for(&name)).await??)
+}
+
 async fn record_failure(spool: &Arc<Spool>, target: &str, error: &str, wait: Duration) {
     let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
     let (sp, name, err) = (spool.clone(), target.to_string(), error.to_string());
@@ -179,19 +185,10 @@ pub async fn run_worker(
             break;
         }
         wake.mark_unchanged();
-        let sp = spool.clone();
-        let n = name.clone();
-        let pending = match blocking(move || sp.pending_for(&n)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::error!(target = %name, error = %e, "cannot read the spool journal");
-                vec![]
-            }
-            Err(e) => {
-                tracing::error!(target = %name, error = %e, "cannot read the spool journal");
-                vec![]
-            }
-        };
+        let pending = pending_for(&spool, &name).await.unwrap_or_else(|e| {
+            tracing::error!(target = %name, error = %e, "cannot read the spool journal");
+            vec![]
+        });
         let Some(next) = pending.first() else {
             tokio::select! {
                 _ = wake.changed() => continue,
@@ -259,13 +256,8 @@ async fn flush(
 ) {
     let name = target.name().to_string();
     loop {
-        let (sp, n) = (spool.clone(), name.clone());
-        let pending = match blocking(move || sp.pending_for(&n)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::error!(target = %name, error = %e, "at shutdown: cannot read the spool journal");
-                return;
-            }
+        let pending = match pending_for(spool, &name).await {
+            Ok(p) => p,
             Err(e) => {
                 tracing::error!(target = %name, error = %e, "at shutdown: cannot read the spool journal");
                 return;
@@ -315,14 +307,8 @@ pub async fn deliver_pending_once(
 ) -> Vec<(String, String)> {
     let mut failures = vec![];
     for t in targets {
-        let sp = spool.clone();
-        let n = t.name().to_string();
-        let pending = match blocking(move || sp.pending_for(&n)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                failures.push((t.name().to_string(), e.to_string()));
-                continue;
-            }
+        let pending = match pending_for(spool, t.name()).await {
+            Ok(p) => p,
             Err(e) => {
                 failures.push((t.name().to_string(), e.to_string()));
                 continue;
