@@ -760,10 +760,7 @@ async fn a_killed_prune_on_this_host_does_not_block_delivery() {
     let holds = move |n: usize| {
         let spool_state = spool_state.clone();
         move || {
-            let Ok(bytes) = std::fs::read(spool_state.join("journal.json")) else {
-                return false;
-            };
-            let Ok(j) = chanvault::spool::parse_journal(&bytes) else {
+            let Ok(Some(j)) = chanvault::spool::read_journal(&spool_state) else {
                 return false;
             };
             j.targets

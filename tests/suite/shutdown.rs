@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Fixture, Watch};
 use chanvault::sink::dir::DirTarget;
-use chanvault::spool::{JOURNAL_FILE, parse_journal};
+use chanvault::spool::read_journal;
 
 fn runs() -> usize {
     std::env::var("CHANVAULT_SHUTDOWN_RUNS")
@@ -47,9 +47,7 @@ path = "targets/nas"
         let status = watch.stop().await;
         assert!(status.success(), "run {run}: exit {status:?}\n{log}");
 
-        let journal =
-            parse_journal(&std::fs::read(f.path().join("state").join(JOURNAL_FILE)).unwrap())
-                .unwrap();
+        let journal = read_journal(&f.path().join("state")).unwrap().unwrap();
         let newest = journal.last_good().expect("a last good backup");
         assert_eq!(newest.channels, 8, "run {run}: the spool has every channel");
         for name in ["pbs", "nas"] {

@@ -6,8 +6,8 @@
 //! its own reason and exit code.
 
 use crate::common::bao;
-use crate::common::bin;
 use crate::common::text;
+use crate::common::{bin, run};
 use bao::{multisig, origin_key};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -554,9 +554,6 @@ async fn a_lost_state_dir_fails_the_drill_unless_this_is_a_fresh_machine() {
     let f = Fixture::new().await;
     let cfg = f.config.display().to_string();
     let id = f.identity.display().to_string();
-    let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || bin().args(&args).output().expect("binary runs"))
-    };
     let argv = |a: &[&str]| -> Vec<String> {
         a.iter()
             .map(|s| s.to_string())
@@ -564,14 +561,12 @@ async fn a_lost_state_dir_fails_the_drill_unless_this_is_a_fresh_machine() {
             .collect()
     };
     f.sim.open_channels(2);
-    let o = run(argv(&["backup", "--once"])).await.unwrap();
+    let o = run(argv(&["backup", "--once"])).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let state = f.path().join("state");
     std::fs::remove_dir_all(&state).unwrap();
 
-    let o = run(argv(&["verify", "--identity", &id, "--json"]))
-        .await
-        .unwrap();
+    let o = run(argv(&["verify", "--identity", &id, "--json"])).await;
     assert_eq!(o.status.code(), Some(28), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let failed: Vec<&serde_json::Value> = v["checks"]
@@ -589,19 +584,17 @@ async fn a_lost_state_dir_fails_the_drill_unless_this_is_a_fresh_machine() {
     );
     assert!(!state.exists(), "verify created the state dir");
 
-    let o = run(argv(&["verify", "--identity", &id, "--no-spool"]))
-        .await
-        .unwrap();
+    let o = run(argv(&["verify", "--identity", &id, "--no-spool"])).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
-    let o = run(argv(&["status"])).await.unwrap();
+    let o = run(argv(&["status"])).await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("does not exist"),
         "{}",
         text(&o)
     );
-    let o = run(argv(&["audit", "verify"])).await.unwrap();
+    let o = run(argv(&["audit", "verify"])).await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("no audit log at"),
