@@ -33,6 +33,11 @@ impl PipelineError {
     pub fn is_connection(&self) -> bool {
         matches!(self, PipelineError::Lnd(e) if e.is_connection())
     }
+
+    /// True when LND answered too slowly for this snapshot but is connected.
+    pub fn is_slow(&self) -> bool {
+        matches!(self, PipelineError::Lnd(LndError::Slow { .. }))
+    }
 }
 
 /// What happened to a snapshot.
@@ -52,6 +57,8 @@ pub struct Pipeline {
     recipients: Arc<Recipients>,
     wake: Arc<watch::Sender<u64>>,
     metrics: Arc<Metrics>,
+    /// The last `ClosedChannels` error, so a lasting one is logged once.
+    closed_channels_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Run a blocking closure (file I/O, sealing) off the async threads.
@@ -71,6 +78,7 @@ impl Pipeline {
             recipients,
             wake: Arc::new(wake),
             metrics: Arc::new(Metrics::new()),
+            closed_channels_error: Arc::default(),
         }
     }
 
@@ -230,13 +238,7 @@ impl Pipeline {
         if missing.is_empty() {
             return None;
         }
-        let closed = match lnd.closed_channels().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot ask LND which channels closed; treating every missing channel as unconfirmed");
-                BTreeSet::new()
-            }
-        };
+        let closed = self.closed_channels(lnd).await;
         let unconfirmed: Vec<&ChanPoint> = missing.difference(&closed).collect();
         if unconfirmed.is_empty() {
             tracing::info!(
@@ -263,6 +265,33 @@ impl Pipeline {
                 unconfirmed.len()
             )
         })
+    }
+}
+
+impl Pipeline {
+    /// LND's closed channels, or none when it cannot say. A node that does not
+    /// implement `ClosedChannels` fails the same way for every snapshot: that
+    /// is logged when it starts and when it stops, not each time.
+    async fn closed_channels(&self, lnd: &LndClient) -> BTreeSet<ChanPoint> {
+        let result = lnd.closed_channels().await;
+        let now = result.as_ref().err().map(ToString::to_string);
+        let before = {
+            let mut last = self
+                .closed_channels_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::replace(&mut *last, now.clone())
+        };
+        match (&before, &now) {
+            (_, Some(e)) if before.as_ref() != Some(e) => tracing::warn!(
+                error = %e,
+                "cannot ask LND which channels closed; missing channels count as unconfirmed until it answers"
+            ),
+            (_, Some(e)) => tracing::debug!(error = %e, "ClosedChannels still failing"),
+            (Some(_), None) => tracing::info!("LND answers ClosedChannels again"),
+            (None, None) => {}
+        }
+        result.unwrap_or_default()
     }
 }
 

@@ -371,7 +371,11 @@ impl Session<'_> {
                 Err(e) => {
                     // Nothing is lost: a fresh export is retried until it is stored.
                     let wait = self.processing.next_delay();
-                    tracing::error!(error = %e, retry_in_s = wait.as_secs(), "could not store the snapshot; will export again");
+                    if e.is_slow() {
+                        tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "keeping the stream; will export the newest snapshot again");
+                    } else {
+                        tracing::error!(error = %e, retry_in_s = wait.as_secs(), "could not store the snapshot; will export again");
+                    }
                     self.retry_at = Some(tokio::time::Instant::now() + wait);
                 }
             }

@@ -23,6 +23,7 @@ mod restic_target;
 mod restore_e2e;
 mod secret_hygiene;
 mod shutdown;
+mod slow_lnd;
 mod systemd_notify;
 mod torture_kill;
 mod verify_drill;
