@@ -283,6 +283,17 @@ async fn local_repository_works_with_stock_restic_and_age() {
     chanvault::sink::unblock(&t, ResticTarget::init_blocking)
         .await
         .unwrap();
+    // One key, at restic's own scrypt cost (32 MiB to open, not rustic's 128).
+    let keys: Vec<_> = std::fs::read_dir(repo.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys[0]).unwrap()).unwrap();
+    assert_eq!(
+        (key["N"].as_u64(), key["r"].as_u64(), key["p"].as_u64()),
+        (Some(32768), Some(8), Some(1))
+    );
     // init is never silent about an existing repository.
     let e = chanvault::sink::unblock(&t, ResticTarget::init_blocking)
         .await

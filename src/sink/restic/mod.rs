@@ -43,6 +43,7 @@ use crate::secret::SecretString;
 use crate::sink::{BlockingTarget, Delivery, ErrorKind, Held, Receipt, TargetError};
 use crate::spool::BackupRecord;
 
+mod keyfile;
 mod lock;
 mod rest;
 mod session;
@@ -51,7 +52,7 @@ mod source;
 mod tests;
 
 pub use lock::parse_lock_plaintext;
-use session::{Indexed, Session, wipe};
+use session::{Indexed, RepoKey, Session, wipe};
 use source::SealedSource;
 
 /// The directory every snapshot holds.
@@ -320,6 +321,39 @@ impl ResticTarget {
         }
     }
 
+    /// Swap the key rustic wrote at init (128 MiB to open) for one at
+    /// restic's cost (32 MiB); see `keyfile`. The new key is written first.
+    fn replace_key(
+        &self,
+        backends: &rustic_core::RepositoryBackends,
+        password: &SecretString,
+        key: &RepoKey,
+    ) -> Result<(), TargetError> {
+        use rustic_core::{FileType, Id, WriteBackend};
+        let be = backends.repository();
+        let old = be
+            .list(FileType::Key)
+            .map_err(|e| self.rustic_err("cannot list the keys of", &e))?;
+        let (name, bytes) = keyfile::make(
+            password.expose().as_bytes(),
+            &key.0,
+            Some(self.cfg.host.clone()),
+        )
+        .map_err(|m| self.err(format!("cannot write a key: {m}")))?;
+        let id: Id = name
+            .parse()
+            .map_err(|e: Box<RusticError>| self.rustic_err("cannot name a key of", &e))?;
+        be.write_bytes(FileType::Key, &id, false, bytes.into())
+            .map_err(|e| self.rustic_err("cannot write a key to", &e))?;
+        for old in old.iter().filter(|o| **o != id) {
+            // An append-only server refuses; the cheaper key is tried first anyway.
+            if let Err(e) = be.remove(FileType::Key, old, false) {
+                tracing::info!(target = %self.name, error = %self.rustic_err("cannot remove rustic's initial key from", &e), "kept the initial key next to the cheaper one");
+            }
+        }
+        Ok(())
+    }
+
     /// `chanvault target init`: create the repository; an error if one exists.
     pub fn init_blocking(&self) -> Result<String, TargetError> {
         let http = self.http()?;
@@ -340,6 +374,7 @@ impl ResticTarget {
             .and_then(|r| r.init(&creds, &key_opts, &config_opts));
         wipe(creds);
         let repo = made.map_err(|e| self.rustic_err("cannot initialise", &e))?;
+        self.replace_key(&backends, &password, &RepoKey(repo.key()))?;
         Ok(repo.config().id.to_hex().to_string())
     }
 

@@ -174,21 +174,21 @@ impl ResticTarget {
         let backends = self.backends(http.as_ref())?;
         let repo = Repository::new(&Self::repo_options(), &backends)
             .map_err(|e| self.rustic_err("cannot use", &e))?;
-        let creds = Credentials::password(password.expose());
-        let opened = repo.open(&creds);
-        wipe(creds);
-        let repo = opened.map_err(|e| {
-            if e.is_incorrect_password() {
-                self.err(format!(
+        let unlocked = super::keyfile::unlock(&backends.repository(), password.expose().as_bytes())
+            .map_err(|e| self.rustic_err("cannot read the keys of", &e))?;
+        let Some(master) = unlocked else {
+            return Err(self
+                .err(format!(
                     "wrong repository password: {} opens no key of {}",
                     self.cfg.password_file.display(),
                     self.cfg.repository
                 ))
-                .with_kind(ErrorKind::Refused)
-            } else {
-                self.rustic_err("cannot open", &e)
-            }
-        })?;
+                .with_kind(ErrorKind::Refused));
+        };
+        let creds = Credentials::Masterkey(master);
+        let opened = repo.open(&creds);
+        wipe(creds);
+        let repo = opened.map_err(|e| self.rustic_err("cannot open", &e))?;
         let key = RepoKey(repo.key());
         let snapshots = repo
             .get_all_snapshots()

@@ -1,0 +1,112 @@
+//! `cargo bench --bench memory`: resident memory of the real `watch` binary
+//! (release build) with the bench config (one restic REST target on
+//! `rclone serve restic`, 127.0.0.1) at 1,000 and 10,000 channels: idle right
+//! after start (fresh), idle after a 1,000-event burst, and the peak (VmHWM)
+//! at start and over the whole run. Prints a table; docs/benchmarks.md
+//! records the figures. Not a test: nothing here asserts a size.
+//!
+//! `CHANVAULT_BENCH_SIZES=10000` runs only that row.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{BenchResult, Setup, WatchProcess, churn_burst, machine, wait_final_on_target};
+
+/// How long the start-up or the burst's final state may take to reach the target.
+const SETTLE_LIMIT: Duration = Duration::from_secs(180);
+/// Quiet time before an "idle" reading: the allocator's chance to give back.
+const IDLE_WAIT: Duration = Duration::from_secs(10);
+
+struct Row {
+    channels: usize,
+    fresh_rss: u64,
+    start_peak: u64,
+    burst_settle: Option<f64>,
+    after_rss: u64,
+    peak: u64,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+async fn measure(channels: usize) -> BenchResult<Row> {
+    let s = Setup::new().await?;
+    let sim = s.sim.clone();
+    tokio::task::spawn_blocking(move || sim.open_channels_batch(channels))
+        .await
+        .map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let watch = WatchProcess::start(&s).await?;
+    wait_final_on_target(&s, started, SETTLE_LIMIT)
+        .await?
+        .ok_or("the baseline never reached the target")?;
+    tokio::time::sleep(IDLE_WAIT).await;
+    let (fresh_rss, start_peak) = watch.rss_kib();
+
+    let (t0, _) = churn_burst(&s).await?;
+    let burst_settle = wait_final_on_target(&s, t0, SETTLE_LIMIT).await?;
+    tokio::time::sleep(IDLE_WAIT).await;
+    let (after_rss, peak) = watch.rss_kib();
+    watch.stop();
+    Ok(Row {
+        channels,
+        fresh_rss,
+        start_peak,
+        burst_settle,
+        after_rss,
+        peak,
+    })
+}
+
+async fn run() -> BenchResult<()> {
+    chanvault::lnd::install_crypto_provider();
+    println!("machine: {}", machine());
+    let only: Option<Vec<usize>> = std::env::var("CHANVAULT_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    println!(
+        "\n{:>8} | {:>11} {:>11} | {:>12} {:>14} | {:>9}",
+        "channels", "fresh idle", "start peak", "burst final", "after-burst", "peak"
+    );
+    for channels in [1000, 10000] {
+        if only.as_ref().is_some_and(|o| !o.contains(&channels)) {
+            continue;
+        }
+        let r = measure(channels).await?;
+        println!(
+            "{:>8} | {:>7.1} MiB {:>7.1} MiB | {:>11} {:>10.1} MiB | {:>5.1} MiB",
+            r.channels,
+            mib(r.fresh_rss),
+            mib(r.start_peak),
+            r.burst_settle
+                .map_or("not reached".to_string(), |s| format!("{s:.1} s")),
+            mib(r.after_rss),
+            mib(r.peak),
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("memory: run with `cargo bench --bench memory`");
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("memory: cannot start a runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("memory: {e}");
+        std::process::exit(1);
+    }
+}
