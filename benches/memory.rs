@@ -5,6 +5,10 @@
 //! at start and over the whole run. Prints a table; docs/benchmarks.md
 //! records the figures. Not a test: nothing here asserts a size.
 //!
+//! Each size runs twice: as a user starts it by hand, and with the
+//! environment `contrib/systemd/chanvault.service` sets (the allocator
+//! tunables), so the table shows what the shipped unit changes.
+//!
 //! `CHANVAULT_BENCH_SIZES=10000` runs only that row.
 
 mod support;
@@ -31,14 +35,29 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-async fn measure(channels: usize) -> BenchResult<Row> {
+/// The `Environment=` lines of the shipped unit.
+fn unit_environment() -> BenchResult<Vec<(String, String)>> {
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/systemd/chanvault.service"
+    );
+    let text = std::fs::read_to_string(unit).map_err(|e| format!("{unit}: {e}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+async fn measure(channels: usize, env: &[(String, String)]) -> BenchResult<Row> {
     let s = Setup::new().await?;
     let sim = s.sim.clone();
     tokio::task::spawn_blocking(move || sim.open_channels_batch(channels))
         .await
         .map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
-    let watch = WatchProcess::start(&s).await?;
+    let watch = WatchProcess::start_with(&s, env).await?;
     wait_final_on_target(&s, started, SETTLE_LIMIT)
         .await?
         .ok_or("the baseline never reached the target")?;
@@ -66,25 +85,28 @@ async fn run() -> BenchResult<()> {
     let only: Option<Vec<usize>> = std::env::var("CHANVAULT_BENCH_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    let unit = unit_environment()?;
     println!(
-        "\n{:>8} | {:>11} {:>11} | {:>12} {:>14} | {:>9}",
-        "channels", "fresh idle", "start peak", "burst final", "after-burst", "peak"
+        "\n{:>8} {:>9} | {:>11} {:>11} | {:>12} {:>14} | {:>9}",
+        "channels", "env", "fresh idle", "start peak", "burst final", "after-burst", "peak"
     );
     for channels in [1000, 10000] {
         if only.as_ref().is_some_and(|o| !o.contains(&channels)) {
             continue;
         }
-        let r = measure(channels).await?;
-        println!(
-            "{:>8} | {:>7.1} MiB {:>7.1} MiB | {:>11} {:>10.1} MiB | {:>5.1} MiB",
-            r.channels,
-            mib(r.fresh_rss),
-            mib(r.start_peak),
-            r.burst_settle
-                .map_or("not reached".to_string(), |s| format!("{s:.1} s")),
-            mib(r.after_rss),
-            mib(r.peak),
-        );
+        for (label, env) in [("by hand", &[][..]), ("unit", &unit[..])] {
+            let r = measure(channels, env).await?;
+            println!(
+                "{:>8} {label:>9} | {:>7.1} MiB {:>7.1} MiB | {:>11} {:>10.1} MiB | {:>5.1} MiB",
+                r.channels,
+                mib(r.fresh_rss),
+                mib(r.start_peak),
+                r.burst_settle
+                    .map_or("not reached".to_string(), |s| format!("{s:.1} s")),
+                mib(r.after_rss),
+                mib(r.peak),
+            );
+        }
     }
     Ok(())
 }

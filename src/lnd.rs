@@ -18,6 +18,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -33,6 +34,19 @@ pub mod proto {
 }
 
 use proto::lightning_client::LightningClient;
+
+/// `ChanBackupSnapshot` as chanvault reads it: only the multi (field 2).
+/// lnd also sends every channel's single backup (field 1), together as large
+/// as the multi and tens of thousands of small allocations at 10,000
+/// channels; prost skips a field the type lacks without allocating, so they
+/// are never built. The simulator and the fuzz target use the full type.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MultiOnlySnapshot {
+    #[prost(message, optional, tag = "2")]
+    pub multi_chan_backup: Option<proto::MultiChanBackup>,
+}
+
+type Authed = InterceptedService<Channel, MacaroonAuth>;
 
 /// How long to wait for the TCP + TLS handshake with LND.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,7 +151,9 @@ impl From<&crate::config::LndConfig> for LndSettings {
 /// A connected LND client. Cheap to clone (one HTTP/2 connection).
 #[derive(Clone)]
 pub struct LndClient {
-    rpc: LightningClient<InterceptedService<Channel, MacaroonAuth>>,
+    rpc: LightningClient<Authed>,
+    /// The same connection, for the two calls decoded as [`MultiOnlySnapshot`].
+    grpc: tonic::client::Grpc<Authed>,
     settings: LndSettings,
 }
 
@@ -195,10 +211,14 @@ impl LndClient {
             reason: "cannot be sent as a header".into(),
         })?;
         let channel = connect_channel(settings).await?;
-        let rpc = LightningClient::with_interceptor(channel, MacaroonAuth(header))
+        let auth = MacaroonAuth(header);
+        let grpc = tonic::client::Grpc::new(InterceptedService::new(channel.clone(), auth.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let rpc = LightningClient::with_interceptor(channel, auth)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self {
             rpc,
+            grpc,
             settings: settings.clone(),
         })
     }
@@ -305,26 +325,35 @@ impl LndClient {
 
     /// A full snapshot of every channel's backup.
     pub async fn export_all(&self) -> Result<Snapshot, LndError> {
-        let mut rpc = self.rpc.clone();
-        let reply = self
-            .unary(
-                "ExportAllChannelBackups",
-                "offchain:read",
-                rpc.export_all_channel_backups(proto::ChanBackupExportRequest {}),
+        const RPC: &str = "ExportAllChannelBackups";
+        let mut grpc = self.grpc.clone();
+        let call = async move {
+            ready(&mut grpc).await?;
+            grpc.unary(
+                tonic::Request::new(proto::ChanBackupExportRequest {}),
+                PathAndQuery::from_static("/lnrpc.Lightning/ExportAllChannelBackups"),
+                multi_only_codec::<proto::ChanBackupExportRequest>(),
             )
-            .await?;
-        snapshot_from_proto("ExportAllChannelBackups", reply)
+            .await
+        };
+        let reply = self.unary(RPC, "offchain:read", call).await?;
+        snapshot_from_multi(RPC, reply.multi_chan_backup)
     }
 
     /// Subscribe to snapshots. lnd sends nothing on subscribe, only on changes.
     pub async fn subscribe(&self) -> Result<BackupStream, LndError> {
-        let mut rpc = self.rpc.clone();
-        let stream = self
-            .unary(
-                "SubscribeChannelBackups",
-                "offchain:read",
-                rpc.subscribe_channel_backups(proto::ChannelBackupSubscription {}),
+        let mut grpc = self.grpc.clone();
+        let call = async move {
+            ready(&mut grpc).await?;
+            grpc.server_streaming(
+                tonic::Request::new(proto::ChannelBackupSubscription {}),
+                PathAndQuery::from_static("/lnrpc.Lightning/SubscribeChannelBackups"),
+                multi_only_codec::<proto::ChannelBackupSubscription>(),
             )
+            .await
+        };
+        let stream = self
+            .unary("SubscribeChannelBackups", "offchain:read", call)
             .await?;
         Ok(BackupStream {
             inner: stream,
@@ -539,7 +568,7 @@ pub async fn connect_channel(settings: &LndSettings) -> Result<Channel, LndError
 
 /// The `SubscribeChannelBackups` stream.
 pub struct BackupStream {
-    inner: tonic::Streaming<proto::ChanBackupSnapshot>,
+    inner: tonic::Streaming<MultiOnlySnapshot>,
     client: LndClient,
 }
 
@@ -547,7 +576,7 @@ impl BackupStream {
     /// The next snapshot; `Err(StreamEnded)` when LND closes the stream.
     pub async fn next(&mut self) -> Result<Snapshot, LndError> {
         match self.inner.message().await {
-            Ok(Some(s)) => snapshot_from_proto("SubscribeChannelBackups", s),
+            Ok(Some(s)) => snapshot_from_multi("SubscribeChannelBackups", s.multi_chan_backup),
             Ok(None) => Err(LndError::StreamEnded),
             Err(status) => {
                 Err(self
@@ -670,7 +699,29 @@ pub fn snapshot_from_proto(
     rpc: &'static str,
     s: proto::ChanBackupSnapshot,
 ) -> Result<Snapshot, LndError> {
-    let multi = s.multi_chan_backup.ok_or(LndError::BadReply {
+    snapshot_from_multi(rpc, s.multi_chan_backup)
+}
+
+/// The ready check the generated client does before each call; a
+/// connection that cannot take a request is unavailable.
+async fn ready(grpc: &mut tonic::client::Grpc<Authed>) -> Result<(), tonic::Status> {
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("service was not ready: {e}")))
+}
+
+fn multi_only_codec<Req>() -> tonic_prost::ProstCodec<Req, MultiOnlySnapshot>
+where
+    Req: prost::Message + Send + 'static,
+{
+    tonic_prost::ProstCodec::default()
+}
+
+fn snapshot_from_multi(
+    rpc: &'static str,
+    multi: Option<proto::MultiChanBackup>,
+) -> Result<Snapshot, LndError> {
+    let multi = multi.ok_or(LndError::BadReply {
         rpc,
         reason: "snapshot has no multi-channel backup".into(),
     })?;
@@ -806,6 +857,31 @@ mod http_uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_multi_only_decode_reads_lnds_snapshot_and_skips_the_singles() {
+        use prost::Message;
+        let multi = proto::MultiChanBackup {
+            chan_points: vec![],
+            multi_chan_backup: vec![7; 64],
+        };
+        let full = proto::ChanBackupSnapshot {
+            single_chan_backups: Some(proto::ChannelBackups {
+                chan_backups: vec![proto::ChannelBackup {
+                    chan_point: None,
+                    chan_backup: vec![1; 300],
+                }],
+            }),
+            multi_chan_backup: Some(multi.clone()),
+        };
+        let slim = MultiOnlySnapshot::decode(full.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(slim.multi_chan_backup, Some(multi));
+        // Nothing of the singles is kept: re-encoded, only the multi is left.
+        assert_eq!(
+            slim.encoded_len(),
+            full.encoded_len() - full.single_chan_backups.unwrap().encoded_len() - 3
+        );
+    }
 
     #[test]
     fn hex_macaroon_files_are_decoded() {

@@ -323,11 +323,18 @@ pub struct WatchProcess {
 impl WatchProcess {
     /// Start it and wait until it is connected to LND.
     pub async fn start(s: &Setup) -> BenchResult<Self> {
+        Self::start_with(s, &[]).await
+    }
+
+    /// [`WatchProcess::start`] with extra environment variables.
+    pub async fn start_with(s: &Setup, env: &[(String, String)]) -> BenchResult<Self> {
         let log = s.dir.path().join("watch.log");
         let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
             .args(["watch", "--config"])
             .arg(&s.config)
             .env_remove("RUST_LOG")
+            .env_remove("GLIBC_TUNABLES")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
