@@ -112,6 +112,32 @@ fn set_bits(bytes: &mut [u8], start: usize, n: usize, v: u128) {
     }
 }
 
+/// 2^⌈i/8⌉ I for i = 0, 1, 2, … in turn, one doubling every eight steps, so
+/// long strings cost no more per block than short ones.
+struct IMultiples {
+    current: u128,
+}
+
+impl IMultiples {
+    fn new(i: u128) -> IMultiples {
+        IMultiples { current: i }
+    }
+
+    /// The multiple for `i`; call with i = 0, 1, 2, … (or start at 1).
+    fn next_for(&mut self, i: u64) -> u128 {
+        if i % 8 == 1 {
+            self.current = dbl(self.current);
+        }
+        self.current
+    }
+}
+
+impl Drop for IMultiples {
+    fn drop(&mut self) {
+        self.current.zeroize();
+    }
+}
+
 impl Key {
     /// AEZ's Extract: a 48-byte key is used as it is; any other length is
     /// hashed with BLAKE2b to 384 bits first.
@@ -145,10 +171,16 @@ impl Key {
     /// E(j,i) for j ≥ 0: AES4 with round keys (0, J, I, L, 0) of
     /// X ⊕ jJ ⊕ 2^⌈i/8⌉ I ⊕ (i mod 8) L.
     fn e(&self, j: u64, i: u64, x: u128) -> u128 {
-        let mut i_mult = self.i;
-        for _ in 0..i.div_ceil(8) {
-            i_mult = dbl(i_mult);
+        let mut steps = IMultiples::new(self.i);
+        let mut i_mult = steps.next_for(0);
+        for k in 1..=i {
+            i_mult = steps.next_for(k);
         }
+        self.e_at(j, i, i_mult, x)
+    }
+
+    /// E(j,i) with 2^⌈i/8⌉ I already computed (see [`IMultiples`]).
+    fn e_at(&self, j: u64, i: u64, i_mult: u128, x: u128) -> u128 {
         let offset = mul(j, self.j) ^ i_mult ^ mul(i % 8, self.l);
         Self::rounds(x ^ offset, &[self.j, self.i, self.l, 0])
     }
@@ -166,9 +198,10 @@ impl Key {
             return self.e(j, 0, PAD_EMPTY);
         }
         let mut acc = 0u128;
+        let mut steps = IMultiples::new(self.i);
         let mut chunks = s.chunks_exact(BLOCK);
         for (k, chunk) in (1u64..).zip(&mut chunks) {
-            acc ^= self.e(j, k, load(chunk));
+            acc ^= self.e_at(j, k, steps.next_for(k), load(chunk));
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
@@ -264,8 +297,9 @@ impl Key {
         let mut out = Zeroizing::new(vec![0u8; len]);
         // Pass 1: each pair (Xi, Xi') becomes (Wi, Xi'') and is summed.
         let mut sum_x = 0u128;
+        let mut steps = IMultiples::new(self.i);
         for (i, pair) in (1u64..).zip(input[..pairs * TINY_LIMIT].chunks_exact(TINY_LIMIT)) {
-            let w = load(&pair[..BLOCK]) ^ self.e(1, i, load(&pair[BLOCK..]));
+            let w = load(&pair[..BLOCK]) ^ self.e_at(1, i, steps.next_for(i), load(&pair[BLOCK..]));
             let x = load(&pair[BLOCK..]) ^ self.e(0, 0, w);
             sum_x ^= x;
             let at = (i as usize - 1) * TINY_LIMIT;
@@ -282,12 +316,14 @@ impl Key {
         let s = sx ^ sy;
         // Pass 2: every pair is masked by E(2,i)(S) and mixed again.
         let mut sum_y = 0u128;
+        let mut steps = IMultiples::new(self.i);
         for (i, pair) in (1u64..).zip(out[..pairs * TINY_LIMIT].chunks_exact_mut(TINY_LIMIT)) {
-            let mask = self.e(2, i, s);
+            let i_mult = steps.next_for(i);
+            let mask = self.e_at(2, i, i_mult, s);
             let y = load(&pair[..BLOCK]) ^ mask;
             let y2 = load(&pair[BLOCK..]) ^ mask;
             let c2 = y ^ self.e(0, 0, y2);
-            let c = y2 ^ self.e(1, i, c2);
+            let c = y2 ^ self.e_at(1, i, i_mult, c2);
             sum_y ^= y;
             pair[..BLOCK].copy_from_slice(&c.to_be_bytes());
             pair[BLOCK..].copy_from_slice(&c2.to_be_bytes());

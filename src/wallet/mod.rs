@@ -2,3 +2,4 @@
 //! is made with (`aez`), and the keys lnd derives from it.
 
 pub mod aez;
+pub mod aezeed;
