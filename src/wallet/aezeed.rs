@@ -195,6 +195,18 @@ impl Mnemonic {
         bytes
     }
 
+    /// The mnemonic of the first 29 bytes (version ‖ ciphertext ‖ salt) with
+    /// the right checksum appended: lets a fuzzer reach AEZ, which random
+    /// words almost never do (one in 2^32 passes the checksum).
+    #[doc(hidden)]
+    pub fn with_checksum_for_tests(body: &[u8; CHECKSUM_OFFSET]) -> Mnemonic {
+        let mut bytes = Zeroizing::new([0u8; ENCIPHERED_SIZE]);
+        bytes[..CHECKSUM_OFFSET].copy_from_slice(body);
+        let checksum = crc32c(body);
+        bytes[CHECKSUM_OFFSET..].copy_from_slice(&checksum.to_be_bytes());
+        Mnemonic::from_bytes(&bytes)
+    }
+
     /// The words, in order.
     pub fn words(&self) -> impl Iterator<Item = &'static str> + '_ {
         let list = bip39::Language::English.word_list();
@@ -347,7 +359,13 @@ impl CipherSeed {
         plain[1..3].copy_from_slice(&self.birthday.to_be_bytes());
         plain[3..].copy_from_slice(&self.entropy);
         let ad = associated_data(CIPHER_SEED_VERSION, &self.salt);
-        let ciphertext = aez::encrypt(key.as_slice(), &[], &[&ad], TAU, plain.as_slice());
+        let ciphertext = Zeroizing::new(aez::encrypt(
+            key.as_slice(),
+            &[],
+            &[&ad],
+            TAU,
+            plain.as_slice(),
+        ));
         let mut bytes = Zeroizing::new([0u8; ENCIPHERED_SIZE]);
         bytes[0] = CIPHER_SEED_VERSION;
         bytes[1..SALT_OFFSET].copy_from_slice(&ciphertext);
