@@ -250,3 +250,46 @@ fn master_key_is_bip32_of_the_entropy() {
         seed.node_pubkey(Network::Testnet).expect("testnet")
     );
 }
+
+/// A seed lnd's own wallet tests use end to end (lnd
+/// `lnwallet/btcwallet/signer_test.go` @dc6c249bd162fa29881a0da3f507686851490273):
+/// the 24 words, the entropy they hold, the master key lnd's wallet makes from
+/// it, and keys the wallet derives on regtest (as WIF).
+const LND_WALLET_MNEMONIC: &str = "able promote dizzy mixture sword myth share public find tattoo catalog cousin bulb unfair machine alarm cool large promote kick shop rug mean year";
+const LND_WALLET_ENTROPY: &str = "4a7611b6979ba7c4bc5c5cd2239b2973";
+const LND_WALLET_XPRV: &str = "xprv9s21ZrQH143K2KADjED57FvNbptdKLp4sqKzssegwEGKQMGoDkbyhUeCKe5m3AMU44z4vqkmGswwQVKrv599nFG16PPZDEkNrogwoDGeCmZ";
+/// m/1017'/1'/6'/0/0: the node key.
+const LND_WALLET_NODE_WIF: &str = "cPeQdpcGJmLqpdmvokh3DK9ZtjYAXxiw4p4ELNUWkWt6bMRqArEV";
+/// m/1017'/1'/7'/0/123: a key under the static-backup account.
+const LND_WALLET_BACKUP_123_WIF: &str = "cPcWZMqY4YErkcwjtFJaYoXkzd7bKxrfxAVzhDgy3n5BGH8CU8sn";
+
+#[test]
+fn lnd_wallet_seed_gives_lnd_wallet_keys() {
+    let secp = Secp256k1::new();
+    let m = Mnemonic::from_str(LND_WALLET_MNEMONIC).expect("parses");
+    // The real scrypt (N = 32768) and the default passphrase.
+    let seed = CipherSeed::decipher(&m, b"").expect("opens with the default passphrase");
+    assert_eq!(hex::encode(seed.entropy()), LND_WALLET_ENTROPY);
+    assert_eq!(
+        seed.master_key(Network::Bitcoin)
+            .expect("master")
+            .to_string(),
+        LND_WALLET_XPRV
+    );
+
+    let wif_pubkey = |wif: &str| {
+        let key = bitcoin::PrivateKey::from_wif(wif).expect("wif");
+        PublicKey::from_secret_key(&secp, &key.inner)
+    };
+    assert_eq!(
+        seed.node_pubkey(Network::Regtest).expect("node key"),
+        wif_pubkey(LND_WALLET_NODE_WIF)
+    );
+    let account = seed.backup_account_xpub(Network::Regtest).expect("xpub");
+    let path = [
+        bitcoin::bip32::ChildNumber::from_normal_idx(0).expect("index"),
+        bitcoin::bip32::ChildNumber::from_normal_idx(123).expect("index"),
+    ];
+    let child = account.derive_pub(&secp, &path).expect("derive");
+    assert_eq!(child.public_key, wif_pubkey(LND_WALLET_BACKUP_123_WIF));
+}
