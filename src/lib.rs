@@ -34,4 +34,5 @@ mod status;
 mod systemd;
 mod text;
 pub mod verify;
+pub mod wallet;
 pub mod watch;

@@ -10,12 +10,72 @@ use chanvault::escrow::audit::{AUDIT_FILE, AuditLog, Event, HEAD_FILE};
 use chanvault::scb::ChanPoint;
 use chanvault::seal::{Identities, Recipients};
 use chanvault::secret::SecretString;
+use chanvault::wallet::aez;
+use chanvault::wallet::aezeed::{CipherSeed, Mnemonic};
 use proptest::prelude::*;
 use prost::Message;
 
 const CASES: u32 = 256;
 /// A lock file as restic writes it (after decryption).
 const LOCK: &[u8] = br#"{"time":"2026-11-26T03:00:00.123456789Z","exclusive":false,"hostname":"node","username":"chanvault","pid":4242,"uid":0,"gid":0}"#;
+
+/// lnd's first aezeed vector (no passphrase, scrypt N = 16 as in lnd's test
+/// file) and the entropy it holds.
+const AEZEED: &str = "ability liquid travel stem barely drastic pact cupboard apple thrive morning oak feature tissue couch old math inform success suggest drink motion know royal";
+const AEZEED_ENTROPY: [u8; 16] = [
+    0x81, 0xb6, 0x37, 0xd8, 0x63, 0x59, 0xe6, 0x96, 0x0d, 0xe7, 0x95, 0xe4, 0x1e, 0x0b, 0x4c, 0xfd,
+];
+/// N = 2^4.
+const AEZEED_TEST_LOG_N: u8 = 4;
+const AEZ_KEY: [u8; 32] = [0x42; 32];
+
+/// The words of every message a mnemonic can fail with (numbers aside).
+static AEZEED_ERROR_WORDS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    use chanvault::wallet::aezeed::SeedError as E;
+    [
+        E::WordCount(1),
+        E::UnknownWord { position: 1 },
+        E::BadChecksum,
+        E::UnknownExternalVersion(1),
+        E::UnknownInternalVersion(1),
+        E::WrongPassphrase,
+        E::Kdf("invalid parameters"),
+        E::Kdf("invalid output length"),
+    ]
+    .iter()
+    .flat_map(|e| words_of(&e.to_string()))
+    .collect()
+});
+
+fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Open a mnemonic the way the fuzz target does: it opens to lnd's vector's
+/// entropy (only the untouched words can) or fails with a one-line error
+/// made only of the fixed messages' words, so nothing typed leaks into it.
+fn open_aezeed(m: &Mnemonic) -> Result<(), TestCaseError> {
+    match CipherSeed::decipher_with_scrypt_log_n_for_tests(m, b"", AEZEED_TEST_LOG_N) {
+        Ok(seed) => prop_assert_eq!(seed.entropy(), &AEZEED_ENTROPY),
+        Err(e) => aezeed_error_is_clean(&e)?,
+    }
+    Ok(())
+}
+
+fn aezeed_error_is_clean(e: &chanvault::wallet::aezeed::SeedError) -> Result<(), TestCaseError> {
+    one_line(e)?;
+    for w in words_of(&e.to_string()) {
+        prop_assert!(
+            AEZEED_ERROR_WORDS.contains(&w),
+            "{:?} is not in any fixed message",
+            w
+        );
+    }
+    Ok(())
+}
 
 struct Keys {
     ids: Identities,
@@ -186,6 +246,46 @@ proptest! {
     }
 
     #[test]
+    fn aezeed_text_errs_in_one_line(bytes in inputs(AEZEED.as_bytes().to_vec())) {
+        match String::from_utf8_lossy(&bytes).parse::<Mnemonic>() {
+            Ok(m) => open_aezeed(&m)?,
+            Err(e) => aezeed_error_is_clean(&e)?,
+        }
+    }
+
+    #[test]
+    fn aezeed_word_swaps_and_replacements_never_open(
+        edits in prop::collection::vec((0..24usize, 0..2048usize, any::<bool>()), 1..4)
+    ) {
+        let list = bip39::Language::English.word_list();
+        let mut words: Vec<&str> = AEZEED.split(' ').collect();
+        for (at, other, swap) in edits {
+            if swap {
+                words.swap(at, other % 24);
+            } else {
+                words[at] = list[other];
+            }
+        }
+        let m: Mnemonic = words.join(" ").parse().expect("list words parse");
+        open_aezeed(&m)?;
+    }
+
+    #[test]
+    fn aezeed_bodies_with_valid_checksums_never_panic(body in prop::array::uniform29(any::<u8>())) {
+        open_aezeed(&Mnemonic::with_checksum_for_tests(&body))?;
+    }
+
+    #[test]
+    fn aez_decrypt_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..160), tau in 0..17usize) {
+        let ad: &[&[u8]] = &[b"\x00salt1"];
+        let _ = aez::decrypt(&AEZ_KEY, b"", ad, tau, &bytes);
+        let sealed = aez::encrypt(&AEZ_KEY, b"", ad, tau, &bytes);
+        prop_assert_eq!(sealed.len(), bytes.len() + tau);
+        let opened = aez::decrypt(&AEZ_KEY, b"", ad, tau, &sealed);
+        prop_assert_eq!(opened.ok().map(|m| m.to_vec()), Some(bytes));
+    }
+
+    #[test]
     fn config_parser_errs_in_one_line(bytes in inputs(CONFIG.as_bytes().to_vec())) {
         let text = String::from_utf8_lossy(&bytes);
         if let Err(e) = chanvault::config::Config::parse(&text, Path::new("/etc/chanvault.toml")) {
@@ -206,6 +306,9 @@ fn the_seeds_are_valid() {
         AuditLog::new(dir.path()).verify().expect("verifies").len(),
         3
     );
+    let m: Mnemonic = AEZEED.parse().expect("aezeed words");
+    let seed = CipherSeed::decipher_with_scrypt_log_n_for_tests(&m, b"", AEZEED_TEST_LOG_N);
+    assert_eq!(seed.expect("opens").entropy(), &AEZEED_ENTROPY);
     let cfg = chanvault::config::Config::parse(CONFIG, Path::new("/etc/chanvault.toml"));
     assert!(cfg.is_ok(), "{:?}", cfg.err().map(|e| e.to_string()));
 }
