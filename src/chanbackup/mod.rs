@@ -10,13 +10,28 @@
 //! A decrypted backup lists every peer and channel of the node: plaintexts
 //! stay in `Zeroizing` buffers and are wiped when dropped.
 
+mod address;
 mod key;
+mod multi;
+mod single;
+mod wire;
+
+// The cross-checks need the simulator's writer.
+#[cfg(all(test, feature = "sim"))]
+mod tests;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
+pub use address::{Address, ONION_V2_LEN, ONION_V3_LEN};
 pub use key::{BackupKey, FAMILY_BASE_ENCRYPTION, KeyError, PURPOSE};
+pub use multi::{MULTI_VERSION, Multi};
+pub use single::{
+    CLOSE_TX_INPUTS_BIT, ChannelType, CloseTxInputs, KeyLocator, LocalConfig, MIN_SINGLE_LEN,
+    RemoteConfig, ShachainRoot, ShortChannelId, Single,
+};
+pub use wire::{Kind as ParseErrorKind, ParseError};
 
 /// XChaCha20 nonce, prepended to every packed backup and used as its
 /// associated data (lnd `lnencrypt.EncryptPayloadToWriter`).
@@ -37,6 +52,15 @@ pub enum DecryptError {
          (another seed or network), or the file was altered"
     )]
     WrongKey { fingerprint: String },
+}
+
+/// Why a packed backup could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpenError {
+    #[error(transparent)]
+    Decrypt(#[from] DecryptError),
+    #[error("the backup decrypted, but its contents are not a valid lnd backup: {0}")]
+    Parse(#[from] ParseError),
 }
 
 /// Decrypt a packed Single or Multi: `nonce (24) || ciphertext || tag (16)`,
@@ -63,4 +87,14 @@ pub fn decrypt(key: &BackupKey, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, Decry
         .map_err(|_| DecryptError::WrongKey {
             fingerprint: key.fingerprint(),
         })
+}
+
+/// Decrypt and parse a packed Multi (the `channel.backup` file).
+pub fn open_multi(key: &BackupKey, blob: &[u8]) -> Result<Multi, OpenError> {
+    Ok(Multi::parse(&decrypt(key, blob)?)?)
+}
+
+/// Decrypt and parse one packed Single (`ChannelBackup.chan_backup`).
+pub fn open_single(key: &BackupKey, blob: &[u8]) -> Result<Single, OpenError> {
+    Ok(Single::parse(&decrypt(key, blob)?)?)
 }
