@@ -18,7 +18,7 @@
 //! these backups; macaroon caveats are not supported; restored channels are
 //! recorded but not added to the channel set.
 
-mod backup;
+pub(crate) mod backup;
 mod hostile;
 mod identity;
 mod service;

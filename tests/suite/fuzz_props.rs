@@ -141,6 +141,70 @@ fn audit_seed() -> (Vec<u8>, Vec<u8>) {
 
 static AUDIT: LazyLock<(Vec<u8>, Vec<u8>)> = LazyLock::new(audit_seed);
 
+/// A decrypted Multi built by hand from lnd's layout (proto/NOTES.md §7):
+/// a lease channel (version 4) with every address type, and a tapscript-root
+/// channel (version 6) with CloseTxInputs. The parser's seed.
+static SCB: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    // secp256k1's generator: a valid compressed public key.
+    let g = hex::decode("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+        .expect("hex");
+    let single = |version: u8, tail: &[u8]| {
+        let mut b = vec![1u8];
+        b.extend([0x6fu8; 32]); // chain hash
+        b.extend([0x11u8; 32]); // funding txid
+        b.extend(1u16.to_be_bytes());
+        b.extend(0x0009_c400_0012_0001u64.to_be_bytes());
+        b.extend(&g);
+        let mut addrs = vec![1u8, 10, 0, 0, 1, 0x26, 0x07, 2];
+        addrs.extend([0u8; 15]);
+        addrs.extend([1, 0x26, 0x07, 3]);
+        addrs.extend([7u8; 10]);
+        addrs.extend([0x26, 0x07, 4]);
+        addrs.extend([8u8; 35]);
+        addrs.extend([0x26, 0x07, 5, 4]);
+        addrs.extend(b"node");
+        addrs.extend([0x26, 0x07]);
+        b.extend((addrs.len() as u16).to_be_bytes());
+        b.extend(addrs);
+        b.extend(1_000_000u64.to_be_bytes());
+        b.extend(144u16.to_be_bytes());
+        for family in [0u32, 1, 3, 4, 2] {
+            b.extend(family.to_be_bytes());
+            b.extend(5u32.to_be_bytes());
+        }
+        b.extend(144u16.to_be_bytes());
+        for _ in 0..5 {
+            b.extend(&g);
+        }
+        b.extend([0u8; 33]);
+        b.extend(5u32.to_be_bytes());
+        b.extend(5u32.to_be_bytes());
+        b.extend(tail);
+        let mut out = vec![version];
+        out.extend((b.len() as u16).to_be_bytes());
+        out.extend(b);
+        out
+    };
+    let tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn::default()],
+        output: vec![bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(5000),
+            script_pubkey: bitcoin::ScriptBuf::new(),
+        }],
+    };
+    let mut close = bitcoin::consensus::encode::serialize(&tx);
+    close.extend(3u16.to_be_bytes());
+    close.extend([0x30, 1, 2]);
+    close.extend(7u64.to_be_bytes()); // commit height (taproot)
+    close.extend([0xaau8; 32]); // tapscript root (version 6)
+    let mut plain = vec![0u8, 0, 0, 0, 2];
+    plain.extend(single(4, &800_000u32.to_be_bytes()));
+    plain.extend(single(6 | 0x80, &close));
+    plain
+});
+
 /// Byte-level mutations of a valid input: flip, truncate, splice, insert.
 fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     let len = seed.len().max(1);
@@ -286,6 +350,23 @@ proptest! {
     }
 
     #[test]
+    fn scb_parsers_err_in_one_line(bytes in inputs(SCB.clone())) {
+        match chanvault::chanbackup::Multi::parse(&bytes) {
+            Ok(m) => {
+                for s in &m.singles {
+                    for a in &s.addresses {
+                        one_line(a)?;
+                    }
+                }
+            }
+            Err(e) => one_line(&e)?,
+        }
+        if let Err(e) = chanvault::chanbackup::Single::parse(&bytes) {
+            one_line(&e)?;
+        }
+    }
+
+    #[test]
     fn config_parser_errs_in_one_line(bytes in inputs(CONFIG.as_bytes().to_vec())) {
         let text = String::from_utf8_lossy(&bytes);
         if let Err(e) = chanvault::config::Config::parse(&text, Path::new("/etc/chanvault.toml")) {
@@ -309,6 +390,10 @@ fn the_seeds_are_valid() {
     let m: Mnemonic = AEZEED.parse().expect("aezeed words");
     let seed = CipherSeed::decipher_with_scrypt_log_n_for_tests(&m, b"", AEZEED_TEST_LOG_N);
     assert_eq!(seed.expect("opens").entropy(), &AEZEED_ENTROPY);
+    let multi = chanvault::chanbackup::Multi::parse(&SCB).expect("scb seed parses");
+    assert_eq!(multi.singles.len(), 2);
+    assert!(multi.singles[1].has_close_tx_inputs());
+    assert_eq!(multi.singles[0].addresses.len(), 5);
     let cfg = chanvault::config::Config::parse(CONFIG, Path::new("/etc/chanvault.toml"));
     assert!(cfg.is_ok(), "{:?}", cfg.err().map(|e| e.to_string()));
 }
