@@ -17,6 +17,7 @@ mod deliver;
 pub mod escrow;
 pub mod fsutil;
 mod init;
+mod inspect;
 pub mod lnd;
 pub mod metrics;
 pub mod pipeline;

@@ -18,9 +18,10 @@ pub const SUSPECT: u8 = 4;
 /// `backup --once`: stored, but at least one target did not take it (retried later).
 pub const UNDELIVERED: u8 = 5;
 
-/// `restore`: no identity given can open the backup.
+/// `restore`: no identity given can open the backup; `inspect`: the key or identity does not open it.
 pub const WRONG_IDENTITY: u8 = 10;
-/// `restore`: the ciphertext does not match its manifest / tag, or does not authenticate.
+/// `restore`: the ciphertext does not match its manifest / tag, or does not authenticate;
+/// `inspect`: it decrypts but is not a valid lnd backup.
 pub const TAMPERED: u8 = 11;
 /// `restore`: a target (or every target) could not be read.
 pub const TARGET_UNREACHABLE: u8 = 12;

@@ -15,6 +15,7 @@ use crate::watch::Agent;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;
+pub mod inspect;
 pub mod keys;
 pub mod restore;
 pub mod verify;
@@ -87,6 +88,8 @@ pub enum Command {
     Restore(restore::RestoreCommand),
     /// The recovery drill: prove every target's newest backup restores today; table, JSON, Prometheus textfile.
     Verify(verify::VerifyArgs),
+    /// Open a backup file with the wallet's own key (aezeed or backup account xpub) and list its channels; needs no LND.
+    Inspect(inspect::InspectArgs),
     /// Manage delivery targets.
     #[command(subcommand)]
     Target(TargetCommand),
@@ -236,6 +239,7 @@ async fn run(cmd: Command) -> ExitCode {
         },
         Command::Restore(r) => ExitCode::from(restore::run(r).await),
         Command::Verify(v) => ExitCode::from(verify::run(v).await),
+        Command::Inspect(a) => ExitCode::from(inspect::run(&a)),
         Command::Target(TargetCommand::Init { name, config }) => {
             match target_init(&config.config, &name).await {
                 Ok(()) => ExitCode::from(exit::OK),

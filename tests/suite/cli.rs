@@ -33,6 +33,7 @@ fn help_texts_are_golden() {
         ("help-restore-fetch.txt", vec!["restore", "fetch", "--help"]),
         ("help-restore-apply.txt", vec!["restore", "apply", "--help"]),
         ("help-verify.txt", vec!["verify", "--help"]),
+        ("help-inspect.txt", vec!["inspect", "--help"]),
     ] {
         let out = bin().args(&argv).output().unwrap();
         assert!(out.status.success(), "{argv:?}");
