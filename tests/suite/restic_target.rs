@@ -831,4 +831,18 @@ async fn a_killed_prune_on_this_host_does_not_block_delivery() {
     );
     let status = watch.stop().await;
     assert!(status.success());
+    // A new process's first open clears dead locks like its own, never a
+    // prune's exclusive one.
+    s.f.sim.open_channels(1);
+    let out = crate::common::bin()
+        .args(["backup", "--once", "--config"])
+        .arg(&s.f.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    assert_eq!(
+        std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count()),
+        1,
+        "a new process leaves the dead prune's lock for restic unlock too"
+    );
 }

@@ -297,9 +297,12 @@ impl LockStore {
         self.delete(http, name)
     }
 
-    /// Remove the locks of dead processes: written on this host by our uid, by
-    /// a PID that no longer exists (a SIGKILLed chanvault leaves its lock
-    /// behind, and stock `restic check`/`prune` then refuse to run). Locks of
+    /// Remove the locks of dead processes like ours: non-exclusive (chanvault
+    /// never takes an exclusive lock), written on this host by our uid, by a
+    /// PID that no longer exists (a SIGKILLed chanvault leaves its lock
+    /// behind, and stock `restic check`/`prune` then refuse to run). An
+    /// exclusive lock is a prune's, forget's or check's: never deleted here
+    /// (that is `restic unlock`'s job), only ignored when stale. Locks of
     /// other hosts or users are never touched.
     pub(super) fn remove_dead(
         &self,
@@ -318,7 +321,7 @@ impl LockStore {
             let Ok(lock) = read_lock(key, &bytes) else {
                 continue;
             };
-            if lock.hostname == host && lock.uid == uid && !pid_alive(lock.pid) {
+            if !lock.exclusive && lock.hostname == host && lock.uid == uid && !pid_alive(lock.pid) {
                 self.delete(http, &name)?;
                 tracing::debug!(lock = %name, pid = lock.pid, "removed a dead process's restic lock");
                 removed += 1;
