@@ -246,25 +246,5 @@ fn main() {
             .with_writer(std::io::stderr)
             .try_init();
     }
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful.
-    // Only run the full bench when invoked as a bench.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("latency: run with `cargo bench --bench latency`");
-        return;
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("latency: cannot start a runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("latency: {e}");
-        std::process::exit(1);
-    }
+    support::main_with("latency", 4, run);
 }

@@ -112,23 +112,5 @@ async fn run() -> BenchResult<()> {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("memory: run with `cargo bench --bench memory`");
-        return;
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("memory: cannot start a runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("memory: {e}");
-        std::process::exit(1);
-    }
+    support::main_with("memory", 2, run);
 }

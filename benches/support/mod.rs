@@ -395,3 +395,31 @@ impl Drop for WatchProcess {
         }
     }
 }
+
+/// A bench's `main`: only under `cargo bench` (which passes `--bench`; `cargo
+/// test --benches` does not), on a runtime with `workers` threads; an error
+/// is printed and exits 1.
+pub fn main_with<F>(name: &str, workers: usize, run: impl FnOnce() -> F)
+where
+    F: std::future::Future<Output = BenchResult<()>>,
+{
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("{name}: run with `cargo bench --bench {name}`");
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start a runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}
