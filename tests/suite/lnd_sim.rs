@@ -926,7 +926,8 @@ async fn files_look_like_lnds() {
         sim.admin_macaroon_path(),
         sim.readonly_macaroon_path(),
         sim.offchain_read_macaroon_path(),
-        sim.dir().join("sim-seed"),
+        sim.aezeed_path(),
+        sim.aezeed_passphrase_path(),
     ] {
         assert_eq!(mode(&secret), 0o600, "{}", secret.display());
     }
