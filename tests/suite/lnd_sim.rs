@@ -40,7 +40,7 @@ fn set(points: impl IntoIterator<Item = ChanPoint>) -> BTreeSet<ChanPoint> {
 
 /// The generated client over the same pinned TLS, for requests our client
 /// never sends (both backup fields, other RPCs, odd macaroon headers).
-mod raw {
+pub(crate) mod raw {
     use std::path::Path;
 
     use chanvault::lnd::proto::lightning_client::LightningClient;
