@@ -428,7 +428,7 @@ impl Simulator {
     }
 
     /// Stop (if running) and serve again on the same address with the same
-    /// certificate, macaroons, seed and channel state.
+    /// certificate, macaroons, wallet and channel state.
     pub async fn restart(&self) -> Result<(), SimError> {
         self.inner.stop(true).await;
         let listener = bind_retrying(self.inner.addr).await?;
