@@ -95,7 +95,10 @@ impl std::fmt::Debug for SimOptions {
         f.debug_struct("SimOptions")
             .field("dir", &self.dir)
             .field("listen", &self.listen)
-            .field("verify_returns_chan_points", &self.verify_returns_chan_points)
+            .field(
+                "verify_returns_chan_points",
+                &self.verify_returns_chan_points,
+            )
             .field(
                 "aezeed_passphrase",
                 &self.aezeed_passphrase.as_ref().map(|_| "<redacted>"),

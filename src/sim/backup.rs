@@ -161,7 +161,9 @@ fn random_addresses(rng: &mut impl Rng) -> Vec<u8> {
     let mut out = Vec::new();
     let kind = rng.gen_range(0..5u8);
     if matches!(kind, 0 | 3) {
-        out.extend_from_slice(&[ADDR_TCP4, 10, rng.r#gen(), rng.r#gen(), rng.gen_range(1..255)]);
+        let ip: [u8; 4] = [10, rng.r#gen(), rng.r#gen(), rng.gen_range(1..255)];
+        out.push(ADDR_TCP4);
+        out.extend_from_slice(&ip);
         out.extend_from_slice(&LN_PORT.to_be_bytes());
     }
     if kind == 1 {

@@ -75,7 +75,10 @@ async fn exported_multi_opens_with_keys_from_the_seed_and_the_xpub() {
         .unwrap();
     let blob = client.export_all().await.unwrap().multi;
     let want = peers(&sim).await;
-    assert_eq!(want.keys().copied().collect::<BTreeSet<_>>(), sim.channels());
+    assert_eq!(
+        want.keys().copied().collect::<BTreeSet<_>>(),
+        sim.channels()
+    );
     for key in [&from_seed, &from_xpub] {
         let multi = chanbackup::open_multi(key, &blob).unwrap();
         let got: BTreeMap<ChanPoint, String> = multi
@@ -91,10 +94,15 @@ async fn exported_multi_opens_with_keys_from_the_seed_and_the_xpub() {
     let multi = chanbackup::open_multi(&from_seed, &blob).unwrap();
     let lists: Vec<&Vec<Address>> = multi.singles.iter().map(|s| &s.addresses).collect();
     let any = |f: fn(&Address) -> bool| lists.iter().any(|l| l.iter().any(f));
-    assert!(lists.iter().any(|l| l.is_empty()), "a peer without addresses");
+    assert!(
+        lists.iter().any(|l| l.is_empty()),
+        "a peer without addresses"
+    );
     assert!(any(|a| matches!(a, Address::Ipv4 { .. })));
     assert!(any(|a| matches!(a, Address::Ipv6 { .. })));
-    assert!(any(|a| matches!(a, Address::OnionV3 { key, .. } if key[34] == 3)));
+    assert!(any(
+        |a| matches!(a, Address::OnionV3 { key, .. } if key[34] == 3)
+    ));
     let versions: BTreeSet<u8> = multi
         .singles
         .iter()
@@ -147,5 +155,8 @@ async fn wallet_files_are_secret_and_need_their_passphrase() {
     other.aezeed_passphrase = Some(Zeroizing::new("another".to_string()));
     let err = Simulator::start(other).await.unwrap_err().to_string();
     assert!(err.contains("aezeed-passphrase.txt"), "{err}");
-    assert!(!err.contains(PASSPHRASE) && !err.contains("another"), "{err}");
+    assert!(
+        !err.contains(PASSPHRASE) && !err.contains("another"),
+        "{err}"
+    );
 }
