@@ -13,10 +13,15 @@
 //! streams, stop and restart the server, inject failures and delays, and
 //! count calls. Humans drive it through [`run_standalone`].
 //!
-//! Known differences from lnd: keys are hash-derived stand-ins (no
-//! secp256k1), so pubkeys are not curve points and lnd itself could not read
-//! these backups; macaroon caveats are not supported; restored channels are
-//! recorded but not added to the channel set.
+//! The node has a real aezeed wallet (`aezeed.txt`, regtest): its identity
+//! key and SCB key are derived from it as lnd derives them, and the Singles
+//! carry real secp256k1 peer and channel keys, so the strict reader in
+//! `crate::chanbackup` (and lnd) can open its backups.
+//!
+//! Known differences from lnd: the channels' own keys are random points, not
+//! derived from the wallet; no Single carries CloseTxInputs; macaroons are
+//! signed with a hash stand-in and caveats are not supported; restored
+//! channels are recorded but not added to the channel set.
 
 pub(crate) mod backup;
 mod hostile;
@@ -24,6 +29,7 @@ mod identity;
 mod service;
 mod standalone;
 mod state;
+mod wallet;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -66,10 +72,10 @@ const REBIND_STEP: Duration = Duration::from_millis(50);
 /// File holding channel state across process restarts.
 const STATE_FILE: &str = "sim-state.json";
 
-/// How to start a [`Simulator`].
-#[derive(Clone, Debug)]
+/// How to start a [`Simulator`]. `Debug` hides the passphrase.
+#[derive(Clone)]
 pub struct SimOptions {
-    /// Directory for tls.cert, tls.key, macaroons, seed and state; created
+    /// Directory for tls.cert, tls.key, macaroons, wallet and state; created
     /// 0700 if missing, reused if present.
     pub dir: PathBuf,
     /// Where to listen; port 0 picks a free port (kept across restarts).
@@ -78,6 +84,27 @@ pub struct SimOptions {
     /// points, RestoreChannelBackups returns `num_restored`); `false` an older
     /// lnd that answers both with empty messages.
     pub verify_returns_chan_points: bool,
+    /// The aezeed passphrase for a new wallet (`None`: a random one). Either
+    /// way it is written to `aezeed-passphrase.txt`; a directory whose stored
+    /// passphrase differs refuses to start.
+    pub aezeed_passphrase: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for SimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimOptions")
+            .field("dir", &self.dir)
+            .field("listen", &self.listen)
+            .field(
+                "verify_returns_chan_points",
+                &self.verify_returns_chan_points,
+            )
+            .field(
+                "aezeed_passphrase",
+                &self.aezeed_passphrase.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl SimOptions {
@@ -87,6 +114,7 @@ impl SimOptions {
             dir: dir.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             verify_returns_chan_points: true,
+            aezeed_passphrase: None,
         }
     }
 }
@@ -166,7 +194,11 @@ impl Drop for Inner {
 impl Simulator {
     /// Create or reuse the identity in `opts.dir`, bind, and start serving.
     pub async fn start(opts: SimOptions) -> Result<Simulator, SimError> {
-        let files = identity::load_or_create(&opts.dir, opts.listen)?;
+        let files = identity::load_or_create(
+            &opts.dir,
+            opts.listen,
+            opts.aezeed_passphrase.as_ref().map(|p| p.as_str()),
+        )?;
         let shared = Arc::new(Shared::load(
             files.keys,
             opts.verify_returns_chan_points,
@@ -253,6 +285,27 @@ impl Simulator {
     /// The node's identity pubkey as GetInfo reports it (hex).
     pub fn identity_pubkey(&self) -> String {
         self.inner.shared.identity_pubkey()
+    }
+
+    /// The node's identity key, m/1017'/1'/6'/0/0 of the wallet.
+    pub fn node_pubkey(&self) -> bitcoin::secp256k1::PublicKey {
+        self.inner.shared.keys.identity_pubkey
+    }
+
+    /// `dir/aezeed.txt`: the wallet's 24 words (0600).
+    pub fn aezeed_path(&self) -> PathBuf {
+        self.inner.dir.join(wallet::AEZEED)
+    }
+
+    /// `dir/aezeed-passphrase.txt`: the passphrase of those words (0600).
+    pub fn aezeed_passphrase_path(&self) -> PathBuf {
+        self.inner.dir.join(wallet::AEZEED_PASSPHRASE)
+    }
+
+    /// The backup account m/1017'/1'/7' as `lncli wallet accounts list`
+    /// prints it (a tpub). It opens every backup of this node: a secret.
+    pub fn backup_account_xpub(&self) -> String {
+        self.inner.shared.keys.backup_account_xpub.to_string()
     }
 
     /// Whether the server is accepting connections.
@@ -378,7 +431,7 @@ impl Simulator {
     }
 
     /// Stop (if running) and serve again on the same address with the same
-    /// certificate, macaroons, seed and channel state.
+    /// certificate, macaroons, wallet and channel state.
     pub async fn restart(&self) -> Result<(), SimError> {
         self.inner.stop(true).await;
         let listener = bind_retrying(self.inner.addr).await?;

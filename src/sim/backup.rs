@@ -6,10 +6,14 @@
 //! Errors are lnd's own texts (Go error strings), because they reach clients
 //! verbatim inside gRPC statuses.
 
+use std::sync::OnceLock;
+
+use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey, SignOnly};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
+use sha3::{Digest, Sha3_256};
 use zeroize::Zeroizing;
 
 use crate::scb::ChanPoint;
@@ -113,16 +117,75 @@ pub(crate) struct Single {
     pub trailer: Vec<u8>,
 }
 
+/// One signing context for every key the simulator makes up.
+fn secp() -> &'static Secp256k1<SignOnly> {
+    static SECP: OnceLock<Secp256k1<SignOnly>> = OnceLock::new();
+    SECP.get_or_init(Secp256k1::signing_only)
+}
+
+/// A real secp256k1 public key (compressed) of a fresh random secret.
 fn random_pubkey(rng: &mut impl Rng) -> [u8; 33] {
-    let mut key = [0u8; 33];
-    rng.fill_bytes(&mut key);
-    key[0] = if rng.r#gen::<bool>() { 0x02 } else { 0x03 };
-    key
+    loop {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut secret[..]);
+        // Fails only for zero or values >= n (about 2^-128).
+        if let Ok(sk) = SecretKey::from_slice(&secret[..]) {
+            return PublicKey::from_secret_key(secp(), &sk).serialize();
+        }
+    }
+}
+
+/// lnwire address descriptor types (BOLT 7).
+const ADDR_TCP4: u8 = 1;
+const ADDR_TCP6: u8 = 2;
+const ADDR_ONION_V3: u8 = 4;
+const LN_PORT: u16 = 9735;
+
+/// A Tor v3 service name's 35 decoded bytes: ed25519 key (random bytes here),
+/// checksum `SHA3-256(".onion checksum" || key || version)[..2]`, version 3.
+fn onion_v3(rng: &mut impl Rng) -> [u8; 35] {
+    let mut out = [0u8; 35];
+    rng.fill_bytes(&mut out[..32]);
+    let mut h = Sha3_256::new();
+    h.update(b".onion checksum");
+    h.update(&out[..32]);
+    h.update([3u8]);
+    out[32..34].copy_from_slice(&h.finalize()[..2]);
+    out[34] = 3;
+    out
+}
+
+/// A peer's address list as lnd stores it: IPv4, IPv6, Tor v3, Tor v3 with
+/// IPv4, or none (a peer that connected to us and announced nothing).
+fn random_addresses(rng: &mut impl Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    let kind = rng.gen_range(0..5u8);
+    if matches!(kind, 0 | 3) {
+        let ip: [u8; 4] = [10, rng.r#gen(), rng.r#gen(), rng.gen_range(1..255)];
+        out.push(ADDR_TCP4);
+        out.extend_from_slice(&ip);
+        out.extend_from_slice(&LN_PORT.to_be_bytes());
+    }
+    if kind == 1 {
+        out.push(ADDR_TCP6);
+        out.extend_from_slice(&[0xfd, 0x00, 0x0c, 0x4a]);
+        let mut rest = [0u8; 12];
+        rng.fill_bytes(&mut rest);
+        out.extend_from_slice(&rest);
+        out.extend_from_slice(&LN_PORT.to_be_bytes());
+    }
+    if matches!(kind, 2 | 3) {
+        out.push(ADDR_ONION_V3);
+        out.extend_from_slice(&onion_v3(rng));
+        out.extend_from_slice(&LN_PORT.to_be_bytes());
+    }
+    out
 }
 
 impl Single {
-    /// A plausible new channel: random funding outpoint, peer and keys; local
-    /// key locators at `key_index` in lnd's key families.
+    /// A plausible new channel: random funding outpoint, peer (a real
+    /// secp256k1 key), addresses and remote keys (real points); local key
+    /// locators at `key_index` in lnd's key families. No CloseTxInputs.
     pub(crate) fn random(rng: &mut impl Rng, key_index: u32, block_height: u32) -> Self {
         let mut txid = [0u8; 32];
         rng.fill_bytes(&mut txid);
@@ -131,10 +194,9 @@ impl Single {
         let short_chan_id = (u64::from(block_height) & 0xff_ffff) << 40
             | (tx_position & 0xff_ffff) << 16
             | u64::from(output_index);
-        // Peer address: one tcp4 entry (type 1, 4-byte IP, u16 port).
-        let mut addresses = vec![1u8, 10, rng.r#gen(), rng.r#gen(), rng.gen_range(1..255)];
-        addresses.extend_from_slice(&9735u16.to_be_bytes());
-        let version = *[1u8, 2, 3, 3, 3, 4, 5].choose(rng).unwrap_or(&3);
+        let addresses = random_addresses(rng);
+        // Versions 0 to 5, anchors (3) the most common as on today's nodes.
+        let version = *[0u8, 1, 2, 3, 3, 3, 4, 5].choose(rng).unwrap_or(&3);
         let mut remote_keys = [[0u8; 33]; 5];
         for k in &mut remote_keys {
             *k = random_pubkey(rng);

@@ -17,7 +17,8 @@ use zeroize::Zeroizing;
 
 use super::SimError;
 use super::backup::{self, Single};
-use super::identity::{self, NodeKeys};
+use super::identity;
+use super::wallet::NodeKeys;
 use crate::lnd::proto;
 use crate::scb::ChanPoint;
 
@@ -214,7 +215,7 @@ impl Shared {
     }
 
     pub(crate) fn identity_pubkey(&self) -> String {
-        hex::encode(self.keys.identity_pubkey)
+        hex::encode(self.keys.identity_pubkey.serialize())
     }
 
     /// Write the channel state durably; a failure is logged, not fatal.

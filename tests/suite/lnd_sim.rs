@@ -40,7 +40,7 @@ fn set(points: impl IntoIterator<Item = ChanPoint>) -> BTreeSet<ChanPoint> {
 
 /// The generated client over the same pinned TLS, for requests our client
 /// never sends (both backup fields, other RPCs, odd macaroon headers).
-mod raw {
+pub(crate) mod raw {
     use std::path::Path;
 
     use chanvault::lnd::proto::lightning_client::LightningClient;
@@ -926,7 +926,8 @@ async fn files_look_like_lnds() {
         sim.admin_macaroon_path(),
         sim.readonly_macaroon_path(),
         sim.offchain_read_macaroon_path(),
-        sim.dir().join("sim-seed"),
+        sim.aezeed_path(),
+        sim.aezeed_passphrase_path(),
     ] {
         assert_eq!(mode(&secret), 0o600, "{}", secret.display());
     }

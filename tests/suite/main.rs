@@ -18,6 +18,7 @@ mod hostile_peers;
 mod init;
 mod layout;
 mod lnd_sim;
+mod lnd_sim_wallet;
 mod recovery_stock_tools;
 mod restic_target;
 mod restore_e2e;
