@@ -66,6 +66,9 @@ struct Files {
     identity: PathBuf,
     password: PathBuf,
     config: PathBuf,
+    /// The simulated node's wallet seed and its passphrase (0600, its dir).
+    aezeed: PathBuf,
+    aezeed_passphrase: PathBuf,
 }
 
 async fn run_with_sim(dir: &Path, sim: &Simulator, channels: usize) -> Result<(), String> {
@@ -173,6 +176,8 @@ fn write_files(dir: &Path, sim: &Simulator) -> Result<Files, String> {
         identity,
         password: password_file,
         config: config_path,
+        aezeed: sim.aezeed_path(),
+        aezeed_passphrase: sim.aezeed_passphrase_path(),
     })
 }
 
@@ -274,6 +279,13 @@ fn summary(cfg: &Config, spool: &Spool, dir: &Path, files: &Files) -> Result<(),
         "    age -d -i {} -o channel.backup {}",
         files.identity.display(),
         dir.join("targets/pbs").join(CURRENT_FILE).display()
+    );
+    println!(
+        "    chanvault inspect {} --identity {} --aezeed-file {} --passphrase-file {} --network regtest   # with the seed alone, no node",
+        dir.join("targets/pbs").join(CURRENT_FILE).display(),
+        files.identity.display(),
+        files.aezeed.display(),
+        files.aezeed_passphrase.display()
     );
     println!(
         "    restic -r {} --password-file {} snapshots",

@@ -5,7 +5,7 @@
 //! Golden files live in tests/golden/; regenerate with `CHANVAULT_BLESS=1 cargo test --test suite cli::`.
 
 use crate::common::golden;
-use crate::common::{bin, run};
+use crate::common::{bin, run, text};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -326,6 +326,25 @@ async fn demo_runs_end_to_end() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    // The inspect line it prints works as printed: the seed alone opens the backup.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("chanvault inspect "))
+        .expect("the demo prints how to inspect with the simulator's seed");
+    let argv: Vec<&str> = line
+        .split("   #")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let inspected = bin().arg("inspect").args(&argv).output().unwrap();
+    assert!(inspected.status.success(), "{}", text(&inspected));
+    let table = String::from_utf8_lossy(&inspected.stdout);
+    // Four opened, one closed.
+    assert!(
+        table.contains("(after the age layer): 3 channel(s)"),
+        "{table}"
+    );
     let _ = Duration::ZERO;
 }
 

@@ -16,6 +16,7 @@ mod escrow_rotate;
 mod fuzz_props;
 mod hostile_peers;
 mod init;
+mod inspect;
 mod layout;
 mod lnd_sim;
 mod lnd_sim_wallet;
