@@ -95,6 +95,12 @@ pub struct LndConfig {
     /// (`lncli bakemacaroon offchain:read offchain:write`); the daemon never uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_macaroon: Option<PathBuf>,
+    /// The node's backup account key (the m/1017'/COIN'/7' xpub or tpub of
+    /// `lncli wallet accounts list`), one line, a 0600 secret file: with it
+    /// the daemon reads every snapshot itself instead of trusting
+    /// `VerifyChanBackup` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -358,6 +364,7 @@ impl Config {
         abs(&mut self.lnd.tls_cert);
         abs(&mut self.lnd.macaroon);
         self.lnd.restore_macaroon.iter_mut().for_each(abs);
+        self.lnd.backup_key_file.iter_mut().for_each(abs);
         self.seal.recipients_files.iter_mut().for_each(abs);
         if let Some(e) = &mut self.escrow {
             e.resolve_paths(base);

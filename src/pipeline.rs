@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::sync::watch;
 
+use crate::chanbackup::BackupKey;
 use crate::lnd::{LndClient, LndError};
 use crate::metrics::{Metrics, SnapshotOutcome};
 use crate::scb::{self, ChanPoint, Snapshot};
@@ -59,6 +60,10 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     /// The last `ClosedChannels` error, so a lasting one is logged once.
     closed_channels_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// `[lnd] backup_key_file`: read each snapshot ourselves too.
+    backup_key: Option<Arc<BackupKey>>,
+    /// The last failure to read a snapshot with it, logged once.
+    offline_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Run a blocking closure (file I/O, sealing) off the async threads.
@@ -79,7 +84,17 @@ impl Pipeline {
             wake: Arc::new(wake),
             metrics: Arc::new(Metrics::new()),
             closed_channels_error: Arc::default(),
+            backup_key: None,
+            offline_error: Arc::default(),
         }
+    }
+
+    /// Also read every snapshot with the node's backup key: the channel set
+    /// is then known without trusting `VerifyChanBackup` alone (and for lnd
+    /// versions that answer it empty).
+    pub fn with_backup_key(mut self, key: BackupKey) -> Self {
+        self.backup_key = Some(Arc::new(key));
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -132,6 +147,7 @@ impl Pipeline {
             } => PipelineError::Rejected(message),
             e => PipelineError::Lnd(e),
         })?;
+        let offline = self.read_offline(&snap.multi).await;
         let points = match verified {
             Some(v) => {
                 if v != snap.chan_points {
@@ -141,10 +157,18 @@ impl Pipeline {
                         "LND listed other channel points than the backup contains; using the verified ones"
                     );
                 }
+                if offline.as_ref().is_some_and(|o| *o != v) {
+                    tracing::warn!(
+                        verified = v.len(),
+                        read = offline.as_ref().map_or(0, BTreeSet::len),
+                        "the backup key reads other channels in the backup than LND's VerifyChanBackup reports; using LND's"
+                    );
+                }
                 v
             }
-            // lnd < 0.19 answers VerifyChanBackup with an empty message.
-            None => snap.chan_points.clone(),
+            // lnd < 0.19 answers VerifyChanBackup with an empty message:
+            // what the backup key reads, else what LND listed with it.
+            None => offline.unwrap_or_else(|| snap.chan_points.clone()),
         };
 
         let t_verify = t0.elapsed();
@@ -268,29 +292,59 @@ impl Pipeline {
     }
 }
 
+/// Log when a lasting condition starts, changes or ends; not on every repeat.
+fn log_change(
+    slot: &std::sync::Mutex<Option<String>>,
+    now: Option<String>,
+    failing: &str,
+    recovered: &str,
+) {
+    let before = std::mem::replace(
+        &mut *slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        now.clone(),
+    );
+    match (&before, &now) {
+        (_, Some(e)) if before.as_ref() != Some(e) => tracing::warn!(error = %e, "{failing}"),
+        (_, Some(e)) => tracing::debug!(error = %e, "still: {failing}"),
+        (Some(_), None) => tracing::info!("{recovered}"),
+        (None, None) => {}
+    }
+}
+
 impl Pipeline {
+    /// The channel set the backup key reads in `multi`; `None` without a
+    /// key or when it cannot (logged once per change of the reason).
+    async fn read_offline(&self, multi: &[u8]) -> Option<BTreeSet<ChanPoint>> {
+        let key = self.backup_key.clone()?;
+        let multi = multi.to_vec();
+        let read = blocking(move || crate::chanbackup::open_multi(&key, &multi)).await;
+        let result = match read {
+            Ok(Ok(m)) => Ok(m.singles.iter().map(|s| s.chan_point()).collect()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        log_change(
+            &self.offline_error,
+            result.as_ref().err().cloned(),
+            "cannot read LND's backup with lnd.backup_key_file; relying on VerifyChanBackup alone",
+            "the backup key reads LND's backups again",
+        );
+        result.ok()
+    }
+
     /// LND's closed channels, or none when it cannot say. A node that does not
     /// implement `ClosedChannels` fails the same way for every snapshot: that
     /// is logged when it starts and when it stops, not each time.
     async fn closed_channels(&self, lnd: &LndClient) -> BTreeSet<ChanPoint> {
         let result = lnd.closed_channels().await;
-        let now = result.as_ref().err().map(ToString::to_string);
-        let before = {
-            let mut last = self
-                .closed_channels_error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            std::mem::replace(&mut *last, now.clone())
-        };
-        match (&before, &now) {
-            (_, Some(e)) if before.as_ref() != Some(e) => tracing::warn!(
-                error = %e,
-                "cannot ask LND which channels closed; missing channels count as unconfirmed until it answers"
-            ),
-            (_, Some(e)) => tracing::debug!(error = %e, "ClosedChannels still failing"),
-            (Some(_), None) => tracing::info!("LND answers ClosedChannels again"),
-            (None, None) => {}
-        }
+        log_change(
+            &self.closed_channels_error,
+            result.as_ref().err().map(ToString::to_string),
+            "cannot ask LND which channels closed; missing channels count as unconfirmed until it answers",
+            "LND answers ClosedChannels again",
+        );
         result.unwrap_or_default()
     }
 }

@@ -152,6 +152,18 @@ impl BackupKey {
         Self::from_account(&xpub)
     }
 
+    /// [`BackupKey::from_account_xpub`] for the network its prefix names:
+    /// `tpub` for the test networks, anything else checked as mainnet.
+    pub fn from_account_xpub_text(text: &str) -> Result<Self, KeyError> {
+        let text = text.trim();
+        let network = if text.starts_with("tpub") {
+            NetworkKind::Test
+        } else {
+            NetworkKind::Main
+        };
+        Self::from_account_xpub(text, network)
+    }
+
     /// From a BIP-32 master key (depth 0), e.g. the one `aezeed` entropy
     /// gives. The coin type follows the key's network: 0 for an xprv, 1 for
     /// a tprv.

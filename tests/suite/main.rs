@@ -6,6 +6,7 @@
 mod common;
 
 mod age_interop;
+mod backup_key;
 mod cli;
 mod contrib;
 mod escrow_bao;
