@@ -80,7 +80,14 @@ impl Agent {
         let targets = cfg.targets.iter().map(sink::build).collect();
         let mut pipeline = Pipeline::new(Arc::new(spool), Arc::new(recipients));
         if let Some(file) = &cfg.lnd.backup_key_file {
-            pipeline = pipeline.with_backup_key(load_backup_key(&cfg, file)?);
+            let key = crate::chanbackup::BackupKey::from_file(file).map_err(|message| {
+                AgentError::BackupKey {
+                    path: cfg.source.display().to_string(),
+                    file: file.display().to_string(),
+                    message,
+                }
+            })?;
+            pipeline = pipeline.with_backup_key(key);
         }
         Ok(Self {
             pipeline,
@@ -415,32 +422,6 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// The `[lnd] backup_key_file` account key; its text never reaches an error.
-fn load_backup_key(
-    cfg: &Config,
-    file: &std::path::Path,
-) -> Result<crate::chanbackup::BackupKey, AgentError> {
-    let err = |message: String| AgentError::BackupKey {
-        path: cfg.source.display().to_string(),
-        file: file.display().to_string(),
-        message,
-    };
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(file)
-        .map_err(|e| err(format!("cannot read it: {e}")))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(err(format!(
-            "is readable by group or others (mode {:o}); it opens every backup of the node: chmod 600 it",
-            mode & 0o777
-        )));
-    }
-    let text = crate::secret::read_secret_line(file).map_err(|e| err(e.to_string()))?;
-    crate::chanbackup::BackupKey::from_account_xpub_text(text.expose())
-        .map_err(|e| err(e.to_string()))
 }
 
 /// Logs LND link changes once, not once per retry.

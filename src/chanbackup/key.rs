@@ -164,6 +164,25 @@ impl BackupKey {
         Self::from_account_xpub(text, network)
     }
 
+    /// The account key kept in a file of its own (`[lnd] backup_key_file`):
+    /// one line, readable by its owner only (it opens every backup of the
+    /// node). The error names what is wrong, never the key.
+    pub fn from_file(file: &std::path::Path) -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file)
+            .map_err(|e| format!("cannot read it: {e}"))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "is readable by group or others (mode {:o}); it opens every backup of the node: chmod 600 it",
+                mode & 0o777
+            ));
+        }
+        let text = crate::secret::read_secret_line(file).map_err(|e| e.to_string())?;
+        Self::from_account_xpub_text(text.expose()).map_err(|e| e.to_string())
+    }
+
     /// From a BIP-32 master key (depth 0), e.g. the one `aezeed` entropy
     /// gives. The coin type follows the key's network: 0 for an xprv, 1 for
     /// a tprv.

@@ -50,6 +50,9 @@ pub const VERIFY_ESCROW: u8 = 26;
 pub const VERIFY_LND_UNREACHABLE: u8 = 27;
 /// `verify`: the state dir is gone (journal and audit log lost), and `--no-spool` was not given.
 pub const VERIFY_STATE_LOST: u8 = 28;
+/// `verify`: the node's backup key (`lnd.backup_key_file`) does not open a target's newest
+/// backup, or a channel in it does not parse.
+pub const VERIFY_SCB_KEY: u8 = 29;
 
 /// The code of a failed `restore`.
 pub fn of_restore(e: &RestoreError) -> u8 {
@@ -77,6 +80,7 @@ pub fn of_verify(class: Class) -> u8 {
         Class::Escrow => VERIFY_ESCROW,
         Class::LndUnreachable => VERIFY_LND_UNREACHABLE,
         Class::StateLost => VERIFY_STATE_LOST,
+        Class::ScbKey => VERIFY_SCB_KEY,
     }
 }
 
@@ -101,6 +105,7 @@ mod tests {
             Class::Escrow,
             Class::LndUnreachable,
             Class::StateLost,
+            Class::ScbKey,
         ];
         for pair in classes.windows(2) {
             assert!(pair[0] < pair[1], "{pair:?}");

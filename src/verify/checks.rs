@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::report::{Check, Class, Rows};
+use crate::chanbackup::{BackupKey, OpenError};
 use crate::config::Config;
 use crate::escrow::audit::AuditLog;
 use crate::lnd::{LndClient, LndSettings};
@@ -654,4 +655,87 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     crate::fsutil::ensure_dir(&base, 0o700)
         .map_err(|e| format!("cannot protect {}: {e}", base.display()))?;
     Ok(base)
+}
+
+/// `[lnd] backup_key_file`, loaded once; a key that cannot be loaded is a
+/// failed row (the config names it, so recovery with it was planned).
+pub(super) fn scb_key(cfg: &Config, rows: &mut Rows) -> Option<BackupKey> {
+    let file = cfg.lnd.backup_key_file.as_ref()?;
+    match BackupKey::from_file(file) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            let detail = format!("lnd.backup_key_file {}: {e}", file.display());
+            rows.fail("-", "backup-key", Class::ScbKey, detail);
+            None
+        }
+    }
+}
+
+/// lnd's layer, read with the node's own key and no LND: the backup opens
+/// (`scb-opens`), every Single parses (`scb-parses`), and its channels are
+/// the ones the spool recorded for it (`covers-spool`): a target holding
+/// another node's backup or a truncated set is caught with LND down.
+pub(super) fn scb_offline(
+    key: Option<&BackupKey>,
+    name: &str,
+    plain: Option<&SecretBytes>,
+    record: Option<&BackupRecord>,
+    rows: &mut Rows,
+) {
+    let Some(key) = key else { return };
+    let Some(plain) = plain else {
+        let why = "the age layer did not open (see the decrypt rows)".to_string();
+        rows.skip(name, "scb-opens", Class::ScbKey, why);
+        return;
+    };
+    let multi = match crate::chanbackup::open_multi(key, plain.expose()) {
+        Ok(m) => m,
+        Err(OpenError::Decrypt(e)) => {
+            rows.fail(name, "scb-opens", Class::ScbKey, e.to_string());
+            return;
+        }
+        Err(OpenError::Parse(e)) => {
+            let fp = key.fingerprint();
+            rows.pass(
+                name,
+                "scb-opens",
+                Class::ScbKey,
+                format!("opens with backup key {fp}"),
+            );
+            rows.fail(name, "scb-parses", Class::ScbKey, e.to_string());
+            return;
+        }
+    };
+    let fp = key.fingerprint();
+    let detail = format!("opens with backup key {fp}");
+    rows.pass(name, "scb-opens", Class::ScbKey, detail);
+    let n = multi.singles.len();
+    rows.pass(
+        name,
+        "scb-parses",
+        Class::ScbKey,
+        format!("{n} channel(s) parse"),
+    );
+    let read: BTreeSet<ChanPoint> = multi.singles.iter().map(|s| s.chan_point()).collect();
+    let Some(record) = record else {
+        let why = "the spool has no record of this backup".to_string();
+        rows.skip(name, "covers-spool", Class::Integrity, why);
+        return;
+    };
+    let recorded: BTreeSet<ChanPoint> = record
+        .chan_points
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    if read == recorded {
+        let detail = format!("the {n} channel(s) the spool recorded");
+        rows.pass(name, "covers-spool", Class::Integrity, detail);
+    } else {
+        let missing = recorded.difference(&read).count();
+        let extra = read.difference(&recorded).count();
+        let detail = format!(
+            "holds other channels than the spool recorded for it: {missing} missing, {extra} not recorded"
+        );
+        rows.fail(name, "covers-spool", Class::Integrity, detail);
+    }
 }

@@ -39,6 +39,8 @@ struct Context<'a> {
     /// The backup every target should hold as its newest.
     expected: Option<(DateTime<Utc>, String)>,
     drill: bool,
+    /// `[lnd] backup_key_file`: lnd's layer is read without LND too.
+    scb_key: Option<crate::chanbackup::BackupKey>,
 }
 
 /// What the drill is asked to do.
@@ -62,6 +64,7 @@ pub async fn verify(cfg: &Config, opts: &Options, progress: &dyn Progress) -> Re
     let escrowed = checks::escrow(cfg, offline.first().map(|(_, i)| i), &mut rows, progress).await;
     let journal = checks::spool(&cfg.state_dir, opts.no_spool, &mut rows);
     let lnd = checks::lnd_now(cfg, &mut rows, progress).await;
+    let scb_key = checks::scb_key(cfg, &mut rows);
 
     // Every target's listing first, so that "newest" can be compared across them.
     let mut listings: Vec<(String, Result<Vec<Listed>, RestoreError>)> = Vec::new();
@@ -99,6 +102,7 @@ pub async fn verify(cfg: &Config, opts: &Options, progress: &dyn Progress) -> Re
         lnd,
         expected,
         drill,
+        scb_key,
     };
     for (name, listing) in listings {
         progress.step(&format!("checking target {name}…"));
@@ -149,6 +153,7 @@ async fn check_target(
         plain.as_ref(),
         rows,
     );
+    checks::scb_offline(ctx.scb_key.as_ref(), name, plain.as_ref(), record, rows);
     let client = ctx.lnd.as_ref().map(|(c, _)| c);
     let covered = checks::lnd_verify(name, client, plain.as_ref(), record, rows).await;
     let current = ctx.lnd.as_ref().map(|(_, c)| c);

@@ -25,6 +25,10 @@ pub enum Class {
     /// The state dir this config names is gone: its journal and the escrow
     /// audit log with it.
     StateLost,
+    /// The node's own backup key (`[lnd] backup_key_file`) does not open a
+    /// target's newest backup, or what it opens does not parse: recovery
+    /// with the seed alone would fail.
+    ScbKey,
 }
 
 impl Class {

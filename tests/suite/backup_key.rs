@@ -86,3 +86,63 @@ async fn a_key_file_others_can_read_is_refused_at_start() {
     );
     assert!(!err.contains("tpub"), "the key itself in {err}");
 }
+
+fn verify(f: &Fixture) -> (Option<i32>, Vec<serde_json::Value>, String) {
+    let out = bin()
+        .args(["verify", "--json", "--config"])
+        .arg(&f.config)
+        .arg("--identity")
+        .arg(&f.identity)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let rows = report["checks"].as_array().cloned().unwrap_or_default();
+    (out.status.code(), rows, text(&out))
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], target: &str, check: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["target"] == target && r["check"] == check)
+        .unwrap_or_else(|| panic!("no {target}/{check} row in {rows:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reads_lnds_layer_with_the_nodes_key() {
+    let f = Fixture::new().await;
+    f.sim.open_channels(3);
+    let out = bin()
+        .args(["backup", "--once", "--config"])
+        .arg(&f.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    with_key(&f, &f.sim.backup_account_xpub());
+    let (code, rows, all) = verify(&f);
+    assert_eq!(code, Some(0), "{all}");
+    for check in ["scb-opens", "scb-parses", "covers-spool"] {
+        assert_eq!(row(&rows, "pbs", check)["ok"], true, "{check}: {all}");
+    }
+    assert!(
+        row(&rows, "pbs", "covers-spool")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("3 channel(s)")
+    );
+
+    // Another node's key: the drill fails with its own code, naming the target.
+    let other = Fixture::new().await;
+    f.edit_config("backup_key_file = \"backup-account.xpub\"\n", "");
+    with_key(&f, &other.sim.backup_account_xpub());
+    let (code, rows, all) = verify(&f);
+    assert_eq!(code, Some(29), "{all}");
+    let opens = row(&rows, "pbs", "scb-opens");
+    assert_eq!(opens["ok"], false, "{all}");
+    assert!(
+        opens["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not open this backup"),
+        "{all}"
+    );
+}
