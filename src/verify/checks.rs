@@ -193,8 +193,13 @@ pub(super) fn spool(state_dir: &Path, no_spool: bool, rows: &mut Rows) -> Option
 }
 
 /// LND now: reachable, and its channels.
+/// `offline`: lnd's layer can be read without LND (`lnd.backup_key_file`),
+/// so an LND that cannot be reached (the node is down, or gone: the case
+/// the drill is for) is a skipped row; the scb-* rows carry the proof. A
+/// refusing LND (macaroon, permissions) still fails.
 pub(super) async fn lnd_now(
     cfg: &Config,
+    offline: bool,
     rows: &mut Rows,
     progress: &dyn Progress,
 ) -> Option<(LndClient, BTreeSet<ChanPoint>)> {
@@ -202,10 +207,20 @@ pub(super) async fn lnd_now(
         "asking LND at {} for its channels…",
         cfg.lnd.address
     ));
+    let unreachable = |rows: &mut Rows, e: &crate::lnd::LndError| {
+        if offline && e.is_connection() {
+            let detail = format!(
+                "{e}; lnd's layer is read with lnd.backup_key_file instead (the scb-* rows)"
+            );
+            rows.skip("lnd", "lnd-reachable", Class::LndUnreachable, detail);
+        } else {
+            rows.fail("lnd", "lnd-reachable", Class::LndUnreachable, e.to_string());
+        }
+    };
     let client = match LndClient::connect(&LndSettings::from(&cfg.lnd)).await {
         Ok(c) => c,
         Err(e) => {
-            rows.fail("lnd", "lnd-reachable", Class::LndUnreachable, e.to_string());
+            unreachable(rows, &e);
             return None;
         }
     };
@@ -220,7 +235,7 @@ pub(super) async fn lnd_now(
             Some((client, cur))
         }
         Err(e) => {
-            rows.fail("lnd", "lnd-reachable", Class::LndUnreachable, e.to_string());
+            unreachable(rows, &e);
             None
         }
     }

@@ -63,8 +63,8 @@ pub async fn verify(cfg: &Config, opts: &Options, progress: &dyn Progress) -> Re
     let offline = checks::offline_identities(&opts.identity_files, &mut rows);
     let escrowed = checks::escrow(cfg, offline.first().map(|(_, i)| i), &mut rows, progress).await;
     let journal = checks::spool(&cfg.state_dir, opts.no_spool, &mut rows);
-    let lnd = checks::lnd_now(cfg, &mut rows, progress).await;
     let scb_key = checks::scb_key(cfg, &mut rows);
+    let lnd = checks::lnd_now(cfg, scb_key.is_some(), &mut rows, progress).await;
 
     // Every target's listing first, so that "newest" can be compared across them.
     let mut listings: Vec<(String, Result<Vec<Listed>, RestoreError>)> = Vec::new();

@@ -130,6 +130,23 @@ async fn verify_reads_lnds_layer_with_the_nodes_key() {
             .contains("3 channel(s)")
     );
 
+    // The node is gone: the drill still passes, on the seed's key and the targets.
+    f.sim.stop().await;
+    let (code, rows, all) = verify(&f);
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(
+        row(&rows, "lnd", "lnd-reachable")["ok"],
+        serde_json::Value::Null,
+        "{all}"
+    );
+    assert_eq!(row(&rows, "pbs", "scb-opens")["ok"], true, "{all}");
+    // Without the key it cannot say: LND unreachable fails, as before.
+    f.edit_config("backup_key_file = \"backup-account.xpub\"\n", "");
+    let (code, _, all) = verify(&f);
+    assert_eq!(code, Some(27), "{all}");
+    f.sim.restart().await.unwrap();
+    with_key(&f, &f.sim.backup_account_xpub());
+
     // Another node's key: the drill fails with its own code, naming the target.
     let other = Fixture::new().await;
     f.edit_config("backup_key_file = \"backup-account.xpub\"\n", "");
