@@ -205,8 +205,63 @@ struct FetchReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<&'a Path>,
     lnd: &'a LndView,
+    /// What the node's backup key reads in it (`lnd.backup_key_file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inside: Option<&'a Inside>,
     #[serde(skip_serializing_if = "Option::is_none")]
     num_restored: Option<u32>,
+}
+
+/// lnd's layer read with `lnd.backup_key_file`: no LND needed.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Inside {
+    Read(crate::inspect::Inspection),
+    Error { backup_key_error: String },
+}
+
+fn read_inside(cfg: &Config, plain: &[u8]) -> Option<Inside> {
+    let file = cfg.lnd.backup_key_file.as_ref()?;
+    let what = format!("lnd.backup_key_file {}", file.display());
+    let key = match crate::chanbackup::BackupKey::from_file(file) {
+        Ok(k) => k,
+        Err(e) => {
+            return Some(Inside::Error {
+                backup_key_error: format!("{what}: {e}"),
+            });
+        }
+    };
+    let what = format!("backup key {} ({what})", key.fingerprint());
+    Some(match crate::inspect::inspect(plain, None, &key, &what) {
+        Ok(found) => Inside::Read(found),
+        Err(e) => Inside::Error {
+            backup_key_error: e.to_string(),
+        },
+    })
+}
+
+fn print_inside(inside: Option<&Inside>) {
+    match inside {
+        None => {}
+        Some(Inside::Error { backup_key_error }) => {
+            println!("cannot read it with the backup key: {backup_key_error}")
+        }
+        Some(Inside::Read(found)) => {
+            println!(
+                "the backup key {} reads {} channel(s) in it (no LND needed):",
+                found.backup_key,
+                found.channels.len()
+            );
+            for c in &found.channels {
+                let addrs = if c.addresses.is_empty() {
+                    "no address".to_string()
+                } else {
+                    c.addresses.join(",")
+                };
+                println!("  {}  peer {}  {}", c.chan_point, c.peer, addrs);
+            }
+        }
+    }
 }
 
 fn print_lnd(v: &LndView) {
@@ -293,6 +348,8 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
         })?;
     }
     let lnd = restore::ask_lnd(&cfg, f.plain.expose(), progress(quiet)).await;
+    let inside = read_inside(&cfg, f.plain.expose());
+    let inside = inside.as_ref();
     if !quiet {
         println!(
             "backup {} taken {} ({} channel(s), fingerprint {}) from target {} ({})",
@@ -309,11 +366,12 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
                 out.display()
             );
         }
+        print_inside(inside);
         print_lnd(&lnd);
     }
     if let Some(e) = &lnd.refused {
         if quiet {
-            print_json(&f, a.out.as_deref(), &lnd, None)?;
+            print_json(&f, a.out.as_deref(), &lnd, inside, None)?;
         }
         return Err(RestoreError::LndRefused(format!(
             "LND at {} refused backup {}: {e}",
@@ -323,7 +381,7 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
     }
     let Some(mac) = restore_mac else {
         if quiet {
-            print_json(&f, a.out.as_deref(), &lnd, None)?;
+            print_json(&f, a.out.as_deref(), &lnd, inside, None)?;
         }
         return Ok(());
     };
@@ -353,7 +411,7 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
         }
     })?;
     if quiet {
-        print_json(&f, a.out.as_deref(), &lnd, Some(n))?;
+        print_json(&f, a.out.as_deref(), &lnd, inside, Some(n))?;
     } else {
         println!("LND restored {n} channel(s) (num_restored; lnd < 0.19 always answers 0)");
         println!(
@@ -370,6 +428,7 @@ fn print_json(
     f: &Fetched,
     out: Option<&Path>,
     lnd: &LndView,
+    inside: Option<&Inside>,
     n: Option<u32>,
 ) -> Result<(), RestoreError> {
     let r = FetchReport {
@@ -377,6 +436,7 @@ fn print_json(
         from: &f.from,
         out,
         lnd,
+        inside,
         num_restored: n,
     };
     let text = serde_json::to_string_pretty(&r).map_err(|e| RestoreError::Other(e.to_string()))?;

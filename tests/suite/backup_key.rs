@@ -140,6 +140,25 @@ async fn verify_reads_lnds_layer_with_the_nodes_key() {
         "{all}"
     );
     assert_eq!(row(&rows, "pbs", "scb-opens")["ok"], true, "{all}");
+    // restore fetch shows what is inside without the node, too.
+    let out = bin()
+        .args(["restore", "fetch", "--config"])
+        .arg(&f.config)
+        .arg("--identity")
+        .arg(&f.identity)
+        .arg("--out")
+        .arg(f.path().join("fetched.backup"))
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("reads 3 channel(s) in it (no LND needed)"),
+        "{shown}"
+    );
+    for cp in f.sim.channels() {
+        assert!(shown.contains(&cp.to_string()), "{cp} missing: {shown}");
+    }
     // Without the key it cannot say: LND unreachable fails, as before.
     f.edit_config("backup_key_file = \"backup-account.xpub\"\n", "");
     let (code, _, all) = verify(&f);
