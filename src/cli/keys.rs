@@ -483,6 +483,12 @@ fn summary(f: &PublicFacts) -> String {
     if !f.descriptor_keys.is_empty() {
         parts.push(format!("{} key(s)", f.descriptor_keys.len()));
     }
+    if let Some(node) = &f.node_pubkey {
+        parts.push(format!("node {node}"));
+    }
+    if let Some(b) = &f.birthday {
+        parts.push(format!("born {b}"));
+    }
     parts.join(" ")
 }
 

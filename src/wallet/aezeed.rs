@@ -207,6 +207,15 @@ impl Mnemonic {
         Mnemonic::from_bytes(&bytes)
     }
 
+    /// Whether the last four bytes are the CRC-32C of the first 29: the
+    /// words are an aezeed as typed (no passphrase needed to tell).
+    pub fn checksum_ok(&self) -> bool {
+        let bytes = self.to_bytes();
+        let mut checksum = [0u8; 4];
+        checksum.copy_from_slice(&bytes[CHECKSUM_OFFSET..]);
+        crc32c(&bytes[..CHECKSUM_OFFSET]) == u32::from_be_bytes(checksum)
+    }
+
     /// The words, in order.
     pub fn words(&self) -> impl Iterator<Item = &'static str> + '_ {
         let list = bip39::Language::English.word_list();
@@ -382,12 +391,10 @@ impl CipherSeed {
         passphrase: &[u8],
         log_n: u8,
     ) -> Result<CipherSeed, SeedError> {
-        let bytes = mnemonic.to_bytes();
-        let mut checksum = [0u8; 4];
-        checksum.copy_from_slice(&bytes[CHECKSUM_OFFSET..]);
-        if crc32c(&bytes[..CHECKSUM_OFFSET]) != u32::from_be_bytes(checksum) {
+        if !mnemonic.checksum_ok() {
             return Err(SeedError::BadChecksum);
         }
+        let bytes = mnemonic.to_bytes();
         if bytes[0] != CIPHER_SEED_VERSION {
             return Err(SeedError::UnknownExternalVersion(bytes[0]));
         }

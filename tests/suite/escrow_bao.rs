@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::vectors::{ABANDON, LEGAL, LETTER, LND_AEZEED};
+use crate::common::vectors::{ABANDON, LEGAL, LETTER, LND_WALLET_AEZEED};
 use bao::Bao;
 use chanvault::escrow::material::{Kind, Material, Network, ParseOptions};
 use chanvault::secret::SecretString;
@@ -158,7 +158,7 @@ fn every_kind_round_trips_as_json_strings_with_cas_and_history() {
     let xprv = account_xprv();
     let items: Vec<(&str, &str, String)> = vec![
         ("bip39", "seed-a", ABANDON.to_owned()),
-        ("aezeed", "lnd-seed", LND_AEZEED.to_owned()),
+        ("aezeed", "lnd-seed", LND_WALLET_AEZEED.to_owned()),
         ("xprv", "cosigner-xprv", xprv.clone()),
         ("xpub", "cosigner-b", origin_key(&b)),
         ("descriptor", "wallet", desc.clone()),
@@ -203,7 +203,29 @@ fn every_kind_round_trips_as_json_strings_with_cas_and_history() {
             !shown.contains("abandon") && !shown.contains("AGE-SECRET"),
             "{shown}"
         );
+        if *kind == "aezeed" {
+            for fact in ["birthday: 20", "node_pubkey: 0", "backup_key_fingerprint: "] {
+                assert!(shown.contains(fact), "{shown}");
+            }
+            assert!(!shown.contains("dizzy"), "{shown}");
+        }
     }
+    // An aezeed with a passphrase it was not made with is refused, without
+    // echoing the passphrase.
+    let seed_file = env.file("wrong-pass.in", LND_WALLET_AEZEED);
+    let pass_file = env.file("wrong-pass.txt", "not-the-passphrase\n");
+    let e = env.err(&[
+        "keys",
+        "put",
+        "aezeed",
+        "lnd-seed-2",
+        "--file",
+        &seed_file,
+        "--passphrase-file",
+        &pass_file,
+    ]);
+    assert!(e.contains("passphrase does not open this aezeed"), "{e}");
+    assert!(!e.contains("not-the-passphrase"), "{e}");
     let list = env.ok(&["keys", "list"]);
     for (_, name, _) in &items {
         assert!(list.contains(name), "{list}");

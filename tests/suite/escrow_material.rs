@@ -16,7 +16,7 @@ use chanvault::secret::SecretString;
 
 use crate::common::vectors::{
     ABANDON, ABANDON_24, ABANDON_FP, BIP84_XPUB, BIP84_ZPUB, LEGAL, LETTER, LND_AEZEED,
-    TREZOR_MASTER_XPRV, ZOO,
+    LND_WALLET_AEZEED, LND_WALLET_NODE_WIF, TREZOR_MASTER_XPRV, ZOO,
 };
 
 fn s(text: &str) -> SecretString {
@@ -249,35 +249,106 @@ fn an_aezeed_given_as_bip39_is_recognised() {
 // aezeed
 
 #[test]
-fn lnd_aezeed_vector_is_accepted() {
-    let m = parse(Kind::Aezeed, LND_AEZEED, &mainnet()).unwrap();
+fn lnd_wallet_aezeed_is_deciphered_and_gives_its_node_key() {
+    let regtest = ParseOptions::new(Network::Regtest);
+    let m = parse(Kind::Aezeed, LND_WALLET_AEZEED, &regtest).unwrap();
     let p = m.public();
     assert_eq!(p.kind, "aezeed");
     assert_eq!(p.words, Some(24));
     assert_eq!(p.seed_version, Some(0));
     assert_eq!(p.has_passphrase, Some(false));
-    assert_eq!(p.xpub, None, "aezeed is encrypted; nothing is derived");
-    round_trip(&m, &mainnet());
+    assert_eq!(p.xpub, None, "no BIP-32 account is derived for an aezeed");
+    let secp = Secp256k1::new();
+    let wif = bitcoin::PrivateKey::from_wif(LND_WALLET_NODE_WIF).unwrap();
+    let node = bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &wif.inner);
+    assert_eq!(p.node_pubkey, Some(node.to_string()));
+    let birthday = p.birthday.as_deref().unwrap();
+    assert!(
+        birthday.len() == 10 && chrono::NaiveDate::parse_from_str(birthday, "%Y-%m-%d").is_ok(),
+        "{birthday}"
+    );
+    let fp = p.backup_key_fingerprint.as_deref().unwrap();
+    assert!(
+        fp.len() == 8 && fp.chars().all(|c| c.is_ascii_hexdigit()),
+        "{fp}"
+    );
+    let meta = p.to_metadata();
+    assert_eq!(meta.get("node_pubkey"), p.node_pubkey.as_ref());
+    assert_eq!(meta.get("birthday").map(String::as_str), Some(birthday));
+    assert_eq!(
+        meta.get("backup_key_fingerprint").map(String::as_str),
+        Some(fp)
+    );
+    round_trip(&m, &regtest);
 
-    // The default passphrase is the same as none.
+    // The default passphrase is the same as none; another one does not open it.
     let d = parse(
         Kind::Aezeed,
-        LND_AEZEED,
-        &with_passphrase(Network::Bitcoin, "aezeed"),
+        LND_WALLET_AEZEED,
+        &with_passphrase(Network::Regtest, "aezeed"),
     )
     .unwrap();
-    assert_eq!(d.public().has_passphrase, Some(false));
-    let custom = parse(
+    assert_eq!(d.public(), p);
+    let err = parse(
         Kind::Aezeed,
-        LND_AEZEED,
-        &with_passphrase(Network::Bitcoin, "x"),
+        LND_WALLET_AEZEED,
+        &with_passphrase(Network::Regtest, "x-secret-pass"),
     )
-    .unwrap();
-    assert_eq!(custom.public().has_passphrase, Some(true));
-    // Read back without the passphrase: it cannot be verified, the fact stays.
-    let back =
-        Material::from_stored(Kind::Aezeed, custom.secret(), custom.public(), &mainnet()).unwrap();
-    assert_eq!(back.public().has_passphrase, Some(true));
+    .unwrap_err();
+    assert!(matches!(err, MaterialError::AezeedPassphrase), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("passphrase does not open this aezeed"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("x-secret-pass") && !msg.contains("dizzy"),
+        "{msg}"
+    );
+
+    // Mainnet uses coin type 0: another node key, another backup key.
+    let main = parse(Kind::Aezeed, LND_WALLET_AEZEED, &mainnet()).unwrap();
+    assert_ne!(main.public().node_pubkey, p.node_pubkey);
+    assert_ne!(
+        main.public().backup_key_fingerprint,
+        p.backup_key_fingerprint
+    );
+    assert_eq!(main.public().birthday, p.birthday);
+}
+
+#[test]
+fn aezeed_with_its_own_passphrase_opens_only_with_it() {
+    use chanvault::wallet::aezeed::{CipherSeed, birthday_from_unix};
+    // 2023-07-14T20:00:00Z (after 18:15 UTC, the genesis block's time of day
+    // that lnd's birthday time has).
+    let seed = CipherSeed::generate(birthday_from_unix(1_689_364_800)).unwrap();
+    let words = seed.to_mnemonic(b"pass").unwrap().phrase();
+    let opts = with_passphrase(Network::Testnet, "pass");
+    let m = parse(Kind::Aezeed, &words, &opts).unwrap();
+    let p = m.public();
+    assert_eq!(p.has_passphrase, Some(true));
+    assert_eq!(p.birthday.as_deref(), Some("2023-07-14"));
+    let node = seed.node_pubkey(bitcoin::Network::Testnet).unwrap();
+    assert_eq!(p.node_pubkey, Some(node.to_string()));
+    round_trip(&m, &opts);
+
+    for wrong in [
+        ParseOptions::new(Network::Testnet),
+        with_passphrase(Network::Testnet, "aezeed"),
+        with_passphrase(Network::Testnet, "pass "),
+    ] {
+        let err = parse(Kind::Aezeed, &words, &wrong).unwrap_err();
+        assert!(matches!(err, MaterialError::AezeedPassphrase), "{err:?}");
+    }
+    // Read back without the passphrase: refused, not silently accepted.
+    let err = Material::from_stored(
+        Kind::Aezeed,
+        m.secret(),
+        p,
+        &ParseOptions::new(Network::Testnet),
+    )
+    .unwrap_err();
+    assert!(matches!(err, MaterialError::PassphraseRequired), "{err:?}");
 }
 
 #[test]
@@ -997,7 +1068,7 @@ fn network_mismatch_fails() {
     let a = seed(ABANDON);
     let t = parse(
         Kind::Aezeed,
-        LND_AEZEED,
+        LND_WALLET_AEZEED,
         &ParseOptions::new(Network::Testnet),
     )
     .unwrap();
@@ -1053,7 +1124,7 @@ fn debug_and_errors_never_show_secret_text() {
             &with_passphrase(Network::Bitcoin, "TREZOR"),
         )
         .unwrap(),
-        parse(Kind::Aezeed, LND_AEZEED, &mainnet()).unwrap(),
+        parse(Kind::Aezeed, LND_WALLET_AEZEED, &mainnet()).unwrap(),
         parse(Kind::Xprv, TREZOR_MASTER_XPRV, &mainnet()).unwrap(),
         parse(
             Kind::Xprv,
@@ -1066,8 +1137,8 @@ fn debug_and_errors_never_show_secret_text() {
     let secrets = [
         "abandon",
         "about",
-        "ability",
-        "royal",
+        "dizzy",
+        "tattoo",
         "TREZOR",
         &TREZOR_MASTER_XPRV[4..],
         &acct[4..],

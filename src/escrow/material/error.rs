@@ -74,11 +74,17 @@ pub enum MaterialError {
     )]
     AezeedVersion { version: u8 },
 
+    #[error(
+        "aezeed: the passphrase does not open this aezeed: give the passphrase set when the \
+         wallet was created (none for lnd's default)"
+    )]
+    AezeedPassphrase,
+
     #[error("a passphrase was given, but a {kind} has none; leave it out")]
     PassphraseNotApplicable { kind: Kind },
 
     #[error(
-        "this bip39 item was escrowed with a passphrase; supply the passphrase to re-derive \
+        "this seed was escrowed with a passphrase; supply the passphrase to re-derive \
          and verify it"
     )]
     PassphraseRequired,

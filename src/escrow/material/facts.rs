@@ -36,6 +36,16 @@ pub struct PublicFacts {
     pub has_passphrase: Option<bool>,
     /// aezeed external cipher-seed version (only 0 exists).
     pub seed_version: Option<u8>,
+    /// aezeed: the wallet's birthday, `YYYY-MM-DD` (UTC).
+    #[serde(default)]
+    pub birthday: Option<String>,
+    /// aezeed: the node identity public key (m/1017'/coin'/6'/0/0), hex.
+    #[serde(default)]
+    pub node_pubkey: Option<String>,
+    /// aezeed: fingerprint of the key that encrypts channel backups
+    /// (`BackupKey::fingerprint`, 8 hex digits).
+    #[serde(default)]
+    pub backup_key_fingerprint: Option<String>,
 }
 
 /// Metadata keys written by [`PublicFacts::to_metadata`].
@@ -54,6 +64,9 @@ mod meta_key {
     pub const WORDS: &str = "words";
     pub const HAS_PASSPHRASE: &str = "has_passphrase";
     pub const SEED_VERSION: &str = "seed_version";
+    pub const BIRTHDAY: &str = "birthday";
+    pub const NODE_PUBKEY: &str = "node_pubkey";
+    pub const BACKUP_KEY_FINGERPRINT: &str = "backup_key_fingerprint";
 }
 
 impl PublicFacts {
@@ -76,6 +89,12 @@ impl PublicFacts {
         put(meta_key::DERIVATION, &self.derivation);
         put(meta_key::XPUB, &self.xpub);
         put(meta_key::RECIPIENT, &self.recipient);
+        put(meta_key::BIRTHDAY, &self.birthday);
+        put(meta_key::NODE_PUBKEY, &self.node_pubkey);
+        put(
+            meta_key::BACKUP_KEY_FINGERPRINT,
+            &self.backup_key_fingerprint,
+        );
         if let Some(d) = &self.descriptor {
             if d.len() <= METADATA_VALUE_LIMIT {
                 m.insert(meta_key::DESCRIPTOR.to_owned(), d.clone());
@@ -163,6 +182,9 @@ impl PublicFacts {
             words,
             has_passphrase,
             seed_version,
+            birthday: get(meta_key::BIRTHDAY),
+            node_pubkey: get(meta_key::NODE_PUBKEY),
+            backup_key_fingerprint: get(meta_key::BACKUP_KEY_FINGERPRINT),
         })
     }
 
@@ -206,6 +228,17 @@ impl PublicFacts {
             "seed_version",
             format!("{:?}", self.seed_version),
             format!("{:?}", other.seed_version),
+        );
+        cmp("birthday", opt(&self.birthday), opt(&other.birthday));
+        cmp(
+            "node_pubkey",
+            opt(&self.node_pubkey),
+            opt(&other.node_pubkey),
+        );
+        cmp(
+            "backup_key_fingerprint",
+            opt(&self.backup_key_fingerprint),
+            opt(&other.backup_key_fingerprint),
         );
         out
     }

@@ -19,10 +19,11 @@
 //! Kinds and what is checked:
 //! - `bip39`: English list, 12–24 words, checksum; derives the master
 //!   fingerprint and the account xpub at the derivation path.
-//! - `aezeed`: LND's 24-word cipher seed; word list, length, external
-//!   version and CRC-32C checksum (the AEZ-encrypted body, which holds the
-//!   birthday and the entropy, cannot be opened without an AEZ
-//!   implementation, so the passphrase is not verified).
+//! - `aezeed`: LND's 24-word cipher seed, deciphered with its passphrase
+//!   (lnd's default when none) by [`crate::wallet::aezeed`]: word list,
+//!   length, CRC-32C checksum, version, and the passphrase itself (AEZ
+//!   authenticates it). Public facts: birthday, node identity key and the
+//!   channel-backup key's fingerprint.
 //! - `xprv` / `xpub`: base58check, SLIP-132 prefixes normalised to
 //!   `xpub`/`tpub`, network, key origin `[fingerprint/path]` consistent with
 //!   the key's depth.
@@ -200,9 +201,10 @@ impl Material {
     /// The derivation path comes from `opts.path` or else the stored
     /// `derivation`; public kinds are rebuilt from the facts themselves (the
     /// xpub with its origin, the descriptor). A bip39 item stored with a
-    /// passphrase needs `opts.passphrase`. For an aezeed the passphrase
-    /// cannot be verified; if none is given the stored `has_passphrase` is
-    /// kept.
+    /// passphrase needs `opts.passphrase`, and so does an aezeed with one
+    /// (it cannot be opened without). An aezeed stored before its birthday,
+    /// node key and backup-key fingerprint were recorded is compared on the
+    /// facts it has.
     pub fn from_stored(
         kind: Kind,
         secret: Option<&SecretString>,
@@ -228,9 +230,12 @@ impl Material {
                 .map(|p| SecretString::new(p.expose().to_owned())),
             path: opts.path.clone().or_else(|| public.derivation.clone()),
         };
-        let mut material = if kind.is_secret() {
+        let material = if kind.is_secret() {
             let secret = secret.ok_or(MaterialError::MissingSecret { kind })?;
-            if kind == Kind::Bip39 && public.has_passphrase == Some(true) && !passphrase_given {
+            if matches!(kind, Kind::Bip39 | Kind::Aezeed)
+                && public.has_passphrase == Some(true)
+                && !passphrase_given
+            {
                 return Err(MaterialError::PassphraseRequired);
             }
             Material::parse(kind, secret, &rebuilt_opts)?
@@ -259,10 +264,16 @@ impl Material {
             };
             Material::parse(kind, &SecretString::new(input), &rebuilt_opts)?
         };
-        if kind == Kind::Aezeed && !passphrase_given {
-            material.public.has_passphrase = public.has_passphrase;
+        let mut stored = public.clone();
+        if kind == Kind::Aezeed {
+            let new = &material.public;
+            stored.birthday = stored.birthday.or_else(|| new.birthday.clone());
+            stored.node_pubkey = stored.node_pubkey.or_else(|| new.node_pubkey.clone());
+            stored.backup_key_fingerprint = stored
+                .backup_key_fingerprint
+                .or_else(|| new.backup_key_fingerprint.clone());
         }
-        let differences = public.differences(&material.public);
+        let differences = stored.differences(&material.public);
         if !differences.is_empty() {
             return Err(MaterialError::StoredMismatch {
                 kind,

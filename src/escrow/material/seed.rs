@@ -1,5 +1,7 @@
 //! Mnemonic seeds: BIP-39 and LND's aezeed.
 
+use std::str::FromStr;
+
 use bitcoin::bip32::Xpriv;
 use bitcoin::secp256k1::Secp256k1;
 use zeroize::{Zeroize, Zeroizing};
@@ -9,7 +11,9 @@ use super::facts::PublicFacts;
 use super::kind::{Kind, Network};
 use super::path::{account_path, derive_xpub, fmt_path};
 use super::{AccountKey, Material, ParseOptions};
+use crate::chanbackup::BackupKey;
 use crate::secret::SecretString;
+use crate::wallet::aezeed::{CIPHER_SEED_VERSION, CipherSeed, Mnemonic, SeedError};
 
 /// LND's aezeed default passphrase, used when the user set none.
 const AEZEED_DEFAULT_PASSPHRASE: &str = "aezeed";
@@ -25,7 +29,8 @@ pub(super) fn parse_bip39(
     if let Err(e) = bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &normalized) {
         return Err(match e {
             bip39::Error::InvalidChecksum
-                if indices.len() == 24 && aezeed_checksum_ok(&indices) =>
+                if indices.len() == 24
+                    && Mnemonic::from_str(&normalized).is_ok_and(|m| m.checksum_ok()) =>
             {
                 MaterialError::LooksLikeAezeed
             }
@@ -129,47 +134,61 @@ fn normalize_mnemonic(
     Ok((normalized, indices))
 }
 
-/// Layout of LND's enciphered cipher seed (lnd `aezeed/cipherseed.go`):
-/// `version(1) || aez ciphertext(23) || salt(5) || checksum(4)`; the
-/// checksum is CRC-32C (Castagnoli), big-endian, over the first 29 bytes.
-const AEZEED_LEN: usize = 33;
-const AEZEED_CHECKSUM_OFFSET: usize = AEZEED_LEN - 4;
-
-/// The 33 bytes that 24 word indices (11 bits each) encode.
-pub(super) fn aezeed_bytes(indices: &[u16]) -> Zeroizing<[u8; AEZEED_LEN]> {
-    let mut out = Zeroizing::new([0u8; AEZEED_LEN]);
-    for (i, idx) in indices.iter().enumerate().take(24) {
-        for j in 0..11 {
-            let bit = ((idx >> (10 - j)) & 1) as u8;
-            let pos = i * 11 + j;
-            out[pos / 8] |= bit << (7 - pos % 8);
+/// What the wallet module's aezeed errors mean here. No variant carries a
+/// word or the passphrase.
+fn aezeed_error(e: SeedError, normalized: &str) -> MaterialError {
+    let kind = Kind::Aezeed;
+    match e {
+        SeedError::WordCount(count) => MaterialError::WordCount {
+            kind,
+            count,
+            expected: "exactly 24",
+        },
+        SeedError::UnknownWord { position } => MaterialError::UnknownWord { kind, position },
+        SeedError::BadChecksum => {
+            if bip39::Mnemonic::parse_in_normalized(bip39::Language::English, normalized).is_ok() {
+                MaterialError::LooksLikeBip39
+            } else {
+                MaterialError::AezeedChecksum
+            }
+        }
+        SeedError::UnknownExternalVersion(version) | SeedError::UnknownInternalVersion(version) => {
+            MaterialError::AezeedVersion { version }
+        }
+        SeedError::WrongPassphrase => MaterialError::AezeedPassphrase,
+        e @ (SeedError::Random | SeedError::Kdf(_) | SeedError::Derivation(_)) => {
+            MaterialError::Derivation {
+                kind,
+                reason: e.to_string(),
+            }
         }
     }
-    out
 }
 
-pub(super) fn aezeed_checksum_ok(indices: &[u16]) -> bool {
-    let bytes = aezeed_bytes(indices);
-    let stored = u32::from_be_bytes([
-        bytes[AEZEED_CHECKSUM_OFFSET],
-        bytes[AEZEED_CHECKSUM_OFFSET + 1],
-        bytes[AEZEED_CHECKSUM_OFFSET + 2],
-        bytes[AEZEED_CHECKSUM_OFFSET + 3],
-    ]);
-    crc32c(&bytes[..AEZEED_CHECKSUM_OFFSET]) == stored
-}
-
-/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bitwise.
-pub(super) fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0x82F6_3B78 & mask);
-        }
-    }
-    !crc
+/// The public facts only an opened aezeed gives: birthday (`YYYY-MM-DD`,
+/// UTC), node identity key (hex) and the backup key's fingerprint. The
+/// master key is wiped before returning.
+fn aezeed_facts(
+    seed: &CipherSeed,
+    network: Network,
+) -> Result<(String, String, String), MaterialError> {
+    let derivation = |reason: String| MaterialError::Derivation {
+        kind: Kind::Aezeed,
+        reason,
+    };
+    let birthday = chrono::DateTime::from_timestamp(seed.birthday_unix(), 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .ok_or_else(|| derivation("the birthday is out of range".to_owned()))?;
+    let node = seed
+        .node_pubkey(network.bitcoin())
+        .map_err(|e| aezeed_error(e, ""))?;
+    let mut master = seed
+        .master_key(network.bitcoin())
+        .map_err(|e| aezeed_error(e, ""))?;
+    let backup = BackupKey::from_master(&master).map(|k| k.fingerprint());
+    master.private_key.non_secure_erase();
+    let backup = backup.map_err(|e| derivation(e.to_string()))?;
+    Ok((birthday, node.to_string(), backup))
 }
 
 pub(super) fn parse_aezeed(
@@ -178,20 +197,12 @@ pub(super) fn parse_aezeed(
     opts: &ParseOptions,
 ) -> Result<Material, MaterialError> {
     let kind = Kind::Aezeed;
-    let (normalized, indices) = normalize_mnemonic(text, kind, &[24], "exactly 24")?;
-    if !aezeed_checksum_ok(&indices) {
-        let bip39_ok =
-            bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &normalized).is_ok();
-        return Err(if bip39_ok {
-            MaterialError::LooksLikeBip39
-        } else {
-            MaterialError::AezeedChecksum
-        });
-    }
-    let version = aezeed_bytes(&indices)[0];
-    if version != 0 {
-        return Err(MaterialError::AezeedVersion { version });
-    }
+    let (normalized, _) = normalize_mnemonic(text, kind, &[24], "exactly 24")?;
+    let mnemonic = Mnemonic::from_str(&normalized).map_err(|e| aezeed_error(e, &normalized))?;
+    let pass = passphrase.map_or("", |p| p.expose());
+    let seed = CipherSeed::decipher(&mnemonic, pass.as_bytes())
+        .map_err(|e| aezeed_error(e, &normalized))?;
+    let (birthday, node_pubkey, backup_fingerprint) = aezeed_facts(&seed, opts.network)?;
     let has_passphrase = passphrase.is_some_and(|p| p.expose() != AEZEED_DEFAULT_PASSPHRASE);
     Ok(Material {
         kind,
@@ -201,7 +212,10 @@ pub(super) fn parse_aezeed(
             network: Some(opts.network.to_string()),
             words: Some(24),
             has_passphrase: Some(has_passphrase),
-            seed_version: Some(version),
+            seed_version: Some(CIPHER_SEED_VERSION),
+            birthday: Some(birthday),
+            node_pubkey: Some(node_pubkey),
+            backup_key_fingerprint: Some(backup_fingerprint),
             ..PublicFacts::default()
         },
         secret: Some(SecretString::new(normalized.to_string())),

@@ -1,7 +1,11 @@
 use super::descriptor::count_private_tokens;
-use super::seed::{aezeed_bytes, aezeed_checksum_ok, crc32c};
+use std::str::FromStr;
+
+use bitcoin::secp256k1::Secp256k1;
+
 use super::xkey::{KEY_VERSIONS, standard_version};
 use super::*;
+use crate::secret::SecretString;
 
 /// lnd `aezeed/cipherseed_test.go`, `version0TestVectors[0]`: entropy
 /// 81b637d86359e6960de795e41e0b4cfd, salt "salt1", empty password
@@ -10,31 +14,104 @@ const LND_VECTOR: &str = "ability liquid travel stem barely drastic pact cupboar
     thrive morning oak feature tissue couch old math inform success suggest drink motion \
     know royal";
 
-fn indices(m: &str) -> Vec<u16> {
-    m.split_whitespace()
-        .map(|w| bip39::Language::English.find_word(w).unwrap())
-        .collect()
+/// lnd `lnwallet/btcwallet/signer_test.go`: a real wallet seed (scrypt
+/// N = 32768, default passphrase) and its regtest node key, as WIF.
+const LND_WALLET: &str = "able promote dizzy mixture sword myth share public find tattoo catalog \
+    cousin bulb unfair machine alarm cool large promote kick shop rug mean year";
+const LND_WALLET_NODE_WIF: &str = "cPeQdpcGJmLqpdmvokh3DK9ZtjYAXxiw4p4ELNUWkWt6bMRqArEV";
+
+fn aezeed(words: &str, passphrase: Option<&str>) -> Result<Material, MaterialError> {
+    let opts = ParseOptions {
+        passphrase: passphrase.map(|p| SecretString::new(p.to_owned())),
+        ..ParseOptions::new(Network::Regtest)
+    };
+    Material::parse(Kind::Aezeed, &SecretString::new(words.to_owned()), &opts)
 }
 
 #[test]
-fn crc32c_check_value() {
-    // The standard CRC-32C check value (RFC 3720 / iSCSI).
-    assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-}
-
-#[test]
-fn lnd_aezeed_vector_decodes_to_its_layout() {
-    let bytes = aezeed_bytes(&indices(LND_VECTOR));
-    assert_eq!(bytes[0], 0, "external version");
-    assert_eq!(&bytes[24..29], b"salt1", "salt from lnd's test vector");
-    assert!(aezeed_checksum_ok(&indices(LND_VECTOR)));
-    // The second vector (password "!very_safe_55345_password*") shares
-    // the salt.
+fn lnd_aezeed_vectors_pass_the_checksum() {
+    // N = 16 vectors: they cannot be deciphered here, only checksummed.
     let second = "able tree stool crush transfer cloud cross three profit outside hen \
         citizen plate ride require leg siren drum success suggest drink require fiscal upgrade";
-    let bytes = aezeed_bytes(&indices(second));
-    assert_eq!(&bytes[24..29], b"salt1");
-    assert!(aezeed_checksum_ok(&indices(second)));
+    for m in [LND_VECTOR, second] {
+        let m = crate::wallet::aezeed::Mnemonic::from_str(m).unwrap();
+        assert!(m.checksum_ok());
+    }
+}
+
+#[test]
+fn lnd_wallet_aezeed_gives_its_node_key_and_backup_fingerprint() {
+    use crate::wallet::aezeed::CipherSeed;
+    let m = aezeed(LND_WALLET, None).unwrap();
+    let p = m.public();
+    let secp = Secp256k1::new();
+    let wif = bitcoin::PrivateKey::from_wif(LND_WALLET_NODE_WIF).unwrap();
+    let node = bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &wif.inner);
+    assert_eq!(p.node_pubkey.as_deref(), Some(node.to_string().as_str()));
+    let seed = CipherSeed::decipher(
+        &crate::wallet::aezeed::Mnemonic::from_str(LND_WALLET).unwrap(),
+        b"",
+    )
+    .unwrap();
+    let mut master = seed.master_key(bitcoin::Network::Regtest).unwrap();
+    let fp = crate::chanbackup::BackupKey::from_master(&master)
+        .unwrap()
+        .fingerprint();
+    master.private_key.non_secure_erase();
+    assert_eq!(p.backup_key_fingerprint.as_deref(), Some(fp.as_str()));
+    let day = chrono::DateTime::from_timestamp(seed.birthday_unix(), 0).unwrap();
+    assert_eq!(p.birthday, Some(day.format("%Y-%m-%d").to_string()));
+    assert_eq!(p.has_passphrase, Some(false));
+    // lnd's default passphrase is the same as none.
+    assert_eq!(aezeed(LND_WALLET, Some("aezeed")).unwrap().public(), p);
+    let err = aezeed(LND_WALLET, Some("hunter2")).unwrap_err();
+    assert!(matches!(err, MaterialError::AezeedPassphrase), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn aezeed_with_a_passphrase_needs_it() {
+    use crate::wallet::aezeed::{CipherSeed, birthday_from_unix};
+    // 2024-03-01T20:00:00Z: lnd's birthday time is the genesis block's time
+    // of day (18:15 UTC), so earlier in the day would read as the day before.
+    let seed = CipherSeed::generate(birthday_from_unix(1_709_323_200)).unwrap();
+    let words = seed.to_mnemonic(b"pass").unwrap().phrase();
+    let m = aezeed(&words, Some("pass")).unwrap();
+    let p = m.public();
+    assert_eq!(p.birthday.as_deref(), Some("2024-03-01"));
+    assert_eq!(p.has_passphrase, Some(true));
+    let node = seed.node_pubkey(bitcoin::Network::Regtest).unwrap();
+    assert_eq!(p.node_pubkey, Some(node.to_string()));
+    for wrong in [None, Some("Pass")] {
+        let err = aezeed(&words, wrong).unwrap_err();
+        assert!(matches!(err, MaterialError::AezeedPassphrase), "{err:?}");
+        assert!(!err.to_string().contains("Pass"), "{err}");
+    }
+    // Read back: without the passphrase it is refused, with it the facts agree.
+    let regtest = ParseOptions::new(Network::Regtest);
+    let err = Material::from_stored(Kind::Aezeed, m.secret(), p, &regtest).unwrap_err();
+    assert!(matches!(err, MaterialError::PassphraseRequired), "{err:?}");
+    let opts = ParseOptions {
+        passphrase: Some(SecretString::new("pass".into())),
+        ..ParseOptions::new(Network::Regtest)
+    };
+    let back = Material::from_stored(Kind::Aezeed, m.secret(), p, &opts).unwrap();
+    assert_eq!(back.public(), p);
+    // Facts from before they were recorded are compared on what they hold.
+    let old = PublicFacts {
+        birthday: None,
+        node_pubkey: None,
+        backup_key_fingerprint: None,
+        ..p.clone()
+    };
+    assert!(Material::from_stored(Kind::Aezeed, m.secret(), &old, &opts).is_ok());
+    let mut other = p.clone();
+    other.node_pubkey = Some("02".repeat(33));
+    let err = Material::from_stored(Kind::Aezeed, m.secret(), &other, &opts).unwrap_err();
+    assert!(
+        matches!(err, MaterialError::StoredMismatch { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -27,3 +27,9 @@ pub const ABANDON_FP: &str = "73c5da0a";
 /// 81b637d8…, salt "salt1", default passphrase).
 pub const LND_AEZEED: &str = "ability liquid travel stem barely drastic pact cupboard apple thrive \
     morning oak feature tissue couch old math inform success suggest drink motion know royal";
+/// lnd `lnwallet/btcwallet/signer_test.go`: a real wallet seed (scrypt
+/// N = 32768, default passphrase), and its node key m/1017'/1'/6'/0/0 on
+/// regtest as WIF.
+pub const LND_WALLET_AEZEED: &str = "able promote dizzy mixture sword myth share public find \
+    tattoo catalog cousin bulb unfair machine alarm cool large promote kick shop rug mean year";
+pub const LND_WALLET_NODE_WIF: &str = "cPeQdpcGJmLqpdmvokh3DK9ZtjYAXxiw4p4ELNUWkWt6bMRqArEV";
