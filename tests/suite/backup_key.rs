@@ -110,12 +110,7 @@ fn row<'a>(rows: &'a [serde_json::Value], target: &str, check: &str) -> &'a serd
 async fn verify_reads_lnds_layer_with_the_nodes_key() {
     let f = Fixture::new().await;
     f.sim.open_channels(3);
-    let out = bin()
-        .args(["backup", "--once", "--config"])
-        .arg(&f.config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    f.backup_once();
 
     with_key(&f, &f.sim.backup_account_xpub());
     let (code, rows, all) = verify(&f);

@@ -35,12 +35,7 @@ fn channels(out: &std::process::Output) -> (BTreeSet<ChanPoint>, Vec<serde_json:
 async fn inspect_opens_a_delivered_backup_with_the_seed_alone() {
     let f = Fixture::new().await;
     f.sim.open_channels(6);
-    let out = bin()
-        .args(["backup", "--once", "--config"])
-        .arg(&f.config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    f.backup_once();
     let sealed = f.target_dir("pbs").join(CURRENT_FILE);
     let (seed, pass) = (f.sim.aezeed_path(), f.sim.aezeed_passphrase_path());
 

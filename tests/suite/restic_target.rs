@@ -834,12 +834,7 @@ async fn a_killed_prune_on_this_host_does_not_block_delivery() {
     // A new process's first open clears dead locks like its own, never a
     // prune's exclusive one.
     s.f.sim.open_channels(1);
-    let out = crate::common::bin()
-        .args(["backup", "--once", "--config"])
-        .arg(&s.f.config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", crate::common::text(&out));
+    s.f.backup_once();
     assert_eq!(
         std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count()),
         1,

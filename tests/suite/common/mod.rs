@@ -93,6 +93,17 @@ path = "targets/pbs"
         std::fs::write(&self.config, text.replacen(from, to, 1)).expect("write config");
     }
 
+    /// `chanvault backup --once` on this config, which must succeed
+    /// (stored and delivered everywhere).
+    pub fn backup_once(&self) {
+        let out = bin()
+            .args(["backup", "--once", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("run chanvault");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
     pub fn target_dir(&self, name: &str) -> PathBuf {
         self.path().join("targets").join(name)
     }
