@@ -110,6 +110,14 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The permission bits of an open secret file when group or others may
+/// read or write it (`None`: owner only). Checked on the open file, so a
+/// swap between the check and the read cannot dodge it.
+pub fn too_open(file: &File) -> io::Result<Option<u32>> {
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    Ok((mode & 0o077 != 0).then_some(mode))
+}
+
 /// Create a new file that must not exist yet, mode 0600, and write `bytes`.
 pub fn create_secret_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new()

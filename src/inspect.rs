@@ -115,17 +115,24 @@ pub struct ChannelFacts {
     pub close_tx_inputs: bool,
 }
 
+impl ChannelFacts {
+    /// The peer's addresses for one line of text: comma-separated, or
+    /// "no address" (lnd cannot reach such a peer during a restore).
+    pub fn addresses_text(&self) -> String {
+        if self.addresses.is_empty() {
+            "no address".to_string()
+        } else {
+            self.addresses.join(",")
+        }
+    }
+}
+
 /// What a backup holds, and the key that opened it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
     pub backup_key: String,
     pub age_layer: bool,
     pub channels: Vec<ChannelFacts>,
-}
-
-fn is_age(blob: &[u8]) -> bool {
-    blob.starts_with(b"age-encryption.org/")
-        || blob.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
 }
 
 /// Open `blob` (lnd's packed multi, or a chanvault .age file holding one).
@@ -135,7 +142,7 @@ pub fn inspect(
     key: &BackupKey,
     what: &str,
 ) -> Result<Inspection, InspectError> {
-    let age_layer = is_age(blob);
+    let age_layer = crate::seal::is_age_file(blob);
     let opened;
     let packed: &[u8] = if age_layer {
         let ids = identities.ok_or(InspectError::NeedIdentity)?;

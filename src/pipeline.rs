@@ -253,11 +253,7 @@ impl Pipeline {
         good: &BackupRecord,
         points: &BTreeSet<ChanPoint>,
     ) -> Option<String> {
-        let good_points: BTreeSet<ChanPoint> = good
-            .chan_points
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        let good_points = good.chan_point_set();
         let missing: BTreeSet<ChanPoint> = good_points.difference(points).copied().collect();
         if missing.is_empty() {
             return None;

@@ -14,7 +14,6 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use age::secrecy::ExposeSecret;
@@ -315,6 +314,12 @@ fn read_limited_from(file: File, limit: u64) -> io::Result<Zeroizing<Vec<u8>>> {
     Ok(buf)
 }
 
+/// Whether `bytes` start like an age file (binary or armored).
+pub fn is_age_file(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"age-encryption.org/")
+        || bytes.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+}
+
 /// Encrypt to every recipient. Binary age format.
 pub fn seal(recipients: &Recipients, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
     if recipients.is_empty() {
@@ -356,9 +361,7 @@ impl Identities {
             source,
         };
         let file = File::open(path).map_err(read_err)?;
-        // Checked on the open file, so a swap between check and read cannot dodge it.
-        let mode = file.metadata().map_err(read_err)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if let Some(mode) = crate::fsutil::too_open(&file).map_err(read_err)? {
             return Err(SealError::IdentityPermissions {
                 path: path.to_path_buf(),
                 mode,
@@ -408,9 +411,7 @@ fn parse_identities(bytes: &[u8], source_desc: String) -> Result<Identities, Sea
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(bytes.len());
     let head = &bytes[start..];
-    if head.starts_with(b"age-encryption.org/")
-        || head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
-    {
+    if is_age_file(head) {
         return Err(bad(
             "is a passphrase-encrypted age file; chanvault runs unattended and needs the \
              decrypted identity (decrypt it with `age -d` into a 0600 file)",

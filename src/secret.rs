@@ -40,8 +40,12 @@ pub enum SecretFileError {
 /// surrounding white space, zeroized. The caller names the file in its
 /// error.
 pub fn read_secret_line(path: &std::path::Path) -> Result<SecretString, SecretFileError> {
+    read_secret_line_from(std::fs::File::open(path)?)
+}
+
+/// [`read_secret_line`] from a file already open (and checked).
+pub fn read_secret_line_from(f: std::fs::File) -> Result<SecretString, SecretFileError> {
     use std::io::Read;
-    let f = std::fs::File::open(path)?;
     let mut buf = Zeroizing::new(Vec::new());
     f.take(SECRET_FILE_LIMIT + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > SECRET_FILE_LIMIT {

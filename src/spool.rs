@@ -134,6 +134,15 @@ impl BackupRecord {
     pub fn is_suspect(&self) -> bool {
         self.suspect.is_some()
     }
+
+    /// The channel points recorded for this backup, parsed; an entry that
+    /// does not parse (a journal edited by hand) is left out.
+    pub fn chan_point_set(&self) -> std::collections::BTreeSet<crate::scb::ChanPoint> {
+        self.chan_points
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    }
 }
 
 /// Delivery state of one target.

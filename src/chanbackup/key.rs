@@ -168,18 +168,14 @@ impl BackupKey {
     /// one line, readable by its owner only (it opens every backup of the
     /// node). The error names what is wrong, never the key.
     pub fn from_file(file: &std::path::Path) -> Result<Self, String> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(file)
-            .map_err(|e| format!("cannot read it: {e}"))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
+        let cannot = |e: std::io::Error| format!("cannot read it: {e}");
+        let open = std::fs::File::open(file).map_err(cannot)?;
+        if let Some(mode) = crate::fsutil::too_open(&open).map_err(cannot)? {
             return Err(format!(
-                "is readable by group or others (mode {:o}); it opens every backup of the node: chmod 600 it",
-                mode & 0o777
+                "is readable by group or others (mode {mode:o}); it opens every backup of the node: chmod 600 it"
             ));
         }
-        let text = crate::secret::read_secret_line(file).map_err(|e| e.to_string())?;
+        let text = crate::secret::read_secret_line_from(open).map_err(|e| e.to_string())?;
         Self::from_account_xpub_text(text.expose()).map_err(|e| e.to_string())
     }
 

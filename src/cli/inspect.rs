@@ -164,11 +164,6 @@ fn print(found: &Inspection) {
         found.channels.len()
     );
     for c in &found.channels {
-        let addrs = if c.addresses.is_empty() {
-            "no address".to_string()
-        } else {
-            c.addresses.join(",")
-        };
         println!(
             "{}  scid {}  peer {}  {}  {} sat  {}{}",
             c.chan_point,
@@ -176,7 +171,7 @@ fn print(found: &Inspection) {
             c.peer,
             c.channel_type,
             c.capacity_sat,
-            addrs,
+            c.addresses_text(),
             if c.close_tx_inputs {
                 "  close-tx-inputs"
             } else {

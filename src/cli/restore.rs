@@ -253,12 +253,12 @@ fn print_inside(inside: Option<&Inside>) {
                 found.channels.len()
             );
             for c in &found.channels {
-                let addrs = if c.addresses.is_empty() {
-                    "no address".to_string()
-                } else {
-                    c.addresses.join(",")
-                };
-                println!("  {}  peer {}  {}", c.chan_point, c.peer, addrs);
+                println!(
+                    "  {}  peer {}  {}",
+                    c.chan_point,
+                    c.peer,
+                    c.addresses_text()
+                );
             }
         }
     }

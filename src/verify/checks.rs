@@ -501,12 +501,7 @@ pub(super) async fn lnd_verify(
             points.or_else(|| {
                 record
                     .filter(|r| r.channels == 0 || !r.chan_points.is_empty())
-                    .map(|r| {
-                        r.chan_points
-                            .iter()
-                            .filter_map(|s| s.parse().ok())
-                            .collect()
-                    })
+                    .map(BackupRecord::chan_point_set)
             })
         }
         Err(e) if e.is_connection() => {
@@ -737,11 +732,7 @@ pub(super) fn scb_offline(
         rows.skip(name, "covers-spool", Class::Integrity, why);
         return;
     };
-    let recorded: BTreeSet<ChanPoint> = record
-        .chan_points
-        .iter()
-        .filter_map(|p| p.parse().ok())
-        .collect();
+    let recorded = record.chan_point_set();
     if read == recorded {
         let detail = format!("the {n} channel(s) the spool recorded");
         rows.pass(name, "covers-spool", Class::Integrity, detail);
