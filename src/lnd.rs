@@ -414,6 +414,32 @@ impl LndClient {
             .map(Some)
     }
 
+    /// The node's identity public key (`GetInfo`'s `identity_pubkey`, 66
+    /// hex digits): the key the wallet's seed derives at m/1017'/coin'/6'/0/0.
+    /// Needs `info:read`.
+    pub async fn identity_pubkey(&self) -> Result<String, LndError> {
+        let mut rpc = self.rpc.clone();
+        let reply = self
+            .unary(
+                "GetInfo",
+                "info:read",
+                rpc.get_info(proto::GetInfoRequest::default()),
+            )
+            .await?;
+        let key = reply.identity_pubkey;
+        if key.len() == 66 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(key.to_ascii_lowercase())
+        } else {
+            Err(LndError::BadReply {
+                rpc: "GetInfo",
+                reason: format!(
+                    "identity_pubkey is not a 33-byte hex key ({} characters)",
+                    key.len()
+                ),
+            })
+        }
+    }
+
     /// Channel points LND reports as closed.
     pub async fn closed_channels(&self) -> Result<BTreeSet<ChanPoint>, LndError> {
         let mut rpc = self.rpc.clone();

@@ -95,7 +95,8 @@ pub(super) async fn escrow(
         }
     };
     match e.verify(envelope).await {
-        Ok(results) => {
+        Ok(verified) => {
+            let results = verified.checks;
             let mut passed = 0;
             for c in &results {
                 if c.ok {

@@ -43,7 +43,12 @@ type Named<'a> = (&'a str, &'a Material);
 /// 4. each age identity's recipient is among `config_recipients`;
 /// 5. each seed/xprv derives every descriptor key with its master
 ///    fingerprint, and is a key of at least one descriptor (when
-///    descriptors are escrowed).
+///    descriptors are escrowed);
+/// 6. each `lnd-backup-key` is the backup key of the escrowed aezeed (when
+///    one is escrowed).
+///
+/// The check against the running node (aezeed ↔ `GetInfo`) needs LND and
+/// is [`node_identity`](super::node_identity).
 ///
 /// Nothing to compare gives no result (a lone seed yields an empty list).
 pub fn cross_check(items: &[(&str, &Material)], config_recipients: &[String]) -> Vec<CheckResult> {
@@ -75,6 +80,7 @@ pub fn cross_check(items: &[(&str, &Material)], config_recipients: &[String]) ->
     for &(sname, s) in &signers {
         out.extend(signer_in_descriptors(sname, s, &descriptors));
     }
+    out.extend(super::lnd_key::backup_keys_agree(items));
     out
 }
 

@@ -12,7 +12,7 @@ use super::kind::{Kind, Network};
 #[derive(Debug, thiserror::Error)]
 pub enum MaterialError {
     #[error(
-        "unknown key kind {given:?}; use one of: bip39, aezeed, xprv, xpub, descriptor, age-identity"
+        "unknown key kind {given:?}; use one of: bip39, aezeed, xprv, xpub, descriptor, age-identity, lnd-backup-key"
     )]
     UnknownKind { given: String },
 
@@ -217,6 +217,9 @@ pub enum MaterialError {
         key_network: &'static str,
         network: Network,
     },
+
+    #[error("lnd-backup-key: {reason}")]
+    BackupKey { reason: String },
 
     #[error("age identity: {reason}")]
     BadAgeIdentity { reason: String },

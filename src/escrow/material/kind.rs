@@ -9,7 +9,7 @@ use super::error::{MaterialError, truncate_for_message};
 
 /// What an item is. Parsed from and shown as the names used on the command
 /// line and in the store (`bip39`, `aezeed`, `xprv`, `xpub`, `descriptor`,
-/// `age-identity`).
+/// `age-identity`, `lnd-backup-key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Bip39,
@@ -18,21 +18,28 @@ pub enum Kind {
     Xpub,
     Descriptor,
     AgeIdentity,
+    /// lnd's channel-backup account key: the extended public key at
+    /// m/1017'/coin'/7'. Public in form, secret in use: it opens every
+    /// static channel backup of the node.
+    LndBackupKey,
 }
 
 impl Kind {
     /// Every kind, in the order they are documented.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Bip39,
         Kind::Aezeed,
         Kind::Xprv,
         Kind::Xpub,
         Kind::Descriptor,
         Kind::AgeIdentity,
+        Kind::LndBackupKey,
     ];
 
     /// Whether items of this kind carry a secret. `xpub` and `descriptor`
-    /// are public (a descriptor with a private key is refused).
+    /// are public (a descriptor with a private key is refused);
+    /// `lnd-backup-key` is an xpub but reads the node's channel list and
+    /// peers, so it is kept as a secret.
     pub fn is_secret(self) -> bool {
         !matches!(self, Kind::Xpub | Kind::Descriptor)
     }
@@ -46,6 +53,7 @@ impl Kind {
             Kind::Xpub => "xpub",
             Kind::Descriptor => "descriptor",
             Kind::AgeIdentity => "age-identity",
+            Kind::LndBackupKey => "lnd-backup-key",
         }
     }
 }

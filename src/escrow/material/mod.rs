@@ -29,6 +29,9 @@
 //!   the key's depth.
 //! - `descriptor`: checksum required, parsed with miniscript, no private keys,
 //!   every key with an origin, network of every xpub.
+//! - `lnd-backup-key`: the account xpub at m/1017'/coin'/7' that opens
+//!   lnd's channel backups: base58check, network prefix, depth 3, child 7';
+//!   kept as a secret. Public fact: the backup key's fingerprint.
 //! - `age-identity`: exactly one `AGE-SECRET-KEY-1…` (comments allowed, as
 //!   written by age-keygen); the recipient is the public fact.
 
@@ -45,6 +48,7 @@ mod descriptor;
 mod error;
 mod facts;
 mod kind;
+mod lnd_key;
 mod path;
 mod seed;
 #[cfg(test)]
@@ -55,10 +59,12 @@ pub use cross_check::{CheckResult, cross_check};
 pub use error::MaterialError;
 pub use facts::PublicFacts;
 pub use kind::{Kind, Network};
+pub use lnd_key::node_identity;
 
 use age_identity::parse_age_identity;
 use descriptor::{DescKey, parse_descriptor};
 use error::truncate_for_message;
+use lnd_key::parse_lnd_backup_key;
 use path::derive_xpub;
 use seed::{bip39_master, parse_aezeed, parse_bip39};
 use xkey::{decode_xprv, parse_xprv, parse_xpub, split_origin};
@@ -161,6 +167,7 @@ impl Material {
             Kind::Xpub => parse_xpub(text, opts),
             Kind::Descriptor => parse_descriptor(text, opts),
             Kind::AgeIdentity => parse_age_identity(text),
+            Kind::LndBackupKey => parse_lnd_backup_key(text, opts.network),
         }
     }
 
@@ -192,6 +199,23 @@ impl Material {
     /// The network this item was validated for (none for age identities).
     pub fn network(&self) -> Option<Network> {
         self.network
+    }
+
+    /// The key that opens the node's static channel backups, for the kinds
+    /// that hold it: an `aezeed` (deciphered again with its passphrase, then
+    /// m/1017'/coin'/7'/0/0) and an `lnd-backup-key`. `None` for the rest.
+    pub fn backup_key(&self) -> Option<Result<crate::chanbackup::BackupKey, MaterialError>> {
+        let secret = self.secret.as_ref()?;
+        let network = self.network?;
+        match self.kind {
+            Kind::Aezeed => Some(seed::aezeed_backup_key(
+                secret.expose(),
+                self.passphrase.as_ref(),
+                network,
+            )),
+            Kind::LndBackupKey => Some(lnd_key::backup_key(secret.expose(), network)),
+            _ => None,
+        }
     }
 
     /// Rebuild an item from what the store returned: the canonical secret

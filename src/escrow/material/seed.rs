@@ -191,6 +191,27 @@ fn aezeed_facts(
     Ok((birthday, node.to_string(), backup))
 }
 
+/// The channel-backup key of an aezeed (normalised words, as stored).
+pub(super) fn aezeed_backup_key(
+    words: &str,
+    passphrase: Option<&SecretString>,
+    network: Network,
+) -> Result<BackupKey, MaterialError> {
+    let mnemonic = Mnemonic::from_str(words).map_err(|e| aezeed_error(e, words))?;
+    let pass = passphrase.map_or("", |p| p.expose());
+    let seed =
+        CipherSeed::decipher(&mnemonic, pass.as_bytes()).map_err(|e| aezeed_error(e, words))?;
+    let mut master = seed
+        .master_key(network.bitcoin())
+        .map_err(|e| aezeed_error(e, ""))?;
+    let key = BackupKey::from_master(&master);
+    master.private_key.non_secure_erase();
+    key.map_err(|e| MaterialError::Derivation {
+        kind: Kind::Aezeed,
+        reason: e.to_string(),
+    })
+}
+
 pub(super) fn parse_aezeed(
     text: &str,
     passphrase: Option<&SecretString>,

@@ -152,3 +152,118 @@ fn private_tokens_are_found_before_parsing() {
     let xpub = "xpub661MyMwAqRbcGB88KaFbLGiYAat55APKhtWg4uYMkXAmfuSTbq2QYsn9sKJCj1YqZPafsboef4h4YbXXhNhPwMbkHTpkf3zLhx7HvFw1NDy";
     assert_eq!(count_private_tokens(&format!("wpkh({xpub}/0/*)")), 0);
 }
+
+/// The tpub at m/1017'/1'/7' of `words` (what `lncli wallet accounts list`
+/// shows on regtest).
+fn backup_account_tpub(words: &str, passphrase: &[u8]) -> String {
+    use crate::wallet::aezeed::{CipherSeed, Mnemonic};
+    let seed = CipherSeed::decipher(&Mnemonic::from_str(words).unwrap(), passphrase).unwrap();
+    let mut master = seed.master_key(bitcoin::Network::Regtest).unwrap();
+    let secp = Secp256k1::new();
+    let path = bitcoin::bip32::DerivationPath::from_str("m/1017'/1'/7'").unwrap();
+    let xpub = bitcoin::bip32::Xpub::from_priv(&secp, &master.derive_priv(&secp, &path).unwrap());
+    master.private_key.non_secure_erase();
+    xpub.to_string()
+}
+
+fn lnd_backup_key(text: &str) -> Result<Material, MaterialError> {
+    let opts = ParseOptions::new(Network::Regtest);
+    Material::parse(
+        Kind::LndBackupKey,
+        &SecretString::new(text.to_owned()),
+        &opts,
+    )
+}
+
+#[test]
+fn lnd_backup_key_is_the_aezeed_s_backup_key_and_cross_checks() {
+    let seed = aezeed(LND_WALLET, None).unwrap();
+    let tpub = backup_account_tpub(LND_WALLET, b"");
+    let key = lnd_backup_key(&format!("  {tpub}\n")).unwrap();
+    assert!(Kind::LndBackupKey.is_secret());
+    assert_eq!(key.secret().unwrap().expose(), tpub);
+    let fp = seed.public().backup_key_fingerprint.clone();
+    assert_eq!(key.public().backup_key_fingerprint, fp);
+    // Both kinds give the key itself, and it is the same key.
+    let from_seed = seed.backup_key().unwrap().unwrap().fingerprint();
+    let from_key = key.backup_key().unwrap().unwrap().fingerprint();
+    assert_eq!((Some(from_seed.clone()), from_key), (fp, from_seed));
+    let checks = cross_check(&[("seed", &seed), ("bk", &key)], &[]);
+    let c = checks.iter().find(|c| c.name.contains("'bk'")).unwrap();
+    assert!(c.ok, "{c:?}");
+    // Another wallet's key is caught, naming both fingerprints.
+    let other_words = crate::wallet::aezeed::CipherSeed::generate(0)
+        .unwrap()
+        .to_mnemonic(b"")
+        .unwrap()
+        .phrase();
+    let other = lnd_backup_key(&backup_account_tpub(&other_words, b"")).unwrap();
+    let checks = cross_check(&[("seed", &seed), ("bk", &other)], &[]);
+    let c = checks.iter().find(|c| c.name.contains("'bk'")).unwrap();
+    assert!(!c.ok && c.detail.contains("different nodes"), "{c:?}");
+    // Read back from the store's facts.
+    let back = Material::from_stored(
+        Kind::LndBackupKey,
+        key.secret(),
+        key.public(),
+        &ParseOptions::new(Network::Regtest),
+    )
+    .unwrap();
+    assert_eq!(back.public(), key.public());
+    // Other kinds have no backup key.
+    assert!(other.backup_key().is_some() && aezeed_free_kinds_have_none());
+}
+
+fn aezeed_free_kinds_have_none() -> bool {
+    let words = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
+        abandon abandon about";
+    let m = Material::parse(
+        Kind::Bip39,
+        &SecretString::new(words.to_owned()),
+        &ParseOptions::new(Network::Regtest),
+    );
+    m.is_ok_and(|m| m.backup_key().is_none())
+}
+
+#[test]
+fn lnd_backup_key_refuses_what_is_not_the_backup_account() {
+    let tpub = backup_account_tpub(LND_WALLET, b"");
+    // On mainnet a tpub is the wrong network.
+    let main = ParseOptions::new(Network::Bitcoin);
+    let err = Material::parse(Kind::LndBackupKey, &SecretString::new(tpub), &main).unwrap_err();
+    assert!(err.to_string().contains("mainnet"), "{err}");
+    // A key at the wrong depth (the master's public key).
+    use crate::wallet::aezeed::{CipherSeed, Mnemonic};
+    let seed = CipherSeed::decipher(&Mnemonic::from_str(LND_WALLET).unwrap(), b"").unwrap();
+    let mut master = seed.master_key(bitcoin::Network::Regtest).unwrap();
+    let root = bitcoin::bip32::Xpub::from_priv(&Secp256k1::new(), &master).to_string();
+    master.private_key.non_secure_erase();
+    let err = lnd_backup_key(&root).unwrap_err();
+    assert!(matches!(err, MaterialError::BackupKey { .. }), "{err:?}");
+    assert!(err.to_string().contains("depth 0"), "{err}");
+    assert!(!err.to_string().contains(&root), "{err}");
+    // A passphrase has no meaning here.
+    let opts = ParseOptions {
+        passphrase: Some(SecretString::new("x".into())),
+        ..ParseOptions::new(Network::Regtest)
+    };
+    let err = Material::parse(Kind::LndBackupKey, &SecretString::new(root), &opts).unwrap_err();
+    assert!(
+        matches!(err, MaterialError::PassphraseNotApplicable { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn node_identity_compares_each_aezeed_with_the_running_node() {
+    let seed = aezeed(LND_WALLET, None).unwrap();
+    let node = seed.public().node_pubkey.clone().unwrap();
+    let items = [("seed", &seed)];
+    let ok = node_identity(&items, &node.to_uppercase());
+    assert!(ok.len() == 1 && ok[0].ok, "{ok:?}");
+    let bad = node_identity(&items, &"02".repeat(33));
+    assert!(
+        bad.len() == 1 && !bad[0].ok && bad[0].detail.contains(&node),
+        "{bad:?}"
+    );
+}

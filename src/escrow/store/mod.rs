@@ -27,6 +27,7 @@ mod verify;
 
 pub use reseal::Resealed;
 pub use rotation::ApproleRotation;
+pub use verify::Verified;
 
 use envelope::{armor_open, armor_seal};
 

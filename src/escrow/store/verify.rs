@@ -6,18 +6,30 @@ use crate::escrow::audit::Event;
 use crate::escrow::material::{self, CheckResult, Kind, Material, PublicFacts};
 use crate::seal::Identities;
 
+/// What `keys verify` found: one result per check, and every item it could
+/// read and validate (for the checks its caller can add: the running node's
+/// identity, the backups the escrowed keys open).
+pub struct Verified {
+    pub checks: Vec<CheckResult>,
+    pub items: Vec<(String, Material)>,
+}
+
+impl Verified {
+    /// The items as [`material::node_identity`] and friends take them.
+    pub fn refs(&self) -> Vec<(&str, &Material)> {
+        self.items.iter().map(|(n, m)| (n.as_str(), m)).collect()
+    }
+}
+
 impl Escrow {
     /// `keys verify`: every item readable and valid, the required names
     /// present, and the cross-checks between items.
-    pub async fn verify(
-        &mut self,
-        identity: Option<&Identities>,
-    ) -> Result<Vec<CheckResult>, EscrowError> {
+    pub async fn verify(&mut self, identity: Option<&Identities>) -> Result<Verified, EscrowError> {
         let path = format!("{}/metadata/{}/", self.kv.mount(), self.prefix);
         let r = self.verify_inner(identity).await;
         let failed = r
             .as_ref()
-            .map(|c| c.iter().filter(|c| !c.ok).count())
+            .map(|v| v.checks.iter().filter(|c| !c.ok).count())
             .unwrap_or(0);
         let outcome = match &r {
             Ok(_) if failed == 0 => "ok".to_owned(),
@@ -38,7 +50,7 @@ impl Escrow {
     async fn verify_inner(
         &mut self,
         identity: Option<&Identities>,
-    ) -> Result<Vec<CheckResult>, EscrowError> {
+    ) -> Result<Verified, EscrowError> {
         let mut results = Vec::new();
         let names = self.names().await?;
         for r in &self.required {
@@ -91,7 +103,10 @@ impl Escrow {
         }
         let refs: Vec<(&str, &Material)> = items.iter().map(|(n, m)| (n.as_str(), m)).collect();
         results.extend(material::cross_check(&refs, &self.config_recipients));
-        Ok(results)
+        Ok(Verified {
+            checks: results,
+            items,
+        })
     }
 
     /// `keys export-public`: descriptors, xpubs, origins and fingerprints; nothing secret.
