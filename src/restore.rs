@@ -425,3 +425,30 @@ pub async fn escrowed_identity(
     )
     .map_err(|e| RestoreError::Other(e.to_string()))
 }
+
+/// The key that opens lnd's layer, from an escrowed `aezeed` or
+/// `lnd-backup-key` item (an envelope-sealed one needs `envelope`).
+pub async fn escrowed_backup_key(
+    cfg: &Config,
+    name: &str,
+    envelope: Option<&Identities>,
+) -> Result<crate::chanbackup::BackupKey, RestoreError> {
+    let other = |e: &dyn std::fmt::Display| RestoreError::Other(e.to_string());
+    let mut e = crate::escrow::store::Escrow::open(cfg).map_err(|e| other(&e))?;
+    let item = e
+        .get(name, None, envelope, true)
+        .await
+        .map_err(|e| other(&e))?;
+    let Some(m) = item.material else {
+        return Err(RestoreError::Other(format!(
+            "{name} is envelope-sealed to the offline recipients; pass --envelope-identity FILE"
+        )));
+    };
+    match m.backup_key() {
+        Some(key) => key.map_err(|e| RestoreError::Other(format!("escrowed item {name}: {e}"))),
+        None => Err(RestoreError::Other(format!(
+            "escrowed item {name} is a {}; lnd's backups open with an aezeed or lnd-backup-key item",
+            item.kind
+        ))),
+    }
+}
