@@ -166,12 +166,24 @@ pub const MAX_VERIFY_MAX_AGE_HOURS: u64 = 87_600;
 pub struct VerifyConfig {
     #[serde(default = "default_verify_max_age")]
     pub max_age_hours: u64,
+    /// The oldest lnd release a recovery may use (`"0.18.5"`): channels it
+    /// cannot restore are warned about. Unset: no such warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_lnd_version: Option<String>,
+}
+
+impl VerifyConfig {
+    /// `restore_lnd_version`, parsed (validated when the config loads).
+    pub fn restore_lnd(&self) -> Option<crate::chanbackup::LndVersion> {
+        self.restore_lnd_version.as_deref()?.parse().ok()
+    }
 }
 
 impl Default for VerifyConfig {
     fn default() -> Self {
         Self {
             max_age_hours: default_verify_max_age(),
+            restore_lnd_version: None,
         }
     }
 }
@@ -415,6 +427,10 @@ impl Config {
                 "verify.max_age_hours",
                 format!("must be between 1 and {MAX_VERIFY_MAX_AGE_HOURS}"),
             ));
+        }
+        if let Some(v) = &self.verify.restore_lnd_version {
+            v.parse::<crate::chanbackup::LndVersion>()
+                .map_err(|m| self.invalid("verify.restore_lnd_version", m))?;
         }
         if self.seal.recipients.is_empty() && self.seal.recipients_files.is_empty() {
             return Err(self.invalid(

@@ -13,6 +13,7 @@
 mod address;
 mod key;
 mod multi;
+mod restorable;
 mod single;
 mod wire;
 
@@ -27,6 +28,9 @@ use zeroize::Zeroizing;
 pub use address::{Address, ONION_V2_LEN, ONION_V3_LEN};
 pub use key::{BackupKey, FAMILY_BASE_ENCRYPTION, KeyError, PURPOSE};
 pub use multi::{MULTI_VERSION, Multi};
+pub use restorable::{
+    Concern, FIRST_LND_READING_CLOSE_TX_INPUTS, LndVersion, concerns, first_lnd_reading,
+};
 pub use single::{
     CLOSE_TX_INPUTS_BIT, ChannelType, CloseTxInputs, KeyLocator, LocalConfig, MIN_SINGLE_LEN,
     RemoteConfig, ShachainRoot, ShortChannelId, Single,

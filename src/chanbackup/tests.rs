@@ -465,3 +465,37 @@ fn keys_from_master_and_account_xpub_open_the_same_backup() {
     let blob = sim::pack_multi(a.expose(), &[&fixture(2)]).expect("sim packs");
     assert_eq!(open_multi(&b, &blob).expect("opens").singles.len(), 1);
 }
+
+#[test]
+fn restore_concerns_name_each_risk() {
+    let kinds = |s: &sim::Single, lnd: Option<&str>| -> Vec<Concern> {
+        let parsed = parse_sim(s).unwrap();
+        let lnd = lnd.map(|v| v.parse().unwrap());
+        concerns(&parsed, lnd).into_iter().map(|(c, _)| c).collect()
+    };
+    // A reachable anchors channel with close-tx inputs, on a recent lnd: none.
+    let mut s = fixture(3);
+    s.version = 3 | CLOSE_TX_INPUTS_BIT;
+    s.lease_expiry = None;
+    s.trailer = close_tx_bytes(None, None).1;
+    s.addresses = vec![1, 127, 0, 0, 1, 0x26, 0x07];
+    assert_eq!(kinds(&s, Some("0.19.1-beta")), vec![]);
+    // The close-tx bit alone needs 0.19: older lnd refuses the version byte.
+    let (parsed, lnd) = (parse_sim(&s).unwrap(), "0.18.5".parse().unwrap());
+    let c = concerns(&parsed, Some(lnd));
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].1.contains("needs lnd 0.19.0 or later"), "{c:?}");
+    // No address; then Tor v2 only (type 3: 10 bytes and a port).
+    s.addresses.clear();
+    assert_eq!(kinds(&s, None), vec![Concern::NoAddress]);
+    s.addresses = [vec![3u8], vec![0x11; 10], vec![0x26, 0x07]].concat();
+    assert_eq!(kinds(&s, None), vec![Concern::TorV2Only]);
+    // A Tor v2 address beside an IPv4 one is fine.
+    s.addresses.extend_from_slice(&[1, 10, 0, 0, 1, 0x26, 0x07]);
+    assert_eq!(kinds(&s, None), vec![]);
+    // Final taproot without close-tx inputs on lnd 0.20.
+    s.version = 7;
+    s.trailer.clear();
+    let got = kinds(&s, Some("v0.20.0-beta"));
+    assert_eq!(got, vec![Concern::NeedsNewerLnd, Concern::NoCloseTxInputs]);
+}

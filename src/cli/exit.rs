@@ -50,8 +50,8 @@ pub const VERIFY_ESCROW: u8 = 26;
 pub const VERIFY_LND_UNREACHABLE: u8 = 27;
 /// `verify`: the state dir is gone (journal and audit log lost), and `--no-spool` was not given.
 pub const VERIFY_STATE_LOST: u8 = 28;
-/// `verify`: the node's backup key (`lnd.backup_key_file`) does not open a target's newest
-/// backup, or a channel in it does not parse.
+/// `verify`: the node's backup key (`lnd.backup_key_file`, or the escrowed aezeed or
+/// lnd-backup-key) does not open a target's newest backup, or a channel in it does not parse.
 pub const VERIFY_SCB_KEY: u8 = 29;
 
 /// The code of a failed `restore`.

@@ -40,6 +40,7 @@ struct JsonReport<'a> {
     success: bool,
     exit_code: u8,
     checks: &'a [Check],
+    warnings: &'a [crate::verify::ChannelWarning],
 }
 
 fn human(report: &Report, code: u8) -> String {
@@ -54,6 +55,21 @@ fn human(report: &Report, code: u8) -> String {
             "{mark} {:<10} {:<18} {}\n",
             c.target, c.check, c.detail
         ));
+    }
+    if !report.warnings.is_empty() {
+        out.push_str(&format!(
+            "{} channel warning(s) (they do not fail the drill):\n",
+            report.warnings.len()
+        ));
+        for w in &report.warnings {
+            out.push_str(&format!(
+                "! {:<10} {} {}: {}\n",
+                w.target,
+                w.chan_point,
+                w.concern.as_str(),
+                w.detail
+            ));
+        }
     }
     let failed = report.checks.iter().filter(|c| c.ok == Some(false)).count();
     if failed == 0 {
@@ -99,6 +115,7 @@ pub async fn run(a: VerifyArgs) -> u8 {
             success: report.success,
             exit_code: code,
             checks: &report.checks,
+            warnings: &report.warnings,
         };
         match serde_json::to_string_pretty(&doc) {
             Ok(t) => println!("{t}"),
@@ -146,6 +163,7 @@ mod tests {
                 row(Some(false), Class::Integrity),
                 row(Some(false), Class::Stale),
             ],
+            warnings: Vec::new(),
         };
         let code = exit::of_verify_report(&r);
         assert_eq!(code, exit::VERIFY_INTEGRITY);

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::report::{Check, Class, Rows};
-use crate::chanbackup::{BackupKey, OpenError};
 use crate::config::Config;
 use crate::escrow::audit::AuditLog;
+use crate::escrow::material::{Kind, Material};
 use crate::lnd::{LndClient, LndSettings};
 use crate::pipeline::short;
 use crate::progress::Progress;
@@ -69,14 +69,16 @@ pub(super) fn offline_identities(files: &[PathBuf], rows: &mut Rows) -> Vec<Labe
     offline
 }
 
-/// The escrow: `keys verify`'s checks, and every escrowed age identity.
+/// The escrow: `keys verify`'s checks, every escrowed age identity, and
+/// the valid items that hold lnd's backup key (aezeed, lnd-backup-key).
 pub(super) async fn escrow(
     cfg: &Config,
     envelope: Option<&Identities>,
     rows: &mut Rows,
     progress: &dyn Progress,
-) -> Vec<Labeled> {
+) -> (Vec<Labeled>, Vec<(String, Material)>) {
     let mut escrowed = Vec::new();
+    let mut valid = Vec::new();
     if cfg.escrow.is_none() {
         rows.skip(
             "escrow",
@@ -84,19 +86,25 @@ pub(super) async fn escrow(
             Class::Escrow,
             "no [escrow] section in the config".into(),
         );
-        return escrowed;
+        return (escrowed, valid);
     }
     progress.step("checking the escrow…");
     let mut e = match crate::escrow::store::Escrow::open(cfg) {
         Ok(e) => e,
         Err(err) => {
             rows.fail("escrow", "escrow", Class::Escrow, err.to_string());
-            return escrowed;
+            return (escrowed, valid);
         }
     };
     match e.verify(envelope).await {
         Ok(verified) => {
             let results = verified.checks;
+            // What opens lnd's layer, for the scb-* rows.
+            valid = verified
+                .items
+                .into_iter()
+                .filter(|(_, m)| matches!(m.kind(), Kind::Aezeed | Kind::LndBackupKey))
+                .collect();
             let mut passed = 0;
             for c in &results {
                 if c.ok {
@@ -130,7 +138,7 @@ pub(super) async fn escrow(
                 Class::Escrow,
                 err.to_string(),
             );
-            return escrowed;
+            return (escrowed, valid);
         }
     };
     let names: Vec<String> = items
@@ -158,7 +166,7 @@ pub(super) async fn escrow(
             ),
         }
     }
-    escrowed
+    (escrowed, valid)
 }
 
 /// The spool's journal. A state dir the config names but that is gone has
@@ -211,7 +219,7 @@ pub(super) async fn lnd_now(
     let unreachable = |rows: &mut Rows, e: &crate::lnd::LndError| {
         if offline && e.is_connection() {
             let detail = format!(
-                "{e}; lnd's layer is read with lnd.backup_key_file instead (the scb-* rows)"
+                "{e}; lnd's layer is read with the node's backup key instead (the scb-* rows)"
             );
             rows.skip("lnd", "lnd-reachable", Class::LndUnreachable, detail);
         } else {
@@ -666,83 +674,4 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     crate::fsutil::ensure_dir(&base, 0o700)
         .map_err(|e| format!("cannot protect {}: {e}", base.display()))?;
     Ok(base)
-}
-
-/// `[lnd] backup_key_file`, loaded once; a key that cannot be loaded is a
-/// failed row (the config names it, so recovery with it was planned).
-pub(super) fn scb_key(cfg: &Config, rows: &mut Rows) -> Option<BackupKey> {
-    let file = cfg.lnd.backup_key_file.as_ref()?;
-    match BackupKey::from_file(file) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            let detail = format!("lnd.backup_key_file {}: {e}", file.display());
-            rows.fail("-", "backup-key", Class::ScbKey, detail);
-            None
-        }
-    }
-}
-
-/// lnd's layer, read with the node's own key and no LND: the backup opens
-/// (`scb-opens`), every Single parses (`scb-parses`), and its channels are
-/// the ones the spool recorded for it (`covers-spool`): a target holding
-/// another node's backup or a truncated set is caught with LND down.
-pub(super) fn scb_offline(
-    key: Option<&BackupKey>,
-    name: &str,
-    plain: Option<&SecretBytes>,
-    record: Option<&BackupRecord>,
-    rows: &mut Rows,
-) {
-    let Some(key) = key else { return };
-    let Some(plain) = plain else {
-        let why = "the age layer did not open (see the decrypt rows)".to_string();
-        rows.skip(name, "scb-opens", Class::ScbKey, why);
-        return;
-    };
-    let multi = match crate::chanbackup::open_multi(key, plain.expose()) {
-        Ok(m) => m,
-        Err(OpenError::Decrypt(e)) => {
-            rows.fail(name, "scb-opens", Class::ScbKey, e.to_string());
-            return;
-        }
-        Err(OpenError::Parse(e)) => {
-            let fp = key.fingerprint();
-            rows.pass(
-                name,
-                "scb-opens",
-                Class::ScbKey,
-                format!("opens with backup key {fp}"),
-            );
-            rows.fail(name, "scb-parses", Class::ScbKey, e.to_string());
-            return;
-        }
-    };
-    let fp = key.fingerprint();
-    let detail = format!("opens with backup key {fp}");
-    rows.pass(name, "scb-opens", Class::ScbKey, detail);
-    let n = multi.singles.len();
-    rows.pass(
-        name,
-        "scb-parses",
-        Class::ScbKey,
-        format!("{n} channel(s) parse"),
-    );
-    let read: BTreeSet<ChanPoint> = multi.singles.iter().map(|s| s.chan_point()).collect();
-    let Some(record) = record else {
-        let why = "the spool has no record of this backup".to_string();
-        rows.skip(name, "covers-spool", Class::Integrity, why);
-        return;
-    };
-    let recorded = record.chan_point_set();
-    if read == recorded {
-        let detail = format!("the {n} channel(s) the spool recorded");
-        rows.pass(name, "covers-spool", Class::Integrity, detail);
-    } else {
-        let missing = recorded.difference(&read).count();
-        let extra = read.difference(&recorded).count();
-        let detail = format!(
-            "holds other channels than the spool recorded for it: {missing} missing, {extra} not recorded"
-        );
-        rows.fail(name, "covers-spool", Class::Integrity, detail);
-    }
 }

@@ -11,12 +11,13 @@
 
 mod checks;
 mod report;
+mod scb;
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-pub use report::{Check, Class, Report, record_result};
+pub use report::{ChannelWarning, Check, Class, Report, record_result};
 
 use self::checks::Labeled;
 use self::report::Rows;
@@ -39,8 +40,9 @@ struct Context<'a> {
     /// The backup every target should hold as its newest.
     expected: Option<(DateTime<Utc>, String)>,
     drill: bool,
-    /// `[lnd] backup_key_file`: lnd's layer is read without LND too.
-    scb_key: Option<crate::chanbackup::BackupKey>,
+    /// `[lnd] backup_key_file` and the escrowed aezeed / lnd-backup-key:
+    /// lnd's layer is read without LND too.
+    scb_keys: Vec<scb::LabeledKey>,
 }
 
 /// What the drill is asked to do.
@@ -61,10 +63,14 @@ pub async fn verify(cfg: &Config, opts: &Options, progress: &dyn Progress) -> Re
     let mut rows = Rows(Vec::new());
     checks::audit_chain(cfg, opts.no_spool, &mut rows);
     let offline = checks::offline_identities(&opts.identity_files, &mut rows);
-    let escrowed = checks::escrow(cfg, offline.first().map(|(_, i)| i), &mut rows, progress).await;
+    let envelope = offline.first().map(|(_, i)| i);
+    let (escrowed, items) = checks::escrow(cfg, envelope, &mut rows, progress).await;
     let journal = checks::spool(&cfg.state_dir, opts.no_spool, &mut rows);
-    let scb_key = checks::scb_key(cfg, &mut rows);
-    let lnd = checks::lnd_now(cfg, scb_key.is_some(), &mut rows, progress).await;
+    let mut scb_keys: Vec<scb::LabeledKey> = scb::file_key(cfg, &mut rows).into_iter().collect();
+    scb_keys.extend(scb::escrowed_keys(&items, &mut rows));
+    let lnd = checks::lnd_now(cfg, !scb_keys.is_empty(), &mut rows, progress).await;
+    scb::node_identity(&items, lnd.as_ref().map(|(c, _)| c), &mut rows).await;
+    drop(items);
 
     // Every target's listing first, so that "newest" can be compared across them.
     let mut listings: Vec<(String, Result<Vec<Listed>, RestoreError>)> = Vec::new();
@@ -102,17 +108,19 @@ pub async fn verify(cfg: &Config, opts: &Options, progress: &dyn Progress) -> Re
         lnd,
         expected,
         drill,
-        scb_key,
+        scb_keys,
     };
+    let mut warnings = Vec::new();
     for (name, listing) in listings {
         progress.step(&format!("checking target {name}…"));
-        check_target(&ctx, &name, listing, &mut rows).await;
+        check_target(&ctx, &name, listing, &mut rows, &mut warnings).await;
     }
     let success = rows.0.iter().all(|c| c.ok != Some(false));
     Report {
         started,
         success,
         checks: rows.0,
+        warnings,
     }
 }
 
@@ -123,6 +131,7 @@ async fn check_target(
     name: &str,
     listing: Result<Vec<Listed>, RestoreError>,
     rows: &mut Rows,
+    warnings: &mut Vec<ChannelWarning>,
 ) {
     let Some(newest) = checks::newest_present(name, listing, ctx.expected.as_ref(), rows) else {
         return;
@@ -153,9 +162,20 @@ async fn check_target(
         plain.as_ref(),
         rows,
     );
-    checks::scb_offline(ctx.scb_key.as_ref(), name, plain.as_ref(), record, rows);
+    let release = ctx.cfg.verify.restore_lnd();
+    let plain_ref = plain.as_ref();
+    let offline = scb::check(
+        &ctx.scb_keys,
+        release,
+        name,
+        plain_ref,
+        record,
+        rows,
+        warnings,
+    );
     let client = ctx.lnd.as_ref().map(|(c, _)| c);
     let covered = checks::lnd_verify(name, client, plain.as_ref(), record, rows).await;
+    scb::matches_lnd(name, offline.channels.as_ref(), covered.as_ref(), rows);
     let current = ctx.lnd.as_ref().map(|(_, c)| c);
     checks::covers_lnd(name, covered.as_ref(), current, rows);
     checks::fresh(ctx.cfg, name, age, covered.as_ref(), current, rows);

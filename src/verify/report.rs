@@ -53,11 +53,23 @@ pub struct Check {
     pub class: Class,
 }
 
+/// Something about one channel in a backup that makes restoring it less
+/// certain (no address, Tor v2 only, a type the planned lnd cannot restore,
+/// no close-tx inputs). Shown and exported; never fails the drill.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelWarning {
+    pub target: String,
+    pub chan_point: String,
+    pub concern: crate::chanbackup::Concern,
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub started: DateTime<Utc>,
     pub success: bool,
     pub checks: Vec<Check>,
+    pub warnings: Vec<ChannelWarning>,
 }
 
 /// The rows so far, in the order they are checked.
@@ -137,6 +149,20 @@ impl Report {
                 u8::from(ok)
             ));
         }
+        let mut counts: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
+        for w in &self.warnings {
+            *counts
+                .entry((w.target.clone(), w.concern.as_str()))
+                .or_default() += 1;
+        }
+        s.push_str("# HELP chanvault_verify_channel_warnings Channels in a target's newest backup with this restore concern.\n");
+        s.push_str("# TYPE chanvault_verify_channel_warnings gauge\n");
+        for ((target, kind), n) in counts {
+            s.push_str(&format!(
+                "chanvault_verify_channel_warnings{{kind=\"{kind}\",target=\"{}\"}} {n}\n",
+                label(&target)
+            ));
+        }
         s
     }
 }
@@ -191,6 +217,12 @@ mod tests {
                 check("a\"b", "fresh", Some(true), Class::Stale),
                 check("pbs", "drill", None, Class::Target),
             ],
+            warnings: vec![ChannelWarning {
+                target: "pbs".into(),
+                chan_point: "00:0".into(),
+                concern: crate::chanbackup::Concern::NoAddress,
+                detail: "d".into(),
+            }],
         };
         let t = r.textfile();
         assert!(t.contains("chanvault_verify_success 0\n"), "{t}");
@@ -209,6 +241,10 @@ mod tests {
         );
         assert!(t.contains("target=\"a\\\"b\"} 1\n"), "{t}");
         assert!(!t.contains("drill"), "skipped checks have no gauge: {t}");
+        assert!(
+            t.contains("chanvault_verify_channel_warnings{kind=\"no-address\",target=\"pbs\"} 1\n"),
+            "{t}"
+        );
         assert_eq!(r.root_cause(), Some(Class::Integrity));
     }
 }

@@ -25,6 +25,7 @@ mod recovery_stock_tools;
 mod restic_target;
 mod restore_e2e;
 mod secret_hygiene;
+mod seed_drill;
 mod shutdown;
 mod slow_lnd;
 mod systemd_notify;
