@@ -18,10 +18,17 @@
 //! carry real secp256k1 peer and channel keys, so the strict reader in
 //! `crate::chanbackup` (and lnd) can open its backups.
 //!
+//! Singles come in every version lnd knows (0 to 7, anchors the most
+//! common), about half of them with CloseTxInputs (version bit 7): a
+//! commitment transaction spending the funding outpoint and the peer's
+//! signature as lnd stores it.
+//!
 //! Known differences from lnd: the channels' own keys are random points, not
-//! derived from the wallet; no Single carries CloseTxInputs; macaroons are
-//! signed with a hash stand-in and caveats are not supported; restored
-//! channels are recorded but not added to the channel set.
+//! derived from the wallet; the commitment's output scripts are random
+//! hashes and keys, and its signature does not verify against the funding
+//! output; macaroons are signed with a hash stand-in and caveats are not
+//! supported; restored channels are recorded but not added to the channel
+//! set.
 
 pub(crate) mod backup;
 mod hostile;

@@ -109,7 +109,9 @@ async fn exported_multi_opens_with_keys_from_the_seed_and_the_xpub() {
         .map(|s| s.channel_type.version())
         .collect();
     assert!(versions.len() >= 4, "{versions:?}");
-    assert!(versions.iter().all(|v| *v <= 5));
+    assert!(versions.iter().all(|v| *v <= 7));
+    assert!(multi.singles.iter().any(|s| s.has_close_tx_inputs()));
+    assert!(multi.singles.iter().any(|s| !s.has_close_tx_inputs()));
     sim.stop().await;
 }
 
