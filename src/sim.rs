@@ -18,10 +18,18 @@
 //! carry real secp256k1 peer and channel keys, so the strict reader in
 //! `crate::chanbackup` (and lnd) can open its backups.
 //!
+//! Singles come in every version lnd knows (0 to 7, anchors the most
+//! common), about half of them with CloseTxInputs (version bit 7): a
+//! commitment transaction spending the funding outpoint and the peer's
+//! signature as lnd stores it. [`Simulator::channel_kinds`] says which is
+//! which; [`Simulator::open_channel_of`] opens a channel of a given kind.
+//!
 //! Known differences from lnd: the channels' own keys are random points, not
-//! derived from the wallet; no Single carries CloseTxInputs; macaroons are
-//! signed with a hash stand-in and caveats are not supported; restored
-//! channels are recorded but not added to the channel set.
+//! derived from the wallet; the commitment's output scripts are random
+//! hashes and keys, and its signature does not verify against the funding
+//! output; macaroons are signed with a hash stand-in and caveats are not
+//! supported; restored channels are recorded but not added to the channel
+//! set.
 
 pub(crate) mod backup;
 mod hostile;
@@ -31,7 +39,7 @@ mod standalone;
 mod state;
 mod wallet;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -141,6 +149,32 @@ pub enum SimError {
     Backup(String),
     #[error("lnd-sim: cannot write output: {0}")]
     Output(io::Error),
+}
+
+/// What the simulator wrote for one channel: lnd's Single version (0
+/// default, 1 tweakless, 2 anchors, 3 anchors with zero-fee HTLC
+/// transactions, 4 script-enforced lease, 5 simple taproot, 6 tapscript
+/// root, 7 final taproot) and whether CloseTxInputs follow (bit 7 of the
+/// version byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChannelKind {
+    pub version: u8,
+    pub close_tx_inputs: bool,
+}
+
+impl ChannelKind {
+    /// Every kind the simulator writes: versions 0 to 7, each with and
+    /// without CloseTxInputs.
+    pub fn all() -> Vec<ChannelKind> {
+        (0..=backup::MAX_SINGLE_VERSION)
+            .flat_map(|version| {
+                [false, true].map(|close_tx_inputs| ChannelKind {
+                    version,
+                    close_tx_inputs,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A running (or stopped) simulated lnd. Clones share one node; the server
@@ -325,13 +359,24 @@ impl Simulator {
 
     /// [`Simulator::open_channel`] `n` times (2·n snapshots).
     pub fn open_channels(&self, n: usize) -> Vec<ChanPoint> {
-        self.inner.shared.open_channels(n, true)
+        self.inner.shared.open_channels(n, true, None)
+    }
+
+    /// [`Simulator::open_channel`], with a Single of `kind` rather than a
+    /// random one. A version above 7 is written as given (lnd would refuse
+    /// to write it, and readers refuse it).
+    pub fn open_channel_of(&self, kind: ChannelKind) -> ChanPoint {
+        let mut opened = self.inner.shared.open_channels(1, true, Some(kind));
+        opened.pop().unwrap_or(ChanPoint {
+            txid: [0; 32],
+            index: 0,
+        })
     }
 
     /// Start opening a channel but leave its funding unconfirmed: one
     /// snapshot (PendingOpen); PendingChannels lists it; backups include it.
     pub fn open_pending_channel(&self) -> ChanPoint {
-        let mut opened = self.inner.shared.open_channels(1, false);
+        let mut opened = self.inner.shared.open_channels(1, false, None);
         opened.pop().unwrap_or(ChanPoint {
             txid: [0; 32],
             index: 0,
@@ -372,6 +417,12 @@ impl Simulator {
     /// Channels in the backup set (open and pending).
     pub fn channels(&self) -> BTreeSet<ChanPoint> {
         self.inner.shared.channels()
+    }
+
+    /// The channels in the backup set with the version and CloseTxInputs
+    /// their Singles are written with.
+    pub fn channel_kinds(&self) -> BTreeMap<ChanPoint, ChannelKind> {
+        self.inner.shared.channel_kinds()
     }
 
     /// Channels whose funding is not confirmed yet.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use bitcoin::consensus::encode::serialize;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+use rand::Rng;
 
 use super::*;
 use crate::sim::backup as sim;
@@ -25,10 +26,13 @@ fn point(seed: u8) -> [u8; 33] {
     PublicKey::from_secret_key(&secp, &sk).serialize()
 }
 
-/// A simulator Single with fixed public keys.
+/// A simulator Single of a random version with fixed public keys. Odd ones
+/// carry CloseTxInputs; the tests that edit a version byte or the body's
+/// tail by hand take even ones.
 fn fixture(i: u32) -> sim::Single {
     let mut rng = rand::thread_rng();
-    let mut s = sim::Single::random(&mut rng, i, 600 + i);
+    let version = rng.gen_range(0..=sim::MAX_SINGLE_VERSION);
+    let mut s = sim::Single::random_of(&mut rng, i, 600 + i, version, i % 2 == 1);
     let base = (i as u8).wrapping_mul(7).wrapping_add(1);
     s.remote_node_pub = point(base);
     for (k, key) in s.remote_keys.iter_mut().enumerate() {
@@ -73,16 +77,48 @@ fn close_tx_bytes(height: Option<u64>, root: Option<[u8; 32]>) -> (Transaction, 
     (tx, out)
 }
 
+/// Our reading of CloseTxInputs equals what the simulator wrote.
+fn assert_same_close_tx_inputs(got: &Single, s: &sim::Single) {
+    assert_eq!(got.version_byte(), s.version_byte());
+    let (Some(g), Some(w)) = (&got.close_tx_inputs, &s.close_tx_inputs) else {
+        assert_eq!(got.has_close_tx_inputs(), s.close_tx_inputs.is_some());
+        return;
+    };
+    assert_eq!(g.commit_tx, w.commit_tx);
+    assert_eq!(g.commit_sig, w.commit_sig);
+    let taproot = got.channel_type.is_taproot();
+    assert_eq!(g.commit_height, taproot.then_some(w.commit_height));
+    assert_eq!(g.tapscript_root, w.tapscript_root);
+}
+
 #[test]
 fn unmodified_simulator_singles_parse_strictly() {
     let mut rng = rand::thread_rng();
+    let mut kinds = std::collections::BTreeSet::new();
     for i in 0..200 {
         let s = sim::Single::random(&mut rng, i, 700 + i);
         let got = parse_sim(&s).unwrap_or_else(|e| panic!("single {i}: {e}"));
         assert_eq!(got.remote_node_pub.serialize(), s.remote_node_pub);
-        assert_eq!(got.version_byte(), s.version);
         assert!(got.addresses.len() <= 2);
-        assert!(got.close_tx_inputs.is_none());
+        assert_same_close_tx_inputs(&got, &s);
+        kinds.insert(got.has_close_tx_inputs());
+    }
+    // About half carry CloseTxInputs: 200 draws without both is nil.
+    assert_eq!(kinds.len(), 2);
+}
+
+#[test]
+fn simulator_close_tx_inputs_read_back_for_every_version() {
+    let mut rng = rand::thread_rng();
+    for t in ChannelType::ALL {
+        for close in [false, true] {
+            let s = sim::Single::random_of(&mut rng, 1, 900, t.version(), close);
+            let got = parse_sim(&s).unwrap_or_else(|e| panic!("{} close {close}: {e}", t.name()));
+            assert_eq!(got.channel_type, t);
+            assert_eq!(got.has_close_tx_inputs(), close);
+            assert_eq!(got.lease_expiry, s.lease_expiry);
+            assert_same_close_tx_inputs(&got, &s);
+        }
     }
 }
 
@@ -129,7 +165,7 @@ fn simulator_multi_opens_with_the_same_channels() {
                 "{text}"
             );
         }
-        assert!(!got.has_close_tx_inputs());
+        assert_same_close_tx_inputs(got, s);
     }
     // And lncli's channel point strings match the simulator's.
     let mut a: Vec<String> = multi
@@ -160,6 +196,7 @@ fn every_version_with_and_without_close_tx_inputs() {
         for close in [false, true] {
             let v = t.version();
             let mut s = fixture(u32::from(v));
+            s.close_tx_inputs = None; // written by hand below
             s.version = if close { v | CLOSE_TX_INPUTS_BIT } else { v };
             s.lease_expiry = (t == ChannelType::ScriptEnforcedLease).then_some(800_000);
             let height = t.is_taproot().then_some(42);

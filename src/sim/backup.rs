@@ -8,6 +8,7 @@
 
 use std::sync::OnceLock;
 
+use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey, SignOnly};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
@@ -18,16 +19,35 @@ use zeroize::Zeroizing;
 
 use crate::scb::ChanPoint;
 
+mod close_tx;
+
+pub(crate) use close_tx::CloseTxInputs;
+
 /// XChaCha20 nonce length; lnd prepends the nonce to every packed blob.
 pub(crate) const NONCE_LEN: usize = 24;
 /// The only Multi version lnd knows.
 pub(crate) const MULTI_VERSION: u8 = 0;
 /// Bit 7 of a Single's version byte: CloseTxInputs appended (lnd >= 0.19).
 pub(crate) const CLOSE_TX_INPUTS_BIT: u8 = 0x80;
-/// Highest known Single version (5 = simple taproot).
-pub(crate) const MAX_SINGLE_VERSION: u8 = 5;
+/// Highest known Single version (7 = `SimpleTaprootFinalVersion`).
+pub(crate) const MAX_SINGLE_VERSION: u8 = 7;
 /// `ScriptEnforcedLeaseVersion`: the only version carrying a lease expiry.
 pub(crate) const LEASE_VERSION: u8 = 4;
+/// `SimpleTaprootVersion`: the first taproot version.
+const SIMPLE_TAPROOT_VERSION: u8 = 5;
+/// `TapscriptRootVersion`: its CloseTxInputs end with the tapscript root.
+pub(crate) const TAPSCRIPT_ROOT_VERSION: u8 = 6;
+/// `SimpleTaprootFinalVersion`: production taproot channels.
+const SIMPLE_TAPROOT_FINAL_VERSION: u8 = 7;
+/// How often `Single::random` includes CloseTxInputs: lnd >= 0.19 writes
+/// them whenever it has the local commitment, but many channels in a backup
+/// come from older nodes or are waiting for data loss protection.
+const CLOSE_TX_INPUTS_SHARE: f64 = 0.5;
+
+/// lnd's `IsTaproot`: versions 5, 6 and 7 (bit 7 cleared).
+pub(crate) fn is_taproot(version: u8) -> bool {
+    (SIMPLE_TAPROOT_VERSION..=SIMPLE_TAPROOT_FINAL_VERSION).contains(&version)
+}
 
 /// Regtest genesis block hash in internal byte order, as lnd writes a Single's
 /// chain hash. Display order: `0f9188f1...466e2206`.
@@ -113,7 +133,11 @@ pub(crate) struct Single {
     pub shachain_locator: (u32, u32),
     /// Present for version 4 (script-enforced lease) only.
     pub lease_expiry: Option<u32>,
-    /// Body bytes after the known fields (CloseTxInputs), kept verbatim.
+    /// When present, written after the other fields, and bit 7 is set in
+    /// the version byte as written.
+    pub close_tx_inputs: Option<CloseTxInputs>,
+    /// Body bytes after every field lnd knows, kept verbatim: only tests
+    /// write any, to play a newer or broken writer.
     pub trailer: Vec<u8>,
 }
 
@@ -123,16 +147,21 @@ fn secp() -> &'static Secp256k1<SignOnly> {
     SECP.get_or_init(Secp256k1::signing_only)
 }
 
-/// A real secp256k1 public key (compressed) of a fresh random secret.
-fn random_pubkey(rng: &mut impl Rng) -> [u8; 33] {
+/// A fresh random secret key (of a made-up peer: nobody's secret).
+fn random_secret(rng: &mut impl Rng) -> SecretKey {
     loop {
         let mut secret = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut secret[..]);
         // Fails only for zero or values >= n (about 2^-128).
         if let Ok(sk) = SecretKey::from_slice(&secret[..]) {
-            return PublicKey::from_secret_key(secp(), &sk).serialize();
+            return sk;
         }
     }
+}
+
+/// A real secp256k1 public key (compressed) of a fresh random secret.
+fn random_pubkey(rng: &mut impl Rng) -> [u8; 33] {
+    PublicKey::from_secret_key(secp(), &random_secret(rng)).serialize()
 }
 
 /// lnwire address descriptor types (BOLT 7).
@@ -183,10 +212,30 @@ fn random_addresses(rng: &mut impl Rng) -> Vec<u8> {
 }
 
 impl Single {
-    /// A plausible new channel: random funding outpoint, peer (a real
-    /// secp256k1 key), addresses and remote keys (real points); local key
-    /// locators at `key_index` in lnd's key families. No CloseTxInputs.
+    /// A plausible new channel (see [`Single::random_of`]) of a random
+    /// version from 0 to 7, anchors (3) the most common as on today's nodes,
+    /// with CloseTxInputs about half the time.
     pub(crate) fn random(rng: &mut impl Rng, key_index: u32, block_height: u32) -> Self {
+        let version = *[0u8, 1, 2, 3, 3, 3, 3, 4, 5, 6, 7]
+            .choose(rng)
+            .unwrap_or(&3);
+        let close_tx_inputs = rng.gen_bool(CLOSE_TX_INPUTS_SHARE);
+        Self::random_of(rng, key_index, block_height, version, close_tx_inputs)
+    }
+
+    /// A plausible new channel of `version` (0 to 7, bit 7 clear): random
+    /// funding outpoint, peer (a real secp256k1 key), addresses and remote
+    /// keys (real points); local key locators at `key_index` in lnd's key
+    /// families; and with `close_tx_inputs`, a commitment spending the
+    /// funding outpoint signed by the peer's funding key (version byte
+    /// `version | 0x80`).
+    pub(crate) fn random_of(
+        rng: &mut impl Rng,
+        key_index: u32,
+        block_height: u32,
+        version: u8,
+        close_tx_inputs: bool,
+    ) -> Self {
         let mut txid = [0u8; 32];
         rng.fill_bytes(&mut txid);
         let output_index: u16 = rng.gen_range(0..2);
@@ -195,14 +244,27 @@ impl Single {
             | (tx_position & 0xff_ffff) << 16
             | u64::from(output_index);
         let addresses = random_addresses(rng);
-        // Versions 0 to 5, anchors (3) the most common as on today's nodes.
-        let version = *[0u8, 1, 2, 3, 3, 3, 4, 5].choose(rng).unwrap_or(&3);
+        let remote_funding = random_secret(rng);
         let mut remote_keys = [[0u8; 33]; 5];
-        for k in &mut remote_keys {
+        remote_keys[0] = PublicKey::from_secret_key(secp(), &remote_funding).serialize();
+        for k in &mut remote_keys[1..] {
             *k = random_pubkey(rng);
         }
+        let capacity_sat = rng.gen_range(20_000..16_777_216);
+        let close_tx_inputs = close_tx_inputs.then(|| {
+            let funding = bitcoin::OutPoint {
+                txid: bitcoin::Txid::from_byte_array(txid),
+                vout: u32::from(output_index),
+            };
+            CloseTxInputs::random(rng, version, funding, capacity_sat, &remote_funding)
+        });
+        let bit = if close_tx_inputs.is_some() {
+            CLOSE_TX_INPUTS_BIT
+        } else {
+            0
+        };
         Single {
-            version,
+            version: version | bit,
             is_initiator: rng.r#gen(),
             chain_hash: REGTEST_GENESIS,
             txid,
@@ -210,7 +272,7 @@ impl Single {
             short_chan_id,
             remote_node_pub: random_pubkey(rng),
             addresses,
-            capacity_sat: rng.gen_range(20_000..16_777_216),
+            capacity_sat,
             local_csv: 144,
             local_keys: [
                 (FAMILY_MULTISIG, key_index),
@@ -224,6 +286,7 @@ impl Single {
             shachain_pub: [0u8; 33],
             shachain_locator: (FAMILY_REVOCATION_ROOT, key_index),
             lease_expiry: (version == LEASE_VERSION).then(|| block_height + 4032),
+            close_tx_inputs,
             trailer: vec![],
         }
     }
@@ -236,7 +299,19 @@ impl Single {
         }
     }
 
-    /// lnd's `Single.Serialize`: version, u16 body length, body.
+    /// The version byte as [`Single::serialize`] writes it: `version`, with
+    /// bit 7 set when CloseTxInputs are present (lnd's `Encode`).
+    pub(crate) fn version_byte(&self) -> u8 {
+        if self.close_tx_inputs.is_some() {
+            self.version | CLOSE_TX_INPUTS_BIT
+        } else {
+            self.version
+        }
+    }
+
+    /// lnd's `Single.Serialize`: version, u16 body length, body. The version
+    /// is written even where lnd would refuse it, so that tests can play a
+    /// newer lnd.
     pub(crate) fn serialize(&self) -> Result<Zeroizing<Vec<u8>>, String> {
         let mut body = Zeroizing::new(Vec::with_capacity(400));
         body.push(u8::from(self.is_initiator));
@@ -265,22 +340,27 @@ impl Single {
         if let Some(expiry) = self.lease_expiry {
             body.extend_from_slice(&expiry.to_be_bytes());
         }
+        if let Some(inputs) = &self.close_tx_inputs {
+            inputs.write(self.version & !CLOSE_TX_INPUTS_BIT, &mut body)?;
+        }
         body.extend_from_slice(&self.trailer);
         let len = u16::try_from(body.len()).map_err(|_| "single backup too long".to_string())?;
         let mut out = Zeroizing::new(Vec::with_capacity(3 + body.len()));
-        out.push(self.version);
+        out.push(self.version_byte());
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&body);
         Ok(out)
     }
 
     /// lnd's `Single.Deserialize`. The body is bounded by its length prefix so
-    /// that the next Single always starts at `3 + L`.
+    /// that the next Single always starts at `3 + L`. Like lnd's
+    /// `DecodeVersion`, the error names the version with bit 7 cleared.
     pub(crate) fn read(r: &mut GoReader<'_>) -> Result<Self, String> {
         let version = r.u8()?;
-        if version & !CLOSE_TX_INPUTS_BIT > MAX_SINGLE_VERSION {
+        let known = version & !CLOSE_TX_INPUTS_BIT;
+        if known > MAX_SINGLE_VERSION {
             return Err(format!(
-                "unable to de-serialize w/ unknown version: {version}"
+                "unable to de-serialize w/ unknown version: {known}"
             ));
         }
         let len = r.u16()?;
@@ -306,8 +386,13 @@ impl Single {
         }
         let shachain_pub = b.array::<33>()?;
         let shachain_locator = (b.u32()?, b.u32()?);
-        let lease_expiry = if version & !CLOSE_TX_INPUTS_BIT == LEASE_VERSION {
+        let lease_expiry = if known == LEASE_VERSION {
             Some(b.u32()?)
+        } else {
+            None
+        };
+        let close_tx_inputs = if version & CLOSE_TX_INPUTS_BIT != 0 {
+            Some(CloseTxInputs::read(&mut b, known)?)
         } else {
             None
         };
@@ -328,6 +413,7 @@ impl Single {
             shachain_pub,
             shachain_locator,
             lease_expiry,
+            close_tx_inputs,
             trailer: b.rest().to_vec(),
         })
     }
@@ -427,6 +513,11 @@ impl<'a> GoReader<'a> {
         std::mem::take(&mut self.buf)
     }
 
+    /// What is left, without consuming it.
+    fn peek_rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
     fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let b = self.bytes(N)?;
         let mut out = [0u8; N];
@@ -480,7 +571,7 @@ mod tests {
 
     #[test]
     fn single_layout_matches_lnd() {
-        let s = &singles(1)[0];
+        let s = &Single::random_of(&mut rand::thread_rng(), 1, 501, 3, false);
         let bytes = s.serialize().unwrap();
         let body_len = u16::from_be_bytes([bytes[1], bytes[2]]) as usize;
         assert_eq!(bytes.len(), 3 + body_len);
@@ -562,6 +653,12 @@ mod tests {
             unpack_multi(&KEY, &unknown_single).unwrap_err(),
             "unable to de-serialize w/ unknown version: 9"
         );
+        // lnd's DecodeVersion clears bit 7 before naming the version.
+        let unknown_with_bit = encrypt(&KEY, &[0, 0, 0, 0, 1, 0x88, 0, 0]).unwrap();
+        assert_eq!(
+            unpack_multi(&KEY, &unknown_with_bit).unwrap_err(),
+            "unable to de-serialize w/ unknown version: 8"
+        );
         let mut cut = multi_plaintext(&refs).unwrap().to_vec();
         cut.truncate(cut.len() - 10);
         let cut = encrypt(&KEY, &cut).unwrap();
@@ -570,9 +667,13 @@ mod tests {
 
     #[test]
     fn unknown_trailing_body_bytes_are_skipped_by_length() {
-        let mut ss = singles(2);
-        ss[0].version |= CLOSE_TX_INPUTS_BIT;
+        let mut rng = rand::thread_rng();
+        let mut ss = [
+            Single::random_of(&mut rng, 0, 500, 6, true),
+            Single::random_of(&mut rng, 1, 501, 2, false),
+        ];
         ss[0].trailer = vec![0xab; 120];
+        ss[1].trailer = vec![0xcd; 7];
         let refs: Vec<&Single> = ss.iter().collect();
         let blob = pack_multi(&KEY, &refs).unwrap();
         let got = unpack_multi(&KEY, &blob).unwrap();

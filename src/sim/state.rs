@@ -15,10 +15,10 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use zeroize::Zeroizing;
 
-use super::SimError;
 use super::backup::{self, Single};
 use super::identity;
 use super::wallet::NodeKeys;
+use super::{ChannelKind, SimError};
 use crate::lnd::proto;
 use crate::scb::ChanPoint;
 
@@ -297,28 +297,44 @@ impl Shared {
         }
     }
 
-    pub(super) fn new_channel(&self, st: &mut State) -> Single {
+    /// A new channel's Single: of `kind`, or of a random one.
+    pub(super) fn new_channel(&self, st: &mut State, kind: Option<ChannelKind>) -> Single {
         let mut rng = rand::thread_rng();
         st.block_height += rng.gen_range(1..4);
-        let single = Single::random(&mut rng, st.next_key_index, st.block_height);
+        let (index, height) = (st.next_key_index, st.block_height);
+        let single = match kind {
+            Some(k) => Single::random_of(&mut rng, index, height, k.version, k.close_tx_inputs),
+            None => Single::random(&mut rng, index, height),
+        };
         st.next_key_index += 1;
         single
     }
 
     /// A new channel in the set (no event yet).
-    pub(super) fn add_channel(&self, st: &mut State, pending: bool) -> ChanPoint {
-        let single = self.new_channel(st);
+    pub(super) fn add_channel(
+        &self,
+        st: &mut State,
+        pending: bool,
+        kind: Option<ChannelKind>,
+    ) -> ChanPoint {
+        let single = self.new_channel(st, kind);
         let cp = single.chan_point();
         st.channels.insert(cp, Channel { single, pending });
         cp
     }
 
     /// Open `n` channels; each fires PendingOpen then Open (two snapshots).
-    pub(crate) fn open_channels(&self, n: usize, confirm: bool) -> Vec<ChanPoint> {
+    /// `kind` chooses the Singles' version and CloseTxInputs (else random).
+    pub(crate) fn open_channels(
+        &self,
+        n: usize,
+        confirm: bool,
+        kind: Option<ChannelKind>,
+    ) -> Vec<ChanPoint> {
         let mut st = self.lock();
         let mut opened = Vec::with_capacity(n);
         for _ in 0..n {
-            let cp = self.add_channel(&mut st, true);
+            let cp = self.add_channel(&mut st, true, kind);
             self.emit(&mut st); // PendingOpenChannelEvent
             if confirm {
                 if let Some(c) = st.channels.get_mut(&cp) {
@@ -363,7 +379,7 @@ impl Shared {
     pub(crate) fn open_channels_batch(&self, n: usize) {
         let mut st = self.lock();
         for _ in 0..n {
-            self.add_channel(&mut st, false);
+            self.add_channel(&mut st, false, None);
         }
         self.emit(&mut st);
         self.save(&st);
@@ -379,7 +395,7 @@ impl Shared {
         let mut newest = None;
         for _ in 0..events {
             match newest.take() {
-                None => newest = Some(self.add_channel(&mut st, false)),
+                None => newest = Some(self.add_channel(&mut st, false, None)),
                 Some(cp) => {
                     self.record_close(&mut st, &cp);
                 }
@@ -424,6 +440,21 @@ impl Shared {
 
     pub(crate) fn channels(&self) -> BTreeSet<ChanPoint> {
         self.lock().channels.keys().copied().collect()
+    }
+
+    pub(crate) fn channel_kinds(&self) -> BTreeMap<ChanPoint, ChannelKind> {
+        self.lock()
+            .channels
+            .iter()
+            .map(|(cp, c)| {
+                let byte = c.single.version_byte();
+                let kind = ChannelKind {
+                    version: byte & !backup::CLOSE_TX_INPUTS_BIT,
+                    close_tx_inputs: byte & backup::CLOSE_TX_INPUTS_BIT != 0,
+                };
+                (*cp, kind)
+            })
+            .collect()
     }
 
     pub(crate) fn pending(&self) -> BTreeSet<ChanPoint> {

@@ -1,12 +1,16 @@
 //! `chanvault inspect` on the real binary: backups the simulator (an lnd
 //! wallet with an aezeed) wrote, delivered to a dir target, opened with the
-//! seed alone, with the backup account key, and refused with a wrong one.
+//! seed alone, with the backup account key, and refused with a wrong one;
+//! and every channel type the simulator writes, with and without
+//! CloseTxInputs, reported as it wrote them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::common::{Fixture, bin, text};
+use chanvault::chanbackup::ChannelType;
 use chanvault::scb::ChanPoint;
+use chanvault::sim::ChannelKind;
 use chanvault::sink::dir::CURRENT_FILE;
 use chanvault::wallet::aezeed::CipherSeed;
 
@@ -147,4 +151,79 @@ async fn inspect_opens_a_delivered_backup_with_the_seed_alone() {
         "{}",
         text(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_reports_every_channel_type_and_close_tx_inputs_as_written() {
+    let f = Fixture::new().await;
+    // Versions 0 to 7, each without and with CloseTxInputs, chosen rather
+    // than drawn so that every case is always there.
+    for kind in ChannelKind::all() {
+        f.sim.open_channel_of(kind);
+    }
+    f.backup_once();
+    let sealed = f.target_dir("pbs").join(CURRENT_FILE);
+    let xpub = f.path().join("backup-key.txt");
+    chanvault::fsutil::create_secret_file(
+        &xpub,
+        format!("{}\n", f.sim.backup_account_xpub()).as_bytes(),
+    )
+    .unwrap();
+    let out = inspect(
+        &sealed,
+        &[
+            "--identity".as_ref(),
+            f.identity.as_os_str(),
+            "--backup-key-file".as_ref(),
+            xpub.as_os_str(),
+            "--json".as_ref(),
+        ],
+    );
+    let (_, list) = channels(&out);
+    let got: BTreeMap<ChanPoint, (String, bool)> = list
+        .iter()
+        .map(|c| {
+            let cp = c["chan_point"].as_str().unwrap().parse().unwrap();
+            let kind = c["channel_type"].as_str().unwrap().to_string();
+            (cp, (kind, c["close_tx_inputs"].as_bool().unwrap()))
+        })
+        .collect();
+    assert_eq!(got.len(), list.len(), "no channel twice");
+    // What the simulator wrote, named as lnd's version constants are.
+    let written = f.sim.channel_kinds();
+    let want: BTreeMap<ChanPoint, (String, bool)> = written
+        .iter()
+        .map(|(cp, k)| {
+            let name = ChannelType::from_version(k.version).unwrap().name();
+            (*cp, (name.to_string(), k.close_tx_inputs))
+        })
+        .collect();
+    assert_eq!(got, want);
+    let kinds: BTreeSet<ChannelKind> = written.values().copied().collect();
+    assert_eq!(kinds, ChannelKind::all().into_iter().collect());
+
+    // The table marks exactly the channels written with CloseTxInputs.
+    let out = inspect(
+        &sealed,
+        &[
+            "--identity".as_ref(),
+            f.identity.as_os_str(),
+            "--backup-key-file".as_ref(),
+            xpub.as_os_str(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let marked: BTreeSet<ChanPoint> = table
+        .lines()
+        .skip(1)
+        .filter(|l| l.ends_with("  close-tx-inputs"))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    let with: BTreeSet<ChanPoint> = written
+        .iter()
+        .filter(|(_, k)| k.close_tx_inputs)
+        .map(|(cp, _)| *cp)
+        .collect();
+    assert_eq!(marked, with, "{table}");
 }

@@ -103,13 +103,27 @@ async fn exported_multi_opens_with_keys_from_the_seed_and_the_xpub() {
     assert!(any(
         |a| matches!(a, Address::OnionV3 { key, .. } if key[34] == 3)
     ));
-    let versions: BTreeSet<u8> = multi
+    // Each channel reads back as the version and CloseTxInputs the
+    // simulator wrote; 60 draws over versions 0 to 7, about half with
+    // CloseTxInputs, show several versions and both cases.
+    let got: BTreeMap<ChanPoint, (u8, bool)> = multi
         .singles
         .iter()
-        .map(|s| s.channel_type.version())
+        .map(|s| {
+            let kind = (s.channel_type.version(), s.has_close_tx_inputs());
+            (s.chan_point(), kind)
+        })
         .collect();
+    let written: BTreeMap<ChanPoint, (u8, bool)> = sim
+        .channel_kinds()
+        .into_iter()
+        .map(|(cp, k)| (cp, (k.version, k.close_tx_inputs)))
+        .collect();
+    assert_eq!(got, written);
+    let versions: BTreeSet<u8> = got.values().map(|k| k.0).collect();
     assert!(versions.len() >= 4, "{versions:?}");
-    assert!(versions.iter().all(|v| *v <= 5));
+    let closes: BTreeSet<bool> = got.values().map(|k| k.1).collect();
+    assert_eq!(closes.len(), 2, "with and without CloseTxInputs");
     sim.stop().await;
 }
 
