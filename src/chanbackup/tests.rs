@@ -511,10 +511,8 @@ fn restore_concerns_name_each_risk() {
         concerns(&parsed, lnd).into_iter().map(|(c, _)| c).collect()
     };
     // A reachable anchors channel with close-tx inputs, on a recent lnd: none.
-    let mut s = fixture(3);
-    s.version = 3 | CLOSE_TX_INPUTS_BIT;
-    s.lease_expiry = None;
-    s.trailer = close_tx_bytes(None, None).1;
+    let mut rng = rand::thread_rng();
+    let mut s = sim::Single::random_of(&mut rng, 3, 603, 3, true);
     s.addresses = vec![1, 127, 0, 0, 1, 0x26, 0x07];
     assert_eq!(kinds(&s, Some("0.19.1-beta")), vec![]);
     // The close-tx bit alone needs 0.19: older lnd refuses the version byte.
@@ -531,8 +529,8 @@ fn restore_concerns_name_each_risk() {
     s.addresses.extend_from_slice(&[1, 10, 0, 0, 1, 0x26, 0x07]);
     assert_eq!(kinds(&s, None), vec![]);
     // Final taproot without close-tx inputs on lnd 0.20.
-    s.version = 7;
-    s.trailer.clear();
+    let mut s = sim::Single::random_of(&mut rng, 4, 604, 7, false);
+    s.addresses = vec![1, 127, 0, 0, 1, 0x26, 0x07];
     let got = kinds(&s, Some("v0.20.0-beta"));
     assert_eq!(got, vec![Concern::NeedsNewerLnd, Concern::NoCloseTxInputs]);
 }

@@ -26,8 +26,16 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::aez;
 
-/// The only external (and internal) version lnd writes and reads.
+/// The only external version lnd writes and reads.
 pub const CIPHER_SEED_VERSION: u8 = 0;
+
+/// Internal versions lnd knows (`keychain.IsKnownVersion`): 0 is the legacy
+/// key derivation, 1 (`KeyDerivationVersionTaproot`) adds BIP-86 taproot
+/// accounts. Both derive the node and backup keys the same way.
+pub const KNOWN_INTERNAL_VERSIONS: [u8; 2] = [0, 1];
+
+/// The internal version lnd writes into new seeds (since taproot wallets).
+pub const CURRENT_INTERNAL_VERSION: u8 = 1;
 /// Bytes of entropy: the wallet's BIP-32 seed.
 pub const ENTROPY_SIZE: usize = 16;
 /// Bytes of scrypt salt, stored in the clear in the mnemonic.
@@ -79,7 +87,7 @@ pub enum SeedError {
     #[error("this seed has external version {0}; only version 0 is known, so it cannot be opened")]
     UnknownExternalVersion(u8),
     #[error(
-        "this seed has internal version {0}; only version 0 is known, so its keys cannot be derived"
+        "this seed has internal version {0}; only versions 0 and 1 are known, so its keys cannot be derived"
     )]
     UnknownInternalVersion(u8),
     #[error("the passphrase does not open this seed")]
@@ -300,9 +308,18 @@ impl CipherSeed {
         }
     }
 
-    /// A new seed with entropy and salt from the operating system.
+    /// The same seed at another internal version (lnd's vectors are at 0,
+    /// new lnd wallets at [`CURRENT_INTERNAL_VERSION`]).
+    pub fn with_internal_version(mut self, version: u8) -> CipherSeed {
+        self.internal_version = version;
+        self
+    }
+
+    /// A new seed with entropy and salt from the operating system, at the
+    /// internal version lnd writes today.
     pub fn generate(birthday: u16) -> Result<CipherSeed, SeedError> {
-        let mut seed = CipherSeed::new(&[0u8; ENTROPY_SIZE], birthday, [0u8; SALT_SIZE]);
+        let mut seed = CipherSeed::new(&[0u8; ENTROPY_SIZE], birthday, [0u8; SALT_SIZE])
+            .with_internal_version(CURRENT_INTERNAL_VERSION);
         let mut rng = rand::rngs::OsRng;
         rng.try_fill_bytes(&mut seed.entropy)
             .map_err(|_| SeedError::Random)?;
@@ -407,14 +424,15 @@ impl CipherSeed {
         if plain.len() != DECIPHERED_SIZE {
             return Err(SeedError::WrongPassphrase);
         }
-        if plain[0] != CIPHER_SEED_VERSION {
+        if !KNOWN_INTERNAL_VERSIONS.contains(&plain[0]) {
             return Err(SeedError::UnknownInternalVersion(plain[0]));
         }
         let mut seed = CipherSeed::new(
             &[0u8; ENTROPY_SIZE],
             u16::from_be_bytes([plain[1], plain[2]]),
             salt,
-        );
+        )
+        .with_internal_version(plain[0]);
         seed.entropy.copy_from_slice(&plain[3..]);
         Ok(seed)
     }

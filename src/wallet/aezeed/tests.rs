@@ -201,12 +201,31 @@ fn tampered_ciphertext_or_salt_does_not_open() {
 
 #[test]
 fn unknown_internal_version() {
-    let mut seed = CipherSeed::new(&ENTROPY, 7, SALT);
-    seed.internal_version = 1;
+    let seed = CipherSeed::new(&ENTROPY, 7, SALT).with_internal_version(2);
     let m = seed.encipher(PASS, TEST_LOG_N).expect("encipher");
     let err = CipherSeed::decipher_with_scrypt_log_n_for_tests(&m, PASS, TEST_LOG_N).unwrap_err();
-    assert_eq!(err, SeedError::UnknownInternalVersion(1));
+    assert_eq!(err, SeedError::UnknownInternalVersion(2));
     assert_clean(&err.to_string(), &m.phrase(), PASS);
+}
+
+#[test]
+fn seeds_lnd_makes_today_are_version_1_and_derive_the_same_keys() {
+    // lnd writes KeyDerivationVersionTaproot (1) into new seeds; the node
+    // and backup keys derive from the entropy exactly as at version 0.
+    let legacy = CipherSeed::new(&ENTROPY, 7, SALT);
+    let taproot = CipherSeed::new(&ENTROPY, 7, SALT).with_internal_version(1);
+    let m = taproot.encipher(PASS, TEST_LOG_N).expect("encipher");
+    let back = CipherSeed::decipher_with_scrypt_log_n_for_tests(&m, PASS, TEST_LOG_N).unwrap();
+    assert_eq!(back.internal_version(), 1);
+    let net = bitcoin::Network::Regtest;
+    assert_eq!(
+        back.node_pubkey(net).unwrap(),
+        legacy.node_pubkey(net).unwrap()
+    );
+    assert_eq!(
+        CipherSeed::generate(0).unwrap().internal_version(),
+        CURRENT_INTERNAL_VERSION
+    );
 }
 
 #[test]
