@@ -18,6 +18,7 @@ pub mod exit;
 pub mod inspect;
 pub mod keys;
 pub mod restore;
+mod restore_show;
 pub mod verify;
 
 #[derive(Parser, Debug)]

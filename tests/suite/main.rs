@@ -23,6 +23,7 @@ mod lnd_sim;
 mod lnd_sim_wallet;
 mod recovery_stock_tools;
 mod restic_target;
+mod restore_contents;
 mod restore_e2e;
 mod secret_hygiene;
 mod shutdown;
