@@ -18,6 +18,7 @@ mod fuzz_props;
 mod hostile_peers;
 mod init;
 mod inspect;
+mod inspect_escrow;
 mod layout;
 mod lnd_sim;
 mod lnd_sim_wallet;
