@@ -266,6 +266,11 @@ async fn inspect_reads_a_target_with_keys_from_the_escrow_and_from_files() {
         serde_json::json!([]),
         "{v}"
     );
+    // A plain file with an escrowed key (the config is read for the escrow only).
+    let o = s
+        .ok(&["inspect", &out, "--key-from-escrow", "lnd-seed", "--json"])
+        .await;
+    assert_eq!(read_channels(&o).0, want);
 
     // No key option: `[lnd] backup_key_file`, as restore and verify use it.
     s.f.edit_config(
