@@ -42,7 +42,12 @@ pub enum InspectError {
     NeedIdentity,
     #[error("cannot open the age layer: {0}")]
     Age(#[source] SealError),
-    #[error("{what}: {source}")]
+    /// `what` names the key and where it came from; the text is the same
+    /// for every source (never the AEAD library's).
+    #[error(
+        "{what} does not open this backup: it was made by another node (another seed or \
+         network), or the file was altered"
+    )]
     WrongKey {
         what: String,
         #[source]
@@ -135,6 +140,15 @@ pub struct Inspection {
     pub channels: Vec<ChannelFacts>,
 }
 
+impl Inspection {
+    /// How many different peers the channels are with.
+    pub fn peer_count(&self) -> usize {
+        let peers: std::collections::BTreeSet<&str> =
+            self.channels.iter().map(|c| c.peer.as_str()).collect();
+        peers.len()
+    }
+}
+
 /// Open `blob` (lnd's packed multi, or a chanvault .age file holding one).
 pub fn inspect(
     blob: &[u8],
@@ -211,7 +225,10 @@ mod tests {
         let e = inspect(&[1u8; 200], None, &key(), "backup key X (from F)").unwrap_err();
         assert!(e.is_wrong_key(), "{e}");
         let text = e.to_string();
-        assert!(text.starts_with("backup key X (from F): "), "{text}");
+        assert!(
+            text.starts_with("backup key X (from F) does not open this backup: "),
+            "{text}"
+        );
         assert!(
             !text.contains("aead"),
             "never the AEAD library's text: {text}"

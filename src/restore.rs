@@ -20,6 +20,8 @@ use crate::seal::{Identities, SealError};
 use crate::secret::SecretBytes;
 use crate::sink::TargetError;
 
+pub mod contents;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("{0}")]
@@ -269,8 +271,32 @@ pub async fn fetch(
     progress: &dyn Progress,
 ) -> Result<Fetched, RestoreError> {
     let listing = list(cfg, target, progress).await?;
+    fetch_from(cfg, &listing, target, sel, ids, progress).await
+}
+
+/// [`fetch`] from a listing already made (of `target`, or of every target),
+/// for a caller that needs the listing too.
+pub async fn fetch_from(
+    cfg: &Config,
+    listing: &Listing,
+    target: Option<&str>,
+    sel: &str,
+    ids: &Identities,
+    progress: &dyn Progress,
+) -> Result<Fetched, RestoreError> {
     let where_ = target.map_or("any target".to_owned(), |t| format!("target {t}"));
-    let backup = choose(&listing, sel, &where_)?;
+    let backup = choose(listing, sel, &where_)?;
+    fetch_backup(cfg, &backup, ids, progress).await
+}
+
+/// Fetch one listed backup from the first of its copies that is intact and
+/// opens with `ids`.
+pub async fn fetch_backup(
+    cfg: &Config,
+    backup: &Listed,
+    ids: &Identities,
+    progress: &dyn Progress,
+) -> Result<Fetched, RestoreError> {
     let mut first_err: Option<RestoreError> = None;
     for loc in &backup.held_by {
         progress.step(&format!(
@@ -433,6 +459,48 @@ pub async fn escrowed_backup_key(
     name: &str,
     envelope: Option<&Identities>,
 ) -> Result<crate::chanbackup::BackupKey, RestoreError> {
+    escrowed_node_key(cfg, name, envelope).await.map(|k| k.key)
+}
+
+/// The key that opens lnd's layer of a node's backups, and where it came
+/// from, for messages: "the escrowed aezeed 'lnd-seed' v2",
+/// "lnd.backup_key_file /etc/…". Never the key itself.
+pub struct NodeKey {
+    pub key: crate::chanbackup::BackupKey,
+    pub source: String,
+}
+
+impl NodeKey {
+    /// How messages name it: "backup key 1a2b3c4d (from the escrowed aezeed 'x' v1)".
+    pub fn describe(&self) -> String {
+        format!(
+            "backup key {} (from {})",
+            self.key.fingerprint(),
+            self.source
+        )
+    }
+
+    /// `[lnd] backup_key_file`, when the config names one.
+    pub fn from_config(cfg: &Config) -> Option<Result<NodeKey, RestoreError>> {
+        let file = cfg.lnd.backup_key_file.as_ref()?;
+        let source = format!("lnd.backup_key_file {}", file.display());
+        Some(
+            crate::chanbackup::BackupKey::from_file(file)
+                .map(|key| NodeKey {
+                    key,
+                    source: source.clone(),
+                })
+                .map_err(|e| RestoreError::Other(format!("{source}: {e}"))),
+        )
+    }
+}
+
+/// [`escrowed_backup_key`], with the item's kind and version in its name.
+pub async fn escrowed_node_key(
+    cfg: &Config,
+    name: &str,
+    envelope: Option<&Identities>,
+) -> Result<NodeKey, RestoreError> {
     let other = |e: &dyn std::fmt::Display| RestoreError::Other(e.to_string());
     let mut e = crate::escrow::store::Escrow::open(cfg).map_err(|e| other(&e))?;
     let item = e
@@ -445,7 +513,12 @@ pub async fn escrowed_backup_key(
         )));
     };
     match m.backup_key() {
-        Some(key) => key.map_err(|e| RestoreError::Other(format!("escrowed item {name}: {e}"))),
+        Some(key) => key
+            .map(|key| NodeKey {
+                key,
+                source: format!("the escrowed {} '{name}' v{}", item.kind, item.version),
+            })
+            .map_err(|e| RestoreError::Other(format!("escrowed item {name}: {e}"))),
         None => Err(RestoreError::Other(format!(
             "escrowed item {name} is a {}; lnd's backups open with an aezeed or lnd-backup-key item",
             item.kind

@@ -18,6 +18,7 @@ pub mod exit;
 pub mod inspect;
 pub mod keys;
 pub mod restore;
+mod restore_show;
 pub mod verify;
 
 #[derive(Parser, Debug)]
@@ -88,7 +89,7 @@ pub enum Command {
     Restore(restore::RestoreCommand),
     /// The recovery drill: prove every target's newest backup restores today; table, JSON, Prometheus textfile.
     Verify(verify::VerifyArgs),
-    /// Open a backup file with the wallet's own key (aezeed or backup account xpub) and list its channels; needs no LND.
+    /// Open a backup (a file, or one on a target) with the wallet's own key (aezeed or backup account xpub, from files or the escrow) and list its channels; needs no LND.
     Inspect(inspect::InspectArgs),
     /// Manage delivery targets.
     #[command(subcommand)]
@@ -239,7 +240,7 @@ async fn run(cmd: Command) -> ExitCode {
         },
         Command::Restore(r) => ExitCode::from(restore::run(r).await),
         Command::Verify(v) => ExitCode::from(verify::run(v).await),
-        Command::Inspect(a) => ExitCode::from(inspect::run(&a)),
+        Command::Inspect(a) => ExitCode::from(inspect::run(&a).await),
         Command::Target(TargetCommand::Init { name, config }) => {
             match target_init(&config.config, &name).await {
                 Ok(()) => ExitCode::from(exit::OK),

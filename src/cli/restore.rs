@@ -7,32 +7,25 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use super::restore_show::{print_against_newest, print_inside, print_listing, print_lnd};
 use super::{ConfigArg, Stderr, exit};
 use crate::config::Config;
 use crate::lnd::{LndClient, LndSettings};
 use crate::pipeline::short;
 use crate::progress::{Progress, Quiet};
-use crate::restore::{self, Fetched, Listed, LndView, Location, RestoreError};
+use crate::restore::contents::{self, Changes, Inside};
+use crate::restore::{self, Fetched, Listed, LndView, Location, NodeKey, RestoreError};
 use crate::seal::Identities;
 
 /// Steps go to stderr, unless the output is JSON.
-fn progress(quiet: bool) -> &'static dyn Progress {
+pub(super) fn progress(quiet: bool) -> &'static dyn Progress {
     if quiet { &Quiet } else { &Stderr }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum RestoreCommand {
-    /// List every backup the targets hold, newest first.
-    List {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Only this target.
-        #[arg(long, value_name = "NAME")]
-        target: Option<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    /// List every backup the targets hold, newest first; with a backup key and an identity, what is inside each.
+    List(ListArgs),
     /// Fetch a backup, check it, decrypt it and write the plain channel.backup (0600, never overwritten).
     Fetch(FetchArgs),
     /// Fetch, then VerifyChanBackup and RestoreChannelBackups on LND (lnd.restore_macaroon) after confirmation.
@@ -46,7 +39,37 @@ pub enum RestoreCommand {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("identity_source").args(["identity", "identity_from_escrow"])))]
+#[command(group(clap::ArgGroup::new("escrowed").multiple(true).args(["identity_from_escrow", "key_from_escrow"])))]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only this target.
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// age identity file; with a backup key (lnd.backup_key_file or --key-from-escrow), every backup is opened to show what is inside.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Read the age identity escrowed in OpenBao under NAME (audited).
+    #[arg(long, value_name = "NAME")]
+    pub identity_from_escrow: Option<String>,
+    /// lnd's backup key from the aezeed or lnd-backup-key escrowed under NAME (instead of lnd.backup_key_file).
+    #[arg(long, value_name = "NAME", requires = "identity_source")]
+    pub key_from_escrow: Option<String>,
+    /// Offline identity that opens envelope-sealed escrowed items.
+    #[arg(long, value_name = "FILE", requires = "escrowed")]
+    pub envelope_identity: Option<PathBuf>,
+    /// With a backup key: list the channels added and removed, not only their counts.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("identity_source").required(true).args(["identity", "identity_from_escrow"])))]
+#[command(group(clap::ArgGroup::new("escrowed").multiple(true).args(["identity_from_escrow", "key_from_escrow"])))]
 pub struct FetchArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -65,8 +88,11 @@ pub struct FetchArgs {
     /// Read the age identity escrowed in OpenBao under NAME (audited).
     #[arg(long, value_name = "NAME")]
     pub identity_from_escrow: Option<String>,
-    /// Offline identity that opens an envelope-sealed escrowed item.
-    #[arg(long, value_name = "FILE", requires = "identity_from_escrow")]
+    /// lnd's backup key from the aezeed or lnd-backup-key escrowed under NAME (instead of lnd.backup_key_file).
+    #[arg(long, value_name = "NAME")]
+    pub key_from_escrow: Option<String>,
+    /// Offline identity that opens envelope-sealed escrowed items.
+    #[arg(long, value_name = "FILE", requires = "escrowed")]
     pub envelope_identity: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
@@ -77,33 +103,60 @@ fn load(path: &Path) -> Result<Config, RestoreError> {
     Config::load(path).map_err(|e| RestoreError::Other(e.to_string()))
 }
 
-/// The identities `--identity` / `--identity-from-escrow` name.
-pub async fn identities(
-    cfg: &Config,
-    a: &FetchArgs,
-    quiet: bool,
-) -> Result<Identities, RestoreError> {
-    if let Some(p) = &a.identity {
-        if let Some(ids) = passphrase_identity(p)? {
-            return Ok(ids);
-        }
-        return Identities::from_file(p).map_err(|e| RestoreError::Other(e.to_string()));
-    }
-    let Some(name) = &a.identity_from_escrow else {
-        return Err(RestoreError::Other(
-            "pass --identity FILE or --identity-from-escrow NAME".into(),
-        ));
-    };
-    let envelope = a
-        .envelope_identity
-        .as_deref()
-        .map(Identities::from_file)
+/// The offline identity `--envelope-identity` names, if given.
+pub(super) fn envelope(path: Option<&Path>) -> Result<Option<Identities>, RestoreError> {
+    path.map(Identities::from_file)
         .transpose()
-        .map_err(|e| RestoreError::Other(e.to_string()))?;
+        .map_err(|e| RestoreError::Other(e.to_string()))
+}
+
+/// The age identities from a file (a passphrase-protected one is asked for
+/// on the terminal) or from the escrow; `None` when neither is named.
+pub(super) async fn identities(
+    cfg: Option<&Config>,
+    file: Option<&Path>,
+    escrowed: Option<&str>,
+    envelope: Option<&Identities>,
+    quiet: bool,
+) -> Result<Option<Identities>, RestoreError> {
+    if let Some(p) = file {
+        if let Some(ids) = passphrase_identity(p)? {
+            return Ok(Some(ids));
+        }
+        return Identities::from_file(p)
+            .map(Some)
+            .map_err(|e| RestoreError::Other(e.to_string()));
+    }
+    let (Some(name), Some(cfg)) = (escrowed, cfg) else {
+        return Ok(None);
+    };
     progress(quiet).step(&format!(
         "reading the escrowed identity {name} from OpenBao…"
     ));
-    restore::escrowed_identity(cfg, name, envelope.as_ref()).await
+    restore::escrowed_identity(cfg, name, envelope)
+        .await
+        .map(Some)
+}
+
+/// lnd's backup key: `--key-from-escrow NAME`, else `[lnd] backup_key_file`;
+/// `None` when neither. An escrowed key that cannot be had fails the
+/// command; a key file that cannot be read is the inner error, shown where
+/// the contents would be.
+pub(super) async fn node_key(
+    cfg: &Config,
+    from_escrow: Option<&str>,
+    envelope: Option<&Identities>,
+    quiet: bool,
+) -> Result<Option<Result<NodeKey, String>>, RestoreError> {
+    if let Some(name) = from_escrow {
+        progress(quiet).step(&format!(
+            "reading the escrowed backup key {name} from OpenBao…"
+        ));
+        return restore::escrowed_node_key(cfg, name, envelope)
+            .await
+            .map(|k| Some(Ok(k)));
+    }
+    Ok(NodeKey::from_config(cfg).map(|r| r.map_err(|e| e.to_string())))
 }
 
 /// An identity file encrypted with a passphrase (`age -p`, as age-keygen's
@@ -155,45 +208,67 @@ fn passphrase_identity(path: &Path) -> Result<Option<Identities>, RestoreError> 
 }
 
 /// `restore list`.
-pub async fn run_list(config: &Path, target: Option<&str>, json: bool) -> Result<(), RestoreError> {
-    let cfg = load(config)?;
-    let listing = restore::list(&cfg, target, progress(json)).await?;
+pub async fn run_list(a: &ListArgs) -> Result<(), RestoreError> {
+    let cfg = load(&a.config.config)?;
+    let quiet = a.json;
+    let envelope = envelope(a.envelope_identity.as_deref())?;
+    let key = node_key(&cfg, a.key_from_escrow.as_deref(), envelope.as_ref(), quiet).await?;
+    let target = a.target.as_deref();
+    let listing = restore::list(&cfg, target, progress(quiet)).await?;
     if listing.backups.is_empty() {
         let where_ = target.map_or("any target".to_owned(), |t| format!("target {t}"));
         return Err(RestoreError::NoBackups(format!("no backups on {where_}")));
     }
-    if json {
-        let text = serde_json::to_string_pretty(&listing)
-            .map_err(|e| RestoreError::Other(e.to_string()))?;
+    let given = a.identity.is_some() || a.identity_from_escrow.is_some();
+    let (rows, key_error, read_with) = match key {
+        Some(Ok(key)) if given => {
+            let ids = identities(
+                Some(&cfg),
+                a.identity.as_deref(),
+                a.identity_from_escrow.as_deref(),
+                envelope.as_ref(),
+                quiet,
+            )
+            .await?
+            .ok_or_else(|| RestoreError::Other("no identity".into()))?;
+            let rows = contents::read_listing(&cfg, &listing, &ids, &key, progress(quiet)).await;
+            (Some(rows), None, Some(key.describe()))
+        }
+        Some(Ok(key)) => {
+            progress(quiet).step(&format!(
+                "{} is there, but no age identity: pass --identity FILE or --identity-from-escrow NAME \
+                 to see what is inside each backup",
+                key.describe()
+            ));
+            (None, None, None)
+        }
+        Some(Err(e)) => (None, Some(e), None),
+        None => (None, None, None),
+    };
+    if a.json {
+        let mut v =
+            serde_json::to_value(&listing).map_err(|e| RestoreError::Other(e.to_string()))?;
+        if let Some(rows) = &rows {
+            v["backups"] =
+                serde_json::to_value(rows).map_err(|e| RestoreError::Other(e.to_string()))?;
+        }
+        if let Some(with) = read_with {
+            v["read_with"] = with.into();
+        }
+        if let Some(e) = key_error {
+            v["backup_key_error"] = e.into();
+        }
+        let text =
+            serde_json::to_string_pretty(&v).map_err(|e| RestoreError::Other(e.to_string()))?;
         println!("{text}");
         return Ok(());
     }
-    println!(
-        "{:<14} {:<24} {:>8}  {:<14} {:<8} held by",
-        "backup", "time (UTC)", "channels", "fingerprint", "suspect"
-    );
-    for b in &listing.backups {
-        let mut held: Vec<String> = b
-            .held_by
-            .iter()
-            .map(|l| match &l.label {
-                Some(label) => format!("{} ({label})", l.target),
-                None => l.target.clone(),
-            })
-            .collect();
-        held.dedup();
-        println!(
-            "{:<14} {:<24} {:>8}  {:<14} {:<8} {}",
-            short(&b.id),
-            b.created.format("%Y-%m-%d %H:%M:%S"),
-            b.channels,
-            short(&b.fingerprint),
-            if b.suspect.is_some() { "SUSPECT" } else { "" },
-            held.join(", ")
-        );
+    if let Some(with) = &read_with {
+        println!("what is inside: read with {with}, no LND needed");
     }
-    for (t, e) in &listing.failed_targets {
-        println!("! target {t} could not be read: {e}");
+    print_listing(&listing, rows.as_deref(), a.verbose);
+    if let Some(e) = key_error {
+        println!("! cannot read what is inside: {e}");
     }
     Ok(())
 }
@@ -205,111 +280,76 @@ struct FetchReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<&'a Path>,
     lnd: &'a LndView,
-    /// What the node's backup key reads in it (`lnd.backup_key_file`).
+    /// What the node's backup key reads in it.
     #[serde(skip_serializing_if = "Option::is_none")]
     inside: Option<&'a Inside>,
+    /// From this backup to the newest one on the same target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes_to_newest: Option<&'a Changes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compare_error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     num_restored: Option<u32>,
 }
 
-/// lnd's layer read with `lnd.backup_key_file`: no LND needed.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Inside {
-    Read(crate::inspect::Inspection),
-    Error { backup_key_error: String },
+/// What the node's key says about a fetched backup: what is inside it and
+/// how it differs from the newest backup on its target.
+struct KeyReading {
+    inside: Option<Inside>,
+    compared: Option<Result<Changes, String>>,
+    newest_suspect: bool,
 }
 
-fn read_inside(cfg: &Config, plain: &[u8]) -> Option<Inside> {
-    let file = cfg.lnd.backup_key_file.as_ref()?;
-    let what = format!("lnd.backup_key_file {}", file.display());
-    let key = match crate::chanbackup::BackupKey::from_file(file) {
-        Ok(k) => k,
-        Err(e) => {
-            return Some(Inside::Error {
-                backup_key_error: format!("{what}: {e}"),
-            });
-        }
-    };
-    let what = format!("backup key {} ({what})", key.fingerprint());
-    Some(match crate::inspect::inspect(plain, None, &key, &what) {
-        Ok(found) => Inside::Read(found),
-        Err(e) => Inside::Error {
-            backup_key_error: e.to_string(),
-        },
-    })
-}
-
-fn print_inside(inside: Option<&Inside>) {
-    match inside {
-        None => {}
-        Some(Inside::Error { backup_key_error }) => {
-            println!("cannot read it with the backup key: {backup_key_error}")
-        }
-        Some(Inside::Read(found)) => {
-            println!(
-                "the backup key {} reads {} channel(s) in it (no LND needed):",
-                found.backup_key,
-                found.channels.len()
-            );
-            for c in &found.channels {
-                println!(
-                    "  {}  peer {}  {}",
-                    c.chan_point,
-                    c.peer,
-                    c.addresses_text()
-                );
+impl KeyReading {
+    async fn of(
+        cfg: &Config,
+        listing: &restore::Listing,
+        f: &Fetched,
+        ids: &Identities,
+        key: Option<Result<NodeKey, String>>,
+        quiet: bool,
+    ) -> KeyReading {
+        let key = match key {
+            None => {
+                return KeyReading {
+                    inside: None,
+                    compared: None,
+                    newest_suspect: false,
+                };
             }
+            Some(Err(backup_key_error)) => {
+                return KeyReading {
+                    inside: Some(Inside::KeyError { backup_key_error }),
+                    compared: None,
+                    newest_suspect: false,
+                };
+            }
+            Some(Ok(key)) => key,
+        };
+        let inside = contents::read_plain(&key, f.plain.expose());
+        let target = &f.from.target;
+        let compared = contents::against_newest(
+            cfg,
+            listing,
+            target,
+            (&f.backup, &inside),
+            ids,
+            &key,
+            progress(quiet),
+        )
+        .await;
+        KeyReading {
+            newest_suspect: contents::newest_on(listing, target)
+                .is_some_and(|b| b.suspect.is_some()),
+            inside: Some(inside),
+            compared: Some(compared),
         }
     }
 }
 
-fn print_lnd(v: &LndView) {
-    if let Some(e) = &v.refused {
-        println!("LND REFUSED this backup: {e}");
-        return;
-    }
-    if !v.reachable {
-        println!(
-            "LND is unreachable ({}); channel points and missing channels cannot be shown",
-            v.error.as_deref().unwrap_or("unknown error")
-        );
-        return;
-    }
-    match &v.covered {
-        Some(c) => {
-            println!(
-                "covers {} channel(s) (decoded by LND's VerifyChanBackup):",
-                c.len()
-            );
-            for p in c {
-                println!("  {p}");
-            }
-        }
-        None => println!("LND accepted the backup (lnd < 0.19 does not list its channel points)"),
-    }
-    match (&v.missing, &v.current) {
-        (Some(m), _) if m.is_empty() => println!("every channel LND has now is in this backup"),
-        (Some(m), _) => {
-            println!(
-                "{} of LND's current channel(s) are NOT in this backup:",
-                m.len()
-            );
-            for p in m {
-                println!("  {p}");
-            }
-        }
-        (None, Some(c)) => println!("LND has {} channel(s) now", c.len()),
-        _ => {}
-    }
-    if let Some(e) = &v.error {
-        println!("LND: {e}");
-    }
-}
-
-/// `restore fetch` and `restore apply`.
-pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), RestoreError> {
-    let cfg = load(&a.config.config)?;
+/// Refuse early what would fail after the fetch: an `--out` that exists,
+/// `apply` without `lnd.restore_macaroon`.
+fn precheck(cfg: &Config, a: &FetchArgs, apply: bool) -> Result<Option<PathBuf>, RestoreError> {
     if !apply && a.out.is_none() {
         return Err(RestoreError::Other(
             "restore fetch needs --out FILE (the plain channel.backup is written there, mode 0600)"
@@ -324,21 +364,63 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
             out.display()
         )));
     }
-    let restore_mac = if apply {
-        Some(cfg.lnd.restore_macaroon.clone().ok_or_else(|| {
-            RestoreError::Other(format!(
-                "config {}: lnd.restore_macaroon is not set; restore apply needs a macaroon with offchain:write \
-                 (lncli bakemacaroon offchain:read offchain:write), or write the file with restore fetch and use \
-                 lncli restorechanbackup --multi_file",
-                cfg.source.display()
-            ))
-        })?)
-    } else {
-        None
-    };
+    if !apply {
+        return Ok(None);
+    }
+    cfg.lnd.restore_macaroon.clone().map(Some).ok_or_else(|| {
+        RestoreError::Other(format!(
+            "config {}: lnd.restore_macaroon is not set; restore apply needs a macaroon with offchain:write \
+             (lncli bakemacaroon offchain:read offchain:write), or write the file with restore fetch and use \
+             lncli restorechanbackup --multi_file",
+            cfg.source.display()
+        ))
+    })
+}
+
+fn print_fetched(f: &Fetched, out: Option<&Path>, read: &KeyReading, lnd: &LndView) {
+    println!(
+        "backup {} taken {} ({} channel(s), fingerprint {}) from target {} ({})",
+        short(&f.backup.id),
+        f.backup.created.format("%Y-%m-%d %H:%M:%S UTC"),
+        f.backup.channels,
+        short(&f.backup.fingerprint),
+        f.from.target,
+        f.from.locator
+    );
+    if let Some(out) = out {
+        println!(
+            "wrote {} (mode 0600): lncli restorechanbackup --multi_file {0} (or lncli create --multi_file {0} on a new node)",
+            out.display()
+        );
+    }
+    print_inside(read.inside.as_ref());
+    if let Some(c) = &read.compared {
+        print_against_newest(c, read.newest_suspect);
+    }
+    print_lnd(lnd);
+}
+
+/// `restore fetch` and `restore apply`.
+pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), RestoreError> {
+    let cfg = load(&a.config.config)?;
+    let restore_mac = precheck(&cfg, &a, apply)?;
     let quiet = a.json;
-    let ids = identities(&cfg, &a, quiet).await?;
-    let f = restore::fetch(&cfg, a.target.as_deref(), &a.backup, &ids, progress(quiet)).await?;
+    let envelope = envelope(a.envelope_identity.as_deref())?;
+    let ids = identities(
+        Some(&cfg),
+        a.identity.as_deref(),
+        a.identity_from_escrow.as_deref(),
+        envelope.as_ref(),
+        quiet,
+    )
+    .await?
+    .ok_or_else(|| {
+        RestoreError::Other("pass --identity FILE or --identity-from-escrow NAME".into())
+    })?;
+    let key = node_key(&cfg, a.key_from_escrow.as_deref(), envelope.as_ref(), quiet).await?;
+    let target = a.target.as_deref();
+    let listing = restore::list(&cfg, target, progress(quiet)).await?;
+    let f = restore::fetch_from(&cfg, &listing, target, &a.backup, &ids, progress(quiet)).await?;
     if let Some(out) = &a.out {
         crate::fsutil::create_secret_file(out, f.plain.expose()).map_err(|e| {
             RestoreError::Other(format!(
@@ -348,30 +430,14 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
         })?;
     }
     let lnd = restore::ask_lnd(&cfg, f.plain.expose(), progress(quiet)).await;
-    let inside = read_inside(&cfg, f.plain.expose());
-    let inside = inside.as_ref();
+    let read = KeyReading::of(&cfg, &listing, &f, &ids, key, quiet).await;
     if !quiet {
-        println!(
-            "backup {} taken {} ({} channel(s), fingerprint {}) from target {} ({})",
-            short(&f.backup.id),
-            f.backup.created.format("%Y-%m-%d %H:%M:%S UTC"),
-            f.backup.channels,
-            short(&f.backup.fingerprint),
-            f.from.target,
-            f.from.locator
-        );
-        if let Some(out) = &a.out {
-            println!(
-                "wrote {} (mode 0600): lncli restorechanbackup --multi_file {0} (or lncli create --multi_file {0} on a new node)",
-                out.display()
-            );
-        }
-        print_inside(inside);
-        print_lnd(&lnd);
+        print_fetched(&f, a.out.as_deref(), &read, &lnd);
     }
+    let report = |n| print_json(&f, a.out.as_deref(), &lnd, &read, n);
     if let Some(e) = &lnd.refused {
         if quiet {
-            print_json(&f, a.out.as_deref(), &lnd, inside, None)?;
+            report(None)?;
         }
         return Err(RestoreError::LndRefused(format!(
             "LND at {} refused backup {}: {e}",
@@ -381,7 +447,7 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
     }
     let Some(mac) = restore_mac else {
         if quiet {
-            print_json(&f, a.out.as_deref(), &lnd, inside, None)?;
+            report(None)?;
         }
         return Ok(());
     };
@@ -393,25 +459,9 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
         )));
     }
     confirm(yes, &cfg, &f)?;
-    let mut settings = LndSettings::from(&cfg.lnd);
-    settings.macaroon = mac;
-    progress(quiet).step("calling RestoreChannelBackups…");
-    let client = LndClient::connect(&settings)
-        .await
-        .map_err(|e| RestoreError::Other(e.to_string()))?;
-    let n = client.restore_multi(f.plain.expose()).await.map_err(|e| {
-        if restore::lnd_class(&e) {
-            RestoreError::LndRefused(format!(
-                "LND at {} refused to restore backup {}: {e}",
-                cfg.lnd.address,
-                short(&f.backup.id)
-            ))
-        } else {
-            RestoreError::Other(e.to_string())
-        }
-    })?;
+    let n = restore_into_lnd(&cfg, mac, &f, quiet).await?;
     if quiet {
-        print_json(&f, a.out.as_deref(), &lnd, inside, Some(n))?;
+        report(Some(n))?;
     } else {
         println!("LND restored {n} channel(s) (num_restored; lnd < 0.19 always answers 0)");
         println!(
@@ -424,11 +474,37 @@ pub async fn run_fetch(a: FetchArgs, apply: bool, yes: bool) -> Result<(), Resto
     Ok(())
 }
 
+/// `RestoreChannelBackups` with the restore macaroon; LND's `num_restored`.
+async fn restore_into_lnd(
+    cfg: &Config,
+    mac: PathBuf,
+    f: &Fetched,
+    quiet: bool,
+) -> Result<u32, RestoreError> {
+    let mut settings = LndSettings::from(&cfg.lnd);
+    settings.macaroon = mac;
+    progress(quiet).step("calling RestoreChannelBackups…");
+    let client = LndClient::connect(&settings)
+        .await
+        .map_err(|e| RestoreError::Other(e.to_string()))?;
+    client.restore_multi(f.plain.expose()).await.map_err(|e| {
+        if restore::lnd_class(&e) {
+            RestoreError::LndRefused(format!(
+                "LND at {} refused to restore backup {}: {e}",
+                cfg.lnd.address,
+                short(&f.backup.id)
+            ))
+        } else {
+            RestoreError::Other(e.to_string())
+        }
+    })
+}
+
 fn print_json(
     f: &Fetched,
     out: Option<&Path>,
     lnd: &LndView,
-    inside: Option<&Inside>,
+    read: &KeyReading,
     n: Option<u32>,
 ) -> Result<(), RestoreError> {
     let r = FetchReport {
@@ -436,7 +512,13 @@ fn print_json(
         from: &f.from,
         out,
         lnd,
-        inside,
+        inside: read.inside.as_ref(),
+        changes_to_newest: read.compared.as_ref().and_then(|c| c.as_ref().ok()),
+        compare_error: read
+            .compared
+            .as_ref()
+            .and_then(|c| c.as_ref().err())
+            .map(String::as_str),
         num_restored: n,
     };
     let text = serde_json::to_string_pretty(&r).map_err(|e| RestoreError::Other(e.to_string()))?;
@@ -475,11 +557,7 @@ fn confirm(yes: bool, cfg: &Config, f: &Fetched) -> Result<(), RestoreError> {
 /// Dispatch from the command line; returns the exit code.
 pub async fn run(cmd: RestoreCommand) -> u8 {
     let r = match cmd {
-        RestoreCommand::List {
-            config,
-            target,
-            json,
-        } => run_list(&config.config, target.as_deref(), json).await,
+        RestoreCommand::List(a) => run_list(&a).await,
         RestoreCommand::Fetch(a) => run_fetch(a, false, false).await,
         RestoreCommand::Apply { fetch, yes } => run_fetch(fetch, true, yes).await,
     };

@@ -119,9 +119,8 @@ async fn inspect_opens_a_delivered_backup_with_the_seed_alone() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "chanvault: error: {}: backup key {fp} (from the aezeed in {}): backup key {fp} does not \
-             open this backup: it was made by another node (another seed or network), or the file \
-             was altered",
+            "chanvault: error: {}: backup key {fp} (from the aezeed in {}) does not open this \
+             backup: it was made by another node (another seed or network), or the file was altered",
             plain.display(),
             other.display()
         )

@@ -38,7 +38,7 @@ fn seed(sim: &Simulator) -> CipherSeed {
 }
 
 /// Channel point → peer pubkey, as ListChannels reports them.
-async fn peers(sim: &Simulator) -> BTreeMap<ChanPoint, String> {
+pub(crate) async fn peers(sim: &Simulator) -> BTreeMap<ChanPoint, String> {
     let mut rpc = raw::client(sim, &sim.readonly_macaroon_path()).await;
     let list = rpc
         .list_channels(proto::ListChannelsRequest::default())
