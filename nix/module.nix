@@ -41,6 +41,7 @@ let
     "escrow.approle_role_name" "escrow.network" "escrow.seal_recipients" "escrow.required"
     "escrow.timeout_seconds"
     "verify.max_age_hours"
+    "verify.restore_lnd_version"
   ];
 
   configFile = settingsFormat.generate "chanvault.toml" cfg.settings;
