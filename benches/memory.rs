@@ -9,7 +9,8 @@
 //! environment `contrib/systemd/chanvault.service` sets (the allocator
 //! tunables), so the table shows what the shipped unit changes.
 //!
-//! `CHANVAULT_BENCH_SIZES=10000` runs only that row.
+//! `CHANVAULT_BENCH_SIZES=10000` runs only that row; `CHANVAULT_BENCH_PROBE=1`
+//! also prints where the after-burst memory is (see `probe`; needs gdb).
 
 mod support;
 
@@ -68,6 +69,9 @@ async fn measure(channels: usize, env: &[(String, String)]) -> BenchResult<Row> 
     let burst_settle = wait_final_on_target(&s, t0, SETTLE_LIMIT).await?;
     tokio::time::sleep(IDLE_WAIT).await;
     let (after_rss, peak) = watch.rss_kib();
+    if std::env::var("CHANVAULT_BENCH_PROBE").is_ok() {
+        probe(watch.pid()).await;
+    }
     watch.stop();
     Ok(Row {
         channels,
@@ -77,6 +81,33 @@ async fn measure(channels: usize, env: &[(String, String)]) -> BenchResult<Row> 
         after_rss,
         peak,
     })
+}
+
+/// Where the after-burst memory is (`CHANVAULT_BENCH_PROBE=1`): the RSS
+/// split into anonymous and file-backed pages, the thread count, and the RSS
+/// once glibc has given back every free page it can (`malloc_trim(0)`, called
+/// in the process through gdb): what is left is held by the program.
+async fn probe(pid: u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for l in status
+        .lines()
+        .filter(|l| l.starts_with("Threads") || l.starts_with("Rss"))
+    {
+        println!("probe: {l}");
+    }
+    let o = std::process::Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "call (int)malloc_trim(0)",
+        ])
+        .output();
+    println!("probe: gdb ok={}", o.is_ok_and(|o| o.status.success()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = support::proc_field(pid, "VmRSS:").unwrap_or(0);
+    println!("probe: after malloc_trim VmRSS {rss} KiB");
 }
 
 async fn run() -> BenchResult<()> {
