@@ -76,6 +76,10 @@ pub async fn deliver_one(
     timeout: Duration,
 ) -> Result<Receipt, DeliveryError> {
     let result = put_one(target, spool, p, timeout).await;
+    if result.is_ok() {
+        let since = chrono::Utc::now() - p.record.created;
+        metrics.delivered_in(target.name(), since.as_seconds_f64().max(0.0));
+    }
     metrics.delivery(
         target.name(),
         result.as_ref().err().map(|e| failure_reason(e.kind())),

@@ -159,6 +159,8 @@ pub struct LndClient {
     /// The same connection, for the two calls decoded as [`MultiOnlySnapshot`].
     grpc: tonic::client::Grpc<Authed>,
     settings: LndSettings,
+    /// Where RPC round trips are recorded (`watch`); none for one-shot commands.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl fmt::Debug for LndClient {
@@ -224,7 +226,14 @@ impl LndClient {
             rpc,
             grpc,
             settings: settings.clone(),
+            metrics: None,
         })
+    }
+
+    /// Record every RPC's round trip in `metrics` (`chanvault_lnd_rpc_seconds`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn address(&self) -> &str {
@@ -254,7 +263,12 @@ impl LndClient {
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        match tokio::time::timeout(timeout, fut).await {
+        let t0 = std::time::Instant::now();
+        let outcome = tokio::time::timeout(timeout, fut).await;
+        if let Some(m) = &self.metrics {
+            m.lnd_rpc(rpc, t0.elapsed().as_secs_f64());
+        }
+        match outcome {
             Err(_) => Err(LndError::Timeout {
                 rpc,
                 secs: timeout.as_secs(),

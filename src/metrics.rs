@@ -17,6 +17,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -45,7 +46,23 @@ pub const METRIC_NAMES: &[&str] = &[
     "chanvault_last_verify_success",
     "chanvault_last_verify_timestamp_seconds",
     "chanvault_escrow_operations",
+    "chanvault_snapshot_to_spool_seconds",
+    "chanvault_delivery_seconds",
+    "chanvault_lnd_rpc_seconds",
 ];
+
+/// Histogram buckets for every latency: 1 ms to 65.5 s, doubling (a slow
+/// offsite upload still lands in a bucket below the alert's threshold).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabel {
+    rpc: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabel {
@@ -118,6 +135,9 @@ pub struct Metrics {
     verify_success: Gauge,
     verify_timestamp: Gauge,
     escrow_ops: Family<EscrowLabels, Gauge>,
+    snapshot_to_spool: Histogram,
+    delivery_seconds: Latencies<TargetLabel>,
+    lnd_rpc: Latencies<RpcLabel>,
 }
 
 impl Default for Metrics {
@@ -147,6 +167,9 @@ impl Metrics {
             verify_success: Gauge::default(),
             verify_timestamp: Gauge::default(),
             escrow_ops: Family::default(),
+            snapshot_to_spool: latency_histogram(),
+            delivery_seconds: Family::new_with_constructor(latency_histogram),
+            lnd_rpc: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
         registry.register(
@@ -241,7 +264,43 @@ impl Metrics {
             "Escrow operations recorded in the audit log, by operation and outcome",
             m.escrow_ops.clone(),
         );
+        registry.register(
+            "snapshot_to_spool_seconds",
+            "From a snapshot taken from LND to its backup durable in the spool (verified, sealed, fsynced)",
+            m.snapshot_to_spool.clone(),
+        );
+        registry.register(
+            "delivery_seconds",
+            "From a backup recorded in the spool to the target holding it (committed), per target",
+            m.delivery_seconds.clone(),
+        );
+        registry.register(
+            "lnd_rpc_seconds",
+            "LND RPC round trips, per RPC (failures included)",
+            m.lnd_rpc.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// A snapshot stored in the spool `secs` after the pipeline took it.
+    pub fn stored_in(&self, secs: f64) {
+        self.snapshot_to_spool.observe(secs);
+    }
+
+    /// A backup committed on `target` `secs` after it was recorded.
+    pub fn delivered_in(&self, target: &str, secs: f64) {
+        let label = TargetLabel {
+            target: target.to_string(),
+        };
+        self.delivery_seconds.get_or_create(&label).observe(secs);
+    }
+
+    /// One LND RPC round trip.
+    pub fn lnd_rpc(&self, rpc: &str, secs: f64) {
+        let label = RpcLabel {
+            rpc: rpc.to_string(),
+        };
+        self.lnd_rpc.get_or_create(&label).observe(secs);
     }
 
     pub fn set_lnd_connected(&self, up: bool) {
@@ -476,6 +535,9 @@ mod tests {
         m.set_lnd_connected(true);
         m.snapshot(SnapshotOutcome::Stored);
         m.delivery("pbs", Some("timeout"));
+        m.delivered_in("pbs", 0.02);
+        m.stored_in(0.003);
+        m.lnd_rpc("VerifyChanBackup", 0.5);
         m.refresh(&Journal::default(), &["pbs".to_string()]);
         let text = m.render();
         for line in text
@@ -488,7 +550,7 @@ mod tests {
                 METRIC_NAMES.iter().any(|n| name == *n
                     || name
                         .strip_prefix(n)
-                        .is_some_and(|s| s == "_total" || s.is_empty())),
+                        .is_some_and(|s| ["", "_total", "_bucket", "_sum", "_count"].contains(&s))),
                 "{name} is exported but not in METRIC_NAMES"
             );
         }
@@ -500,6 +562,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"chanvault_build_info{version=""#), "{text}");
+        // Latencies land in the bucket that holds them, and not below.
+        for line in [
+            r#"chanvault_delivery_seconds_bucket{le="0.016",target="pbs"} 0"#,
+            r#"chanvault_delivery_seconds_bucket{le="0.032",target="pbs"} 1"#,
+            r#"chanvault_snapshot_to_spool_seconds_bucket{le="0.004"} 1"#,
+            r#"chanvault_lnd_rpc_seconds_count{rpc="VerifyChanBackup"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line}: {text}");
+        }
     }
 
     #[test]

@@ -222,6 +222,7 @@ impl Pipeline {
         match stored {
             Stored::Duplicate { fingerprint } => Ok(Outcome::Duplicate { fingerprint }),
             Stored::New(rec) => {
+                self.metrics.stored_in(t0.elapsed().as_secs_f64());
                 match &rec.suspect {
                     Some(reason) => tracing::warn!(
                         backup = short(&rec.id),

@@ -188,7 +188,7 @@ impl Agent {
                 break;
             }
             let connected = tokio::select! {
-                r = connect_and_subscribe(&settings) => r,
+                r = connect_and_subscribe(&settings, self.pipeline.metrics()) => r,
                 _ = shutdown.changed() => break,
             };
             match connected {
@@ -402,8 +402,11 @@ impl Session<'_> {
 
 async fn connect_and_subscribe(
     settings: &LndSettings,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> Result<(LndClient, crate::lnd::NewestSnapshot), LndError> {
-    let lnd = LndClient::connect(settings).await?;
+    let lnd = LndClient::connect(settings)
+        .await?
+        .with_metrics(metrics.clone());
     // Subscribe before the baseline export so no change falls in between.
     let stream = lnd.subscribe().await?.newest_only();
     Ok((lnd, stream))

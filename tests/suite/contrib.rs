@@ -303,10 +303,13 @@ fn promql_metrics(expr: &str) -> BTreeSet<String> {
     out
 }
 
+/// What the exposition appends to a family's name (counters, histograms).
+const SUFFIXES: &[&str] = &["_total", "_bucket", "_sum", "_count"];
+
 fn exported(name: &str) -> bool {
     METRIC_NAMES
         .iter()
-        .any(|n| name == *n || name.strip_prefix(n).is_some_and(|s| s == "_total"))
+        .any(|n| name == *n || name.strip_prefix(n).is_some_and(|s| SUFFIXES.contains(&s)))
 }
 
 fn check_names(source: &str, exprs: &[String]) -> BTreeSet<String> {
@@ -418,7 +421,7 @@ fn grafana_dashboard_is_valid_and_has_a_panel_per_metric() {
     for name in METRIC_NAMES {
         assert!(
             used.iter()
-                .any(|u| u == name || u.strip_prefix(name) == Some("_total")),
+                .any(|u| u == name || u.strip_prefix(name).is_some_and(|s| SUFFIXES.contains(&s))),
             "dashboard.json has no panel for {name}"
         );
     }

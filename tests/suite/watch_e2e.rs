@@ -470,6 +470,22 @@ async fn metrics_and_health_reflect_the_pipeline() {
     for name in chanvault::metrics::METRIC_NAMES {
         assert!(text.contains(name), "{name} not exported:\n{text}");
     }
+    // The latency histograms counted what happened: stores, deliveries, RPCs.
+    let count = |series: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series));
+        let value = line.and_then(|l| l.rsplit(' ').next());
+        value.and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    assert!(
+        count("chanvault_snapshot_to_spool_seconds_count ") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        count("chanvault_delivery_seconds_count{target=\"pbs\"}") >= 1.0,
+        "{text}"
+    );
+    let rpc = "chanvault_lnd_rpc_seconds_count{rpc=\"VerifyChanBackup\"}";
+    assert!(count(rpc) >= 1.0, "{text}");
 
     f.sim.stop().await;
     eventually("healthz turns 503 when LND is gone", 10, || {
