@@ -6,6 +6,7 @@
 //! paths to secrets, never secrets themselves.
 
 pub mod escrow;
+pub mod net;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
