@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::common::bao::Bao;
-use crate::common::{bin, text};
+use crate::common::{Fixture, Watch, bin, eventually, run, text};
 
 /// `http://127.0.0.1:PORT` where nothing listens: a proxy that, if used,
 /// fails every request.
@@ -113,4 +113,111 @@ fn an_openbao_address_from_the_environment_is_named_and_checked() {
         "{}",
         text(&out)
     );
+}
+
+/// Every file under `dir`, as text (binary files lossily).
+fn all_files_text(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let t = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                out.push((p, t));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn channel_points_of_a_suspect_backup_stay_in_the_local_journal() {
+    let f = Fixture::new().await;
+    std::fs::write(f.path().join("restic-password"), "pw-no-leaks\n").unwrap();
+    f.write_config(
+        "[[target]]\nname = \"offsite\"\nkind = \"restic\"\nrepository = \"repos/offsite\"\npassword_file = \"restic-password\"\n",
+    );
+    let out = run(vec![
+        "target".into(),
+        "init".into(),
+        "offsite".into(),
+        "--config".into(),
+        f.config.display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let cps: Vec<String> = f
+        .sim
+        .open_channels(3)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+
+    let watch = Watch::start_at(&f, "trace");
+    f.wait_current("pbs", "the good backup on pbs", 20).await;
+    assert_eq!(f.sim.lose_channel_db(), 3);
+    watch
+        .wait_log("the suspect backup", |l| l.contains("SUSPECT"))
+        .await;
+    let history = f.target_dir("pbs").join("history");
+    eventually("the suspect backup in pbs/history", 20, || {
+        std::fs::read_dir(&history).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with("-suspect.json"))
+        })
+    })
+    .await;
+    let log = watch.log();
+    assert!(watch.stop().await.success());
+
+    // What left the host (or would, through a log shipper) says a count.
+    let mut published = all_files_text(&f.target_dir("pbs"));
+    let suspect_manifest = published
+        .iter()
+        .find(|(p, _)| p.to_string_lossy().ends_with("-suspect.json"))
+        .map(|(_, t)| t.clone())
+        .unwrap();
+    assert!(
+        suspect_manifest.contains("3 channel(s) of the last good backup are missing"),
+        "{suspect_manifest}"
+    );
+    published.push(("watch log".into(), log));
+    let repo = f.path().join("repos/offsite");
+    let snapshots = std::process::Command::new("restic")
+        .args(["--no-cache", "--json", "snapshots", "-r"])
+        .arg(&repo)
+        .arg("--password-file")
+        .arg(f.path().join("restic-password"))
+        .output()
+        .expect("restic runs");
+    assert!(snapshots.status.success(), "{}", text(&snapshots));
+    published.push((
+        "restic snapshots --json".into(),
+        String::from_utf8_lossy(&snapshots.stdout).into_owned(),
+    ));
+    published.extend(all_files_text(&repo));
+    for cp in &cps {
+        let txid = cp.split(':').next().unwrap();
+        for (where_, t) in &published {
+            assert!(!t.contains(txid), "{cp} in {}", where_.display());
+        }
+    }
+
+    // The local journal still names them, for the operator.
+    let journal = std::fs::read_to_string(f.path().join("state/journal.json")).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&journal).unwrap();
+    let newest = j["backups"].as_array().unwrap().last().unwrap().clone();
+    let kept: Vec<&str> = newest["suspect_channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 3, "{newest}");
+    for cp in &cps {
+        assert!(kept.contains(&cp.as_str()), "{cp} not in {kept:?}");
+    }
 }
