@@ -553,6 +553,19 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
                 "only applies to a rest:https:// repository".into(),
             ));
         }
+        if r.http_credentials_file.is_some()
+            && url.starts_with("http://")
+            && !net::is_loopback_url(url)
+        {
+            return Err((
+                "http_credentials_file",
+                format!(
+                    "target {:?} would send these REST credentials in clear over the network to {repo}: use rest:https:// (basic auth over http:// is allowed only to a loopback address: {})",
+                    r.name,
+                    net::LOOPBACK_HOSTS
+                ),
+            ));
+        }
     } else {
         if let Some(scheme) = repo_scheme(repo) {
             return Err((
