@@ -221,3 +221,61 @@ async fn channel_points_of_a_suspect_backup_stay_in_the_local_journal() {
         assert!(kept.contains(&cp.as_str()), "{cp} not in {kept:?}");
     }
 }
+
+/// Ignored: chanvault's own REST client (probe, locks) and the OpenBao
+/// client ignore proxy variables, but the backups themselves go through
+/// rustic_backend 0.7's `RestBackend`, whose reqwest client honours them and
+/// cannot be told otherwise (see SECURITY.md). This is what must pass once
+/// that client is ours; run it with `--ignored` to see the gap.
+#[tokio::test]
+#[ignore = "rustic_backend's REST client honours HTTP_PROXY (SECURITY.md, Not (yet) done)"]
+async fn a_rest_target_ignores_proxy_variables() {
+    let f = Fixture::new().await;
+    let root = f.path().join("rest-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut rclone = std::process::Command::new("rclone")
+        .args(["serve", "restic", "--addr", &format!("127.0.0.1:{port}")])
+        .arg(&root)
+        .env("RCLONE_CONFIG", f.path().join("rclone.conf"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rclone starts");
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed().as_secs() < 20, "rclone did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::write(f.path().join("restic-password"), "pw-no-leaks\n").unwrap();
+    f.write_config(&format!(
+        "[[target]]\nname = \"offsite\"\nkind = \"restic\"\nrepository = \"rest:http://127.0.0.1:{port}/repo/\"\npassword_file = \"restic-password\"\ntimeout_seconds = 5\n"
+    ));
+    f.sim.open_channels(2);
+    let config = f.config.clone();
+    let run_behind = move |args: &[&str]| {
+        bin_behind_dead_proxy()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::spawn_blocking({
+        let run_behind = run_behind.clone();
+        move || run_behind(&["target", "init", "offsite"])
+    })
+    .await
+    .unwrap();
+    let once = tokio::task::spawn_blocking(move || run_behind(&["backup", "--once"]))
+        .await
+        .unwrap();
+    let _ = rclone.kill();
+    let _ = rclone.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(once.status.code(), Some(0), "{}", text(&once));
+}
