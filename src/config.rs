@@ -6,6 +6,7 @@
 //! paths to secrets, never secrets themselves.
 
 pub mod escrow;
+pub mod net;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -550,6 +551,19 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
             return Err((
                 "cacert",
                 "only applies to a rest:https:// repository".into(),
+            ));
+        }
+        if r.http_credentials_file.is_some()
+            && url.starts_with("http://")
+            && !net::is_loopback_url(url)
+        {
+            return Err((
+                "http_credentials_file",
+                format!(
+                    "target {:?} would send these REST credentials in clear over the network to {repo}: use rest:https:// (basic auth over http:// is allowed only to a loopback address: {})",
+                    r.name,
+                    net::LOOPBACK_HOSTS
+                ),
             ));
         }
     } else {

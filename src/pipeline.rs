@@ -186,9 +186,12 @@ impl Pipeline {
 
         let t_journal = t0.elapsed();
         // 3. Shrink guard.
-        let suspect = match journal.last_good() {
-            Some(good) => self.shrink_guard(lnd, good, &points).await,
-            None => None,
+        let (suspect, suspect_channels) = match journal.last_good() {
+            Some(good) => match self.shrink_guard(lnd, good, &points).await {
+                Some(s) => (Some(s.reason), s.channels),
+                None => (None, Vec::new()),
+            },
+            None => (None, Vec::new()),
         };
 
         let t_guard = t0.elapsed();
@@ -204,6 +207,7 @@ impl Pipeline {
             sealed_len: 0,
             recipients: self.recipients.public_keys().to_vec(),
             suspect,
+            suspect_channels,
         };
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
         let stored = blocking(move || -> Result<Stored, PipelineError> {
@@ -253,7 +257,7 @@ impl Pipeline {
         lnd: &LndClient,
         good: &BackupRecord,
         points: &BTreeSet<ChanPoint>,
-    ) -> Option<String> {
+    ) -> Option<Suspect> {
         let good_points = good.chan_point_set();
         let missing: BTreeSet<ChanPoint> = good_points.difference(points).copied().collect();
         if missing.is_empty() {
@@ -268,24 +272,31 @@ impl Pipeline {
             );
             return None;
         }
-        let list = unconfirmed
-            .iter()
-            .take(3)
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let more = if unconfirmed.len() > 3 { ", …" } else { "" };
-        Some(if points.is_empty() {
-            format!(
-                "empty snapshot, but the last good backup has {} channel(s) that LND does not report as closed (lost channel.db? see lnd#4377): {list}{more}",
-                good_points.len()
-            )
-        } else {
-            format!(
-                "lacks {} channel(s) of the last good backup that LND does not report as closed: {list}{more}",
-                unconfirmed.len()
-            )
+        Some(Suspect {
+            reason: suspect_reason(unconfirmed.len(), points.is_empty()),
+            channels: unconfirmed.iter().map(ToString::to_string).collect(),
         })
+    }
+}
+
+/// What the shrink guard found: the reason, which goes with the backup to
+/// targets and logs, and the channels, which stay in the local journal.
+struct Suspect {
+    reason: String,
+    channels: Vec<String>,
+}
+
+/// The suspect reason: counts only. Channel points tie the node to its
+/// UTXOs and peers, and this text is copied into target manifests, the
+/// share's history and the log.
+fn suspect_reason(missing: usize, empty: bool) -> String {
+    let what = format!(
+        "{missing} channel(s) of the last good backup are missing and LND does not report them closed"
+    );
+    if empty {
+        format!("empty snapshot: {what} (lost channel.db? see lnd#4377)")
+    } else {
+        what
     }
 }
 
@@ -354,5 +365,19 @@ pub fn short(id: &str) -> &str {
 impl From<tokio::task::JoinError> for PipelineError {
     fn from(e: tokio::task::JoinError) -> Self {
         PipelineError::Task(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_suspect_reason_says_counts_only() {
+        assert_eq!(
+            super::suspect_reason(3, false),
+            "3 channel(s) of the last good backup are missing and LND does not report them closed"
+        );
+        let empty = super::suspect_reason(2, true);
+        assert!(empty.starts_with("empty snapshot: 2 channel(s)"), "{empty}");
+        assert!(empty.contains("lnd#4377"), "{empty}");
     }
 }

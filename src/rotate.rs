@@ -131,6 +131,7 @@ pub async fn reseal_and_deliver(
         source: "reseal".into(),
         recipients: r.public_keys().to_vec(),
         suspect: None,
+        suspect_channels: Vec::new(),
         sealed_len: 0,
         ..opened.record
     };

@@ -126,13 +126,37 @@ pub struct BackupRecord {
     pub sealed_len: u64,
     pub recipients: Vec<String>,
     /// Why the shrink guard flagged it; a suspect never becomes the last good backup.
+    /// Counts only, no channel point: this text goes to targets and logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspect: Option<String>,
+    /// The channels of the last good backup that made it suspect (missing,
+    /// and not reported closed by LND). Local only, like `chan_points`:
+    /// never in a manifest, a snapshot or a log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspect_channels: Vec<String>,
 }
 
 impl BackupRecord {
     pub fn is_suspect(&self) -> bool {
         self.suspect.is_some()
+    }
+
+    /// The suspect reason as it may leave the host. Journals written before
+    /// the reason held counts only ended it with up to three channel points
+    /// after the last ": "; those are cut off here.
+    pub fn public_suspect(&self) -> Option<String> {
+        let reason = self.suspect.as_deref()?;
+        let names_points = |tail: &str| {
+            tail.split(", ").any(|p| {
+                p.trim_end_matches('…')
+                    .parse::<crate::scb::ChanPoint>()
+                    .is_ok()
+            })
+        };
+        Some(match reason.rsplit_once(": ") {
+            Some((head, tail)) if names_points(tail) => head.to_owned(),
+            _ => reason.to_owned(),
+        })
     }
 
     /// The channel points recorded for this backup, parsed; an entry that
@@ -509,6 +533,7 @@ impl Spool {
             let newest = j.backups.len() - 1;
             for b in &mut j.backups[..newest] {
                 b.chan_points = Vec::new();
+                b.suspect_channels = Vec::new();
             }
         }
         let pruned = prune(&mut j, self.keep);

@@ -26,7 +26,7 @@ impl From<&BackupRecord> for BackupSummary {
             source: r.source.clone(),
             channels: r.channels,
             fingerprint: r.fingerprint.clone(),
-            suspect: r.suspect.clone(),
+            suspect: r.public_suspect(),
         }
     }
 }

@@ -239,16 +239,32 @@ impl EscrowConfig {
     }
 
     /// The address from the config, else `BAO_ADDR`, else `VAULT_ADDR`.
+    /// An address from the environment is checked as `escrow.address` is
+    /// (no plain `http://` beyond loopback), and one info line names the
+    /// variable, so that a shell's leftover `VAULT_ADDR` never decides
+    /// silently where tokens and seeds go.
     pub fn effective_address(&self) -> Result<String, String> {
-        let from_env = || {
-            ["BAO_ADDR", "VAULT_ADDR"]
-                .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        let a = match &self.address {
+            Some(a) => {
+                check_address(a).map_err(|m| format!("escrow.address: {m}"))?;
+                a.clone()
+            }
+            None => {
+                let (var, a) = ["BAO_ADDR", "VAULT_ADDR"]
+                    .iter()
+                    .find_map(|k| {
+                        let v = std::env::var(k).ok().filter(|v| !v.trim().is_empty())?;
+                        Some((*k, v))
+                    })
+                    .ok_or_else(|| {
+                        "escrow.address is not set and neither BAO_ADDR nor VAULT_ADDR is"
+                            .to_owned()
+                    })?;
+                check_address(&a).map_err(|m| format!("{var} (escrow.address is not set): {m}"))?;
+                tracing::info!("escrow.address is not set: using OpenBao at {a} from {var}");
+                a
+            }
         };
-        let a = self.address.clone().or_else(from_env).ok_or_else(|| {
-            "escrow.address is not set and neither BAO_ADDR nor VAULT_ADDR is".to_owned()
-        })?;
-        check_address(&a).map_err(|m| format!("OpenBao address {a:?}: {m}"))?;
         Ok(a.trim_end_matches('/').to_owned())
     }
 
@@ -272,6 +288,12 @@ fn check_address(a: &str) -> Result<(), String> {
         })?;
     if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
         return Err(format!("{a:?} has no host"));
+    }
+    if a.starts_with("http://") && !super::net::is_loopback_url(a) {
+        return Err(format!(
+            "{a:?} would send the OpenBao token and the escrowed seeds and keys in clear over the network: use https:// (plain http:// is allowed only to a loopback address: {})",
+            super::net::LOOPBACK_HOSTS
+        ));
     }
     Ok(())
 }
@@ -319,6 +341,21 @@ recipients = ["age1xyz"]
     }
 
     #[test]
+    fn plain_http_only_to_loopback() {
+        for a in [
+            "http://127.0.0.1:8200",
+            "http://127.0.0.2:8200/",
+            "http://[::1]:8200",
+            "http://localhost:8200",
+            "https://bao.lan:8200",
+            "https://10.0.0.5:8200",
+        ] {
+            let c = parse(&format!("token_file = \"t\"\naddress = \"{a}\"\n"));
+            assert!(c.is_ok(), "{a}: {c:?}", c = c.err());
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         for (text, key) in [
             ("", "escrow.token_file"),
@@ -354,6 +391,24 @@ recipients = ["age1xyz"]
             assert!(
                 e.starts_with(&format!("config /etc/cv/c.toml: {key}: ")),
                 "{key}: {e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
+        for host in [
+            "bao.lan:8200",
+            "10.0.0.5:8200",
+            "[fd00::1]:8200",
+            "0.0.0.0:8200",
+        ] {
+            let e = parse(&format!(
+                "token_file = \"t\"\naddress = \"http://{host}\"\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.starts_with("config /etc/cv/c.toml: escrow.address: ")
+                    && e.contains("in clear")
+                    && e.contains("https://"),
+                "{e}"
             );
             assert!(!e.contains('\n'), "{e}");
         }

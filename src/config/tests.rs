@@ -183,6 +183,30 @@ fn restic_target_mistakes_name_their_key() {
         );
         assert!(!e.contains("secret"), "{e}");
     }
+    // Basic auth over plain http: only to loopback, refused naming the target.
+    let plain = RESTIC.replace("cacert = \"rest.pem\"\n", "");
+    for host in ["backup.lan:8000", "10.1.2.3:8000", "[fd00::2]:8000"] {
+        let restic = plain.replace("https://backup.lan:8000", &format!("http://{host}"));
+        let e = parse(&format!("{MIN}{restic}")).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "config /etc/chanvault/chanvault.toml: target[1].http_credentials_file: target \"offsite\" "
+            ) && e.contains("in clear")
+                && e.contains(host),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+    for host in ["127.0.0.1:8000", "[::1]:8000", "localhost:8000"] {
+        let restic = plain.replace("https://backup.lan:8000", &format!("http://{host}"));
+        assert!(parse(&format!("{MIN}{restic}")).is_ok(), "{host}");
+    }
+    // Without credentials, plain http stays allowed (the backups are age ciphertext).
+    let restic = plain.replace("https://", "http://").replace(
+        "http_credentials_file = \"/run/credentials/rest-auth\"\n",
+        "",
+    );
+    assert!(parse(&format!("{MIN}{restic}")).is_ok());
     // A password inline is an unknown key, never accepted.
     let e = parse(&format!(
         "{MIN}{}",

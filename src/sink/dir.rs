@@ -233,6 +233,7 @@ mod tests {
                 sealed_len: bytes.len() as u64,
                 recipients: vec!["age1pub".into()],
                 suspect: (!current).then(|| "shrunk".into()),
+                suspect_channels: vec![],
             },
             sealed: Arc::new(bytes.to_vec()),
             current,

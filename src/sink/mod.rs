@@ -99,7 +99,8 @@ impl TargetError {
 }
 
 /// The facts about a backup that a target may publish next to it. Nothing
-/// secret, and no channel points (they link the node to its UTXOs).
+/// secret, and no channel points (they link the node to its UTXOs): the
+/// suspect reason is the count-only [`BackupRecord::public_suspect`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -129,7 +130,7 @@ impl Manifest {
             blob_sha256: record.blob_sha256.clone(),
             sealed_sha256: record.id.clone(),
             sealed_len: record.sealed_len,
-            suspect: record.suspect.clone(),
+            suspect: record.public_suspect(),
             recipients: record.recipients.clone(),
         }
     }

@@ -12,6 +12,7 @@ fn rec(fp: &str, suspect: bool) -> BackupRecord {
         sealed_len: 0,
         recipients: vec![],
         suspect: suspect.then(|| "test".to_string()),
+        suspect_channels: vec![],
     }
 }
 
@@ -237,4 +238,22 @@ fn unusable_state_dir_is_a_clear_error() {
     let e = Spool::open(&file.join("state"), 5).unwrap_err().to_string();
     assert!(e.starts_with("state dir "), "{e}");
     assert!(e.contains("plainfile/state is not usable"), "{e}");
+}
+
+#[test]
+fn the_public_suspect_reason_never_names_a_channel_point() {
+    let cp = format!("{}:1", "ab".repeat(32));
+    let mut r = rec("f", true);
+    // A journal written before reasons held counts only.
+    r.suspect = Some(format!(
+        "lacks 2 channel(s) of the last good backup that LND does not report as closed: {cp}, {cp}, …"
+    ));
+    let public = r.public_suspect().unwrap();
+    assert!(!public.contains(&cp), "{public}");
+    assert!(public.starts_with("lacks 2 channel(s)"), "{public}");
+    // Today's reasons pass as they are; so does no reason at all.
+    r.suspect = Some("empty snapshot: 2 channel(s) of the last good backup are missing and LND does not report them closed (lost channel.db? see lnd#4377)".into());
+    assert_eq!(r.public_suspect(), r.suspect);
+    r.suspect = None;
+    assert_eq!(r.public_suspect(), None);
 }

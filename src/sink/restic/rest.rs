@@ -52,7 +52,10 @@ impl ResticTarget {
         };
         let base = reqwest::Url::parse(&url)
             .map_err(|e| self.err(format!("repository {url} is not a valid URL: {e}")))?;
+        // No proxy from HTTP_PROXY/HTTPS_PROXY/ALL_PROXY: the credentials
+        // and the repository are for this server only.
         let mut builder = reqwest::blocking::Client::builder()
+            .no_proxy()
             .timeout(self.request_timeout())
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &self.cfg.cacert {
