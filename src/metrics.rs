@@ -264,22 +264,26 @@ impl Metrics {
             "Escrow operations recorded in the audit log, by operation and outcome",
             m.escrow_ops.clone(),
         );
+        m.register_latencies(&mut registry);
+        Self { registry, ..m }
+    }
+
+    fn register_latencies(&self, registry: &mut Registry) {
         registry.register(
             "snapshot_to_spool_seconds",
             "From a snapshot taken from LND to its backup durable in the spool (verified, sealed, fsynced)",
-            m.snapshot_to_spool.clone(),
+            self.snapshot_to_spool.clone(),
         );
         registry.register(
             "delivery_seconds",
             "From a backup recorded in the spool to the target holding it (committed), per target",
-            m.delivery_seconds.clone(),
+            self.delivery_seconds.clone(),
         );
         registry.register(
             "lnd_rpc_seconds",
             "LND RPC round trips, per RPC (failures included)",
-            m.lnd_rpc.clone(),
+            self.lnd_rpc.clone(),
         );
-        Self { registry, ..m }
     }
 
     /// A snapshot stored in the spool `secs` after the pipeline took it.
