@@ -28,6 +28,7 @@ mod restic_target;
 mod restore_contents;
 mod restore_e2e;
 mod secret_hygiene;
+mod security_doc;
 mod seed_drill;
 mod shutdown;
 mod slow_lnd;
