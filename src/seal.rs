@@ -6,6 +6,12 @@
 //! The output is byte-for-byte what the stock `age` CLI produces and accepts,
 //! so recovery never depends on chanvault itself.
 //!
+//! Opening is with age X25519 and ssh-ed25519 identities only: RSA
+//! decryption in the `rsa` crate leaks timing (the Marvin attack,
+//! RUSTSEC-2023-0071), so an ssh-rsa *identity* is refused with one line
+//! that names the file. Sealing *to* an ssh-rsa recipient is RSA encryption
+//! with the public key, which the advisory does not concern.
+//!
 //! Secret habits: identity text is read into zeroizing buffers and parsed in
 //! place, decrypted plaintext comes back as [`SecretBytes`], [`Identities`]
 //! has no `Debug` that shows key material, and no error message ever echoes a
@@ -344,7 +350,8 @@ pub fn seal(recipients: &Recipients, plaintext: &[u8]) -> Result<Vec<u8>, SealEr
 
 /// Identities able to open backups: an age identity file (`AGE-SECRET-KEY-1…`
 /// lines, comments allowed, as written by age-keygen) or an unencrypted
-/// OpenSSH private key file (ed25519 / rsa).
+/// OpenSSH ed25519 private key file (ssh-rsa is refused, see the module
+/// docs).
 pub struct Identities {
     keys: Vec<Box<dyn age::Identity + Send + Sync>>,
     recipients: Vec<String>,
@@ -477,8 +484,15 @@ fn parse_age_identity_lines(text: &str, out: &mut Identities) -> Result<(), Stri
     Ok(())
 }
 
-/// One OpenSSH (or PEM RSA) private key. Passphrase-protected keys are
-/// refused: chanvault runs unattended and has nobody to ask.
+/// Why an ssh-rsa private key is refused as an identity.
+const SSH_RSA_IDENTITY: &str = "is an ssh-rsa private key, which chanvault does not decrypt with: \
+     RSA decryption is open to the Marvin timing attack (RUSTSEC-2023-0071); use an age X25519 \
+     identity (age-keygen) or an ssh-ed25519 key. ssh-rsa stays fine as a recipient: a backup \
+     sealed to it opens with `age -d -i` on the machine that holds the key";
+
+/// One OpenSSH ed25519 private key. Passphrase-protected keys are refused:
+/// chanvault runs unattended and has nobody to ask. ssh-rsa keys (OpenSSH
+/// or PEM) are refused: [`SSH_RSA_IDENTITY`].
 fn parse_ssh_identity(text: &str, out: &mut Identities) -> Result<(), String> {
     use age::ssh::{Identity, UnsupportedKey};
 
@@ -486,15 +500,23 @@ fn parse_ssh_identity(text: &str, out: &mut Identities) -> Result<(), String> {
         if e.kind() == io::ErrorKind::Interrupted {
             "the SSH private key is incomplete (truncated file?)".to_owned()
         } else {
-            "not a usable private key; chanvault accepts unencrypted OpenSSH ed25519 and \
-             rsa keys, or age identity files"
+            "not a usable private key; chanvault accepts unencrypted OpenSSH ed25519 \
+             keys, or age identity files"
                 .to_owned()
         }
     })?;
     match identity {
         Identity::Unencrypted(_) => {
+            use age::ssh::{ParseRecipientKeyError, Recipient};
+            let recipient = Recipient::try_from(identity.clone());
+            if matches!(
+                recipient,
+                Ok(Recipient::SshRsa(..)) | Err(ParseRecipientKeyError::RsaModulusTooLarge)
+            ) {
+                return Err(SSH_RSA_IDENTITY.to_owned());
+            }
             // Deriving the public key is best effort: decryption does not need it.
-            if let Ok(r) = age::ssh::Recipient::try_from(identity.clone()) {
+            if let Ok(r) = recipient {
                 out.recipients.push(r.to_string());
             }
             out.keys.push(Box::new(identity));
@@ -517,11 +539,11 @@ fn parse_ssh_identity(text: &str, out: &mut Identities) -> Result<(), String> {
         )),
         Identity::Unsupported(UnsupportedKey::Hardware(key_type)) => Err(format!(
             "is a hardware-backed SSH key ({key_type}), which age cannot use; use an \
-             ed25519 or rsa key or an age identity"
+             ssh-ed25519 key or an age identity"
         )),
         Identity::Unsupported(UnsupportedKey::Type(key_type)) => Err(format!(
-            "SSH key type {key_type} is not supported by age; use ed25519 or rsa, or an \
-             age identity"
+            "SSH key type {key_type} is not supported for opening backups; use ssh-ed25519 \
+             or an age identity"
         )),
     }
 }

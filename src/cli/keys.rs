@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clap::{Args, Subcommand};
+use zeroize::Zeroizing;
 
 use super::ConfigArg;
 use crate::config::Config;
@@ -157,7 +158,9 @@ fn read_secret(file: Option<&Path>, what: &str) -> Result<SecretString, String> 
     use std::io::Read;
     if let Some(p) = file {
         let f = std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        let mut buf = zeroize::Zeroizing::new(Vec::new());
+        // Sized up front: growing would free unwiped copies of the secret.
+        let len = f.metadata().map_or(0, |m| m.len()).min(INPUT_LIMIT + 1);
+        let mut buf = Zeroizing::new(Vec::with_capacity(len as usize + 1));
         f.take(INPUT_LIMIT + 1)
             .read_to_end(&mut buf)
             .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
@@ -603,19 +606,15 @@ async fn get(a: GetArgs) -> Result<(), String> {
             a.name
         ));
     };
-    let text = match m.secret() {
-        Some(s) => s.expose().to_owned(),
-        None => item
-            .facts
-            .descriptor
-            .clone()
-            .or(item.facts.xpub.clone())
-            .unwrap_or_default(),
-    };
-    let text = SecretString::new(format!("{text}\n"));
+    let public = item
+        .facts
+        .descriptor
+        .as_deref()
+        .or(item.facts.xpub.as_deref());
+    let text = revealed(m.secret(), public);
     match &a.out {
         Some(p) => {
-            crate::fsutil::create_secret_file(p, text.expose().as_bytes()).map_err(|e| {
+            crate::fsutil::create_secret_file(p, text.as_bytes()).map_err(|e| {
                 format!("cannot create {}: {e} (it must not exist yet)", p.display())
             })?;
             println!(
@@ -628,12 +627,27 @@ async fn get(a: GetArgs) -> Result<(), String> {
         None => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            out.write_all(text.expose().as_bytes())
+            out.write_all(text.as_bytes())
                 .and_then(|()| out.flush())
                 .map_err(|e| format!("cannot write to the terminal: {e}"))?;
         }
     }
     Ok(())
+}
+
+/// What `--reveal` prints or writes: the secret (for a public kind, its
+/// descriptor or xpub) and a newline, built in one zeroizing buffer of
+/// exactly its size. No plain `String` copy of the secret is ever made, and
+/// the buffer never grows (growing would free an unwiped copy).
+fn revealed(secret: Option<&SecretString>, public: Option<&str>) -> Zeroizing<String> {
+    let body = secret
+        .map(SecretString::expose)
+        .or(public)
+        .unwrap_or_default();
+    let mut text = Zeroizing::new(String::with_capacity(body.len() + 1));
+    text.push_str(body);
+    text.push('\n');
+    text
 }
 
 pub fn audit(cmd: AuditCommand) -> Result<(), String> {
@@ -670,5 +684,22 @@ pub fn audit(cmd: AuditCommand) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revealed_secret_is_one_exact_zeroizing_buffer() {
+        let seed = SecretString::new("abandon ability able about".into());
+        let text: Zeroizing<String> = revealed(Some(&seed), Some("xpub-not-this"));
+        assert_eq!(text.as_str(), "abandon ability able about\n");
+        // Exactly its size: it never grew, so no freed copy was left behind.
+        assert_eq!(text.capacity(), text.len());
+        let public: Zeroizing<String> = revealed(None, Some("wpkh([d34db33f/84h/0h/0h]xpub…)"));
+        assert_eq!(public.as_str(), "wpkh([d34db33f/84h/0h/0h]xpub…)\n");
+        assert_eq!(revealed(None, None).as_str(), "\n");
     }
 }

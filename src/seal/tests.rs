@@ -59,21 +59,29 @@ fn round_trip_to_several_recipients() {
     let (id_b, pub_b) = x25519_pair();
     let mut inline = vec![pub_a.clone(), pub_b.clone()];
     let mut ssh_ids = Vec::new();
+    let mut ssh_public = Vec::new();
     for kind in ["ed25519", "rsa"] {
         if let Some((key, public)) = ssh_keygen(dir.path(), kind) {
-            let ids = Identities::from_file(&key).expect("ssh identity");
             // Canonical form drops the comment.
             let canonical = public.rsplit_once(' ').expect("comment").0.to_owned();
-            assert_eq!(ids.recipients(), vec![canonical.clone()]);
             inline.push(public);
-            ssh_ids.push((ids, canonical));
+            ssh_public.push(canonical.clone());
+            if kind == "rsa" {
+                // ssh-rsa seals, but does not open (RUSTSEC-2023-0071).
+                let err = Identities::from_file(&key).expect_err("ssh-rsa identity");
+                assert!(err.to_string().contains("ssh-rsa"), "{err}");
+                continue;
+            }
+            let ids = Identities::from_file(&key).expect("ssh identity");
+            assert_eq!(ids.recipients(), vec![canonical.clone()]);
+            ssh_ids.push(ids);
         }
     }
     let recips = Recipients::from_config(&inline, &[]).expect("recipients");
     assert_eq!(recips.len(), inline.len());
     assert_eq!(recips.public_keys()[0], pub_a);
     assert_eq!(recips.public_keys()[1], pub_b);
-    for (i, (_, canonical)) in ssh_ids.iter().enumerate() {
+    for (i, canonical) in ssh_public.iter().enumerate() {
         assert_eq!(&recips.public_keys()[2 + i], canonical);
         assert!(!canonical.contains("test@chanvault"));
         // The canonical form (no comment) parses back to itself.
@@ -87,10 +95,7 @@ fn round_trip_to_several_recipients() {
         "binary, not armored"
     );
     assert_eq!(id_a.recipients(), vec![pub_a]);
-    for ids in [&id_a, &id_b]
-        .into_iter()
-        .chain(ssh_ids.iter().map(|(ids, _)| ids))
-    {
+    for ids in [&id_a, &id_b].into_iter().chain(ssh_ids.iter()) {
         let pt = open(ids, &ct).unwrap_or_else(|e| panic!("open with {ids:?}: {e}"));
         assert_eq!(pt.expose(), PLAINTEXT);
     }
@@ -318,6 +323,52 @@ fn debug_and_errors_never_show_secret_keys() {
     }
     let err = Identities::from_file(&dir.path().join("missing")).expect_err("missing");
     assert!(matches!(err, SealError::ReadIdentity { .. }), "{err:?}");
+}
+
+#[test]
+fn an_ssh_rsa_identity_is_refused_with_one_clear_line() {
+    let dir = tempdir();
+    let Some((key, _)) = ssh_keygen(dir.path(), "rsa") else {
+        return;
+    };
+    let err = Identities::from_file(&key).expect_err("ssh-rsa identity");
+    assert!(matches!(err, SealError::BadIdentity { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(!shown.contains('\n'), "{shown}");
+    for needle in [
+        key.display().to_string().as_str(),
+        "ssh-rsa",
+        "RUSTSEC-2023-0071",
+        "age X25519",
+        "ssh-ed25519",
+    ] {
+        assert!(shown.contains(needle), "{needle}: {shown}");
+    }
+    // The key text never shows.
+    assert!(
+        !format!("{shown} {err:?}").contains("PRIVATE KEY"),
+        "{shown}"
+    );
+    // The same key in PEM form (ssh-keygen -m PEM) is refused the same way.
+    let pem = dir.path().join("id_rsa_pem");
+    std::fs::copy(&key, &pem).expect("copy");
+    let converted = Command::new("ssh-keygen")
+        .args(["-q", "-p", "-N", "", "-P", "", "-m", "PEM", "-f"])
+        .arg(&pem)
+        .output()
+        .expect("ssh-keygen");
+    assert!(converted.status.success());
+    let head = std::fs::read_to_string(&pem).expect("read");
+    assert!(
+        head.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "not PEM"
+    );
+    let err = Identities::from_file(&pem).expect_err("PEM ssh-rsa identity");
+    assert!(err.to_string().contains("RUSTSEC-2023-0071"), "{err}");
+    // As a recipient, ssh-rsa still seals.
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("pub");
+    let ct = seal(&recipients(&[public.trim()]), PLAINTEXT).expect("seal to ssh-rsa");
+    assert!(ct.starts_with(b"age-encryption.org/v1\n-> ssh-rsa "));
 }
 
 #[test]

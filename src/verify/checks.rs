@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::drill_dir::DrillDir;
 use super::report::{Check, Class, Rows};
 use crate::config::Config;
 use crate::escrow::audit::AuditLog;
@@ -622,21 +623,19 @@ pub(super) async fn drill(
         detail: String::new(),
         class: Class::Target,
     };
-    let dir = match tempfile_dir() {
+    // Removed with the plaintext in it when it goes out of scope, on every
+    // path out of this function.
+    let dir = match DrillDir::create() {
         Ok(d) => d,
         Err(e) => {
             check.detail = e;
             return check;
         }
     };
-    let out = dir.join("channel.backup");
     let r = restore::fetch(cfg, Some(target), "latest", ids, &crate::progress::Quiet).await;
     let result = match r {
-        Ok(f) => crate::fsutil::create_secret_file(&out, f.plain.expose())
-            .map_err(|e| format!("cannot write {}: {e}", out.display()))
-            .and_then(|()| {
-                std::fs::read(&out).map_err(|e| format!("cannot read {}: {e}", out.display()))
-            })
+        Ok(f) => dir
+            .write_and_read_back(f.plain.expose())
             .map(|bytes| (f, bytes)),
         Err(e) => {
             check.class = Class::of(&e);
@@ -659,19 +658,6 @@ pub(super) async fn drill(
         }
         Err(e) => check.detail = e,
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     check
-}
-
-/// A private temp dir (0700) for the drill.
-fn tempfile_dir() -> Result<PathBuf, String> {
-    let base = std::env::temp_dir().join(format!(
-        "chanvault-drill-{}-{}",
-        std::process::id(),
-        hex::encode(rand::random::<[u8; 6]>())
-    ));
-    std::fs::create_dir(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
-    crate::fsutil::ensure_dir(&base, 0o700)
-        .map_err(|e| format!("cannot protect {}: {e}", base.display()))?;
-    Ok(base)
 }

@@ -10,6 +10,7 @@
 //! JSON, a Prometheus textfile, and an exit code per failure class.
 
 mod checks;
+mod drill_dir;
 mod report;
 mod scb;
 

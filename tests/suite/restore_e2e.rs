@@ -415,3 +415,53 @@ async fn each_failure_has_its_own_exit_code() {
     );
     golden("restore-errors.txt", &seen);
 }
+
+/// RUSTSEC-2023-0071 (Marvin) is about RSA *decryption*: `restore fetch`
+/// refuses an ssh-rsa identity with one line that names the file and says
+/// what to use instead, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_rsa_identity_is_refused_for_restore() {
+    let f = setup().await;
+    f.sim.open_channels(1);
+    backup(&f).await;
+    let key = f.path().join("id_rsa");
+    let made = match std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "NOTICE: ssh-keygen not found, skipping this test (apt-get install openssh-client)"
+            );
+            return;
+        }
+        other => other.expect("ssh-keygen runs"),
+    };
+    assert!(made.status.success(), "{}", text(&made));
+    let out = f.path().join("rsa.backup");
+    let o = run(
+        &f,
+        &[
+            "restore",
+            "fetch",
+            "--identity",
+            key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let line = error_line(&o);
+    for needle in [
+        key.display().to_string().as_str(),
+        "ssh-rsa",
+        "RUSTSEC-2023-0071",
+        "use an age X25519 identity",
+        "ssh-ed25519",
+    ] {
+        assert!(line.contains(needle), "{needle}: {}", text(&o));
+    }
+    assert!(!out.exists());
+}

@@ -4,13 +4,16 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{KvClient, KvError};
 use crate::secret::SecretString;
 
 /// Largest reply we accept (a KV item is a few KiB).
 const REPLY_LIMIT: usize = 4 << 20;
+
+/// The reply buffer's first size when the server sends no length.
+const REPLY_START: usize = 16 << 10;
 
 #[derive(Deserialize)]
 struct Errors {
@@ -111,7 +114,7 @@ impl KvClient {
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_vec());
+                .body(request_body(b));
         }
         let unreachable = |e: reqwest::Error| {
             if e.is_timeout() {
@@ -132,12 +135,19 @@ impl KvClient {
         };
         let mut resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
-        let mut buf = Zeroizing::new(Vec::new());
+        let expected = resp.content_length().map_or(REPLY_START, |n| {
+            usize::try_from(n).map_or(REPLY_LIMIT, |n| n.min(REPLY_LIMIT))
+        });
+        let mut buf = Zeroizing::new(Vec::with_capacity(expected));
         while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
             if buf.len() + chunk.len() > REPLY_LIMIT {
                 return Err(self.malformed(path, "reply larger than 4 MiB"));
             }
-            buf.extend_from_slice(&chunk);
+            append_zeroizing(&mut buf, &chunk);
+            // hyper's copy: wiped too when it is ours alone (best effort).
+            if let Ok(mut own) = chunk.try_into_mut() {
+                own.as_mut().zeroize();
+            }
         }
         tracing::trace!(path, status, bytes = buf.len(), "OpenBao reply");
         Ok((status, buf))
@@ -187,6 +197,28 @@ impl KvClient {
     }
 }
 
+/// The request body handed to reqwest: the zeroizing buffer itself, not a
+/// copy, so it is wiped when reqwest drops it after sending. (hyper and
+/// rustls copy the bytes on their way to the socket; those copies we
+/// cannot reach.)
+fn request_body(body: Zeroizing<Vec<u8>>) -> bytes::Bytes {
+    bytes::Bytes::from_owner(body)
+}
+
+/// Append to a zeroizing buffer without letting the `Vec` reallocate in
+/// place, which would free the old block unwiped: when it is full, the
+/// bytes move into a new zeroizing buffer (at least twice as large) and the
+/// old one is wiped as it drops.
+fn append_zeroizing(buf: &mut Zeroizing<Vec<u8>>, chunk: &[u8]) {
+    if buf.capacity() - buf.len() < chunk.len() {
+        let want = (buf.len() + chunk.len()).max(buf.capacity() * 2);
+        let mut bigger = Zeroizing::new(Vec::with_capacity(want));
+        bigger.extend_from_slice(buf);
+        *buf = bigger;
+    }
+    buf.extend_from_slice(chunk);
+}
+
 /// Serialize into a zeroizing buffer (bodies carrying secrets).
 pub(super) fn serialize_zeroizing<T: serde::Serialize>(
     v: &T,
@@ -200,4 +232,36 @@ pub(super) fn serialize_zeroizing<T: serde::Serialize>(
 pub fn json_body(fields: &[(&str, &str)]) -> Result<Zeroizing<Vec<u8>>, KvError> {
     let map: BTreeMap<&str, &str> = fields.iter().copied().collect();
     serialize_zeroizing(&map).map_err(KvError::Config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_body_is_the_zeroizing_buffer_itself() {
+        let body = json_body(&[("seed", "abandon ability able about")]).unwrap();
+        let at = body.as_ptr();
+        let sent = request_body(body);
+        // The same memory, not a copy: it is wiped when reqwest drops it.
+        assert_eq!(sent.as_ptr(), at);
+        assert_eq!(&sent[..], br#"{"seed":"abandon ability able about"}"#);
+    }
+
+    #[test]
+    fn the_reply_buffer_grows_only_into_new_zeroizing_buffers() {
+        let mut buf: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(4));
+        append_zeroizing(&mut buf, b"ab");
+        let at = buf.as_ptr();
+        append_zeroizing(&mut buf, b"cd");
+        // It fit: the same buffer.
+        assert_eq!((buf.as_ptr(), buf.capacity()), (at, 4));
+        append_zeroizing(&mut buf, b"efghi");
+        assert_eq!(&buf[..], b"abcdefghi");
+        assert!(buf.capacity() >= 9);
+        for _ in 0..100 {
+            append_zeroizing(&mut buf, b"0123456789");
+        }
+        assert_eq!(buf.len(), 1009);
+    }
 }

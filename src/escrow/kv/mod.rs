@@ -12,10 +12,12 @@
 //!
 //! Secret values travel as JSON strings only (OpenBao's audit device HMACs
 //! strings but logs other JSON types in clear). Request bodies holding
-//! secrets are built in zeroizing buffers; reply bodies are read into
-//! zeroizing buffers and secret fields moved straight into [`SecretString`].
-//! (reqwest/hyper keep their own transient copies of the bytes on the wire,
-//! which we cannot wipe.)
+//! secrets are built in zeroizing buffers and handed to reqwest as they are
+//! (no copy), so they are wiped when reqwest drops them; reply bodies are
+//! read into zeroizing buffers that never reallocate in place, and secret
+//! fields moved straight into [`SecretString`]. (hyper and rustls keep
+//! their own transient copies of the bytes on the wire, which we cannot
+//! wipe.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
