@@ -16,6 +16,7 @@ mod escrow_material;
 mod escrow_rotate;
 mod fuzz_props;
 mod hostile_peers;
+mod hostile_targets;
 mod init;
 mod inspect;
 mod inspect_escrow;

@@ -1,0 +1,101 @@
+//! Targets that cannot hurt each other or the host (issue 13 §2): a dir
+//! target whose files are symlinks, FIFOs or huge; a second `watch` on the
+//! same state dir; clients that hold `/metrics` connections open.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Fixture, bin, text};
+
+/// Run the binary with `args`, off the async threads; kill it and fail if it
+/// has not finished within `secs`.
+async fn run_within(secs: u64, args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd: Command = bin();
+        let mut child = cmd
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary runs");
+        let start = Instant::now();
+        while child.try_wait().expect("wait").is_none() {
+            if start.elapsed() > Duration::from_secs(secs) {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait");
+                panic!("`chanvault {}` hung:\n{}", args.join(" "), text(&out));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("output")
+    })
+    .await
+    .expect("join")
+}
+
+fn args(f: &Fixture, cmd: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+    v.extend(["--config".to_string(), f.config.display().to_string()]);
+    v
+}
+
+fn mkfifo(p: &Path) {
+    let made = Command::new("mkfifo").arg(p).status().expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", p.display());
+}
+
+/// `restore list` and `verify` on a target whose manifest is `bad` fail
+/// fast, and their output names the file and what it is.
+async fn list_and_verify_name(f: &Fixture, manifest: &Path, what: &str) {
+    let want = format!("{} {what}", manifest.display());
+    let o = run_within(5, args(f, &["restore", "list"])).await;
+    assert!(!o.status.success(), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let error = stderr.lines().find(|l| l.starts_with("chanvault: error: "));
+    assert!(
+        error.is_some_and(|l| l.ends_with(&want) || l.contains(&format!("{want} "))),
+        "restore list: {}",
+        text(&o)
+    );
+    let mut v = args(f, &["verify"]);
+    v.extend(["--identity".to_string(), f.identity.display().to_string()]);
+    let o = run_within(30, v).await;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&want), "verify: {}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_is_a_symlink_to_dev_zero_fails_fast_and_named() {
+    let f = Fixture::new().await;
+    f.sim.open_channels(2);
+    f.backup_once();
+    let manifest = f.target_dir("pbs").join("channel.backup.json");
+    std::fs::remove_file(&manifest).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+    list_and_verify_name(&f, &manifest, "is a symbolic link, not a regular file").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_is_a_fifo_fails_fast_and_named() {
+    let f = Fixture::new().await;
+    f.sim.open_channels(2);
+    f.backup_once();
+    let manifest = f.target_dir("pbs").join("channel.backup.json");
+    std::fs::remove_file(&manifest).unwrap();
+    mkfifo(&manifest);
+    list_and_verify_name(&f, &manifest, "is a FIFO (named pipe), not a regular file").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_history_manifest_fails_fast_and_named() {
+    let f = Fixture::new().await;
+    f.sim.open_channels(2);
+    f.backup_once();
+    let manifest = f
+        .target_dir("pbs")
+        .join("history/29990101T000000.000Z-huge.json");
+    let file = std::fs::File::create(&manifest).unwrap();
+    file.set_len(1 << 30).unwrap();
+    list_and_verify_name(&f, &manifest, "is larger than 64 KiB").await;
+}
