@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Fixture, bin, text};
+use crate::common::{Fixture, Watch, bin, text};
 
 /// Run the binary with `args`, off the async threads; kill it and fail if it
 /// has not finished within `secs`.
@@ -98,4 +98,48 @@ async fn an_oversized_history_manifest_fails_fast_and_named() {
     let file = std::fs::File::create(&manifest).unwrap();
     file.set_len(1 << 30).unwrap();
     list_and_verify_name(&f, &manifest, "is larger than 64 KiB").await;
+}
+
+/// A second `watch` on one state dir exits 1 naming the first one's PID;
+/// `backup --once` still runs beside it, and the lock goes with the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_watch_on_one_state_dir_names_the_first() {
+    let f = Fixture::new().await;
+    f.sim.open_channels(2);
+    let first = Watch::start(&f);
+    first
+        .wait_log("watch started", |l| l.contains("chanvault watch started"))
+        .await;
+    f.wait_current("pbs", "the first watch's backup", 20).await;
+
+    let o = run_within(20, args(&f, &["watch"])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lock = f.path().join("state/watch.lock");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "chanvault: error: another chanvault watch (PID {}) is running on this state dir: \
+             {} is locked; stop it, or give this one its own state_dir",
+            first.pid(),
+            lock.display()
+        ),
+        "{}",
+        text(&o)
+    );
+
+    // The timer's one-shot backup is not locked out (3: nothing new).
+    f.sim.open_channels(1);
+    let o = run_within(30, args(&f, &["backup", "--once"])).await;
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", text(&o));
+
+    assert!(first.stop().await.success());
+    // The lock went with the process: a new watch starts.
+    let second = Watch::start(&f);
+    second
+        .wait_log("the second watch started", |l| {
+            l.contains("chanvault watch started")
+        })
+        .await;
+    assert!(second.stop().await.success());
 }
