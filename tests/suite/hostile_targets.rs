@@ -143,3 +143,66 @@ async fn a_second_watch_on_one_state_dir_names_the_first() {
         .await;
     assert!(second.stop().await.success());
 }
+
+/// Twenty clients that connect to `/metrics` and send nothing: a scrape
+/// still answers within a few seconds (slots are capped and idle ones time
+/// out), and every idle connection is closed by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_metrics_connections_neither_block_a_scrape_nor_stay_open() {
+    use chanvault::metrics::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, Metrics};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let spool = chanvault::spool::Spool::open(&dir.path().join("state"), 5).unwrap();
+    let listener = chanvault::metrics::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(chanvault::metrics::serve(
+        listener,
+        std::sync::Arc::new(Metrics::new()),
+        std::sync::Arc::new(spool),
+        vec!["pbs".to_string()],
+        stopped,
+    ));
+
+    let idle_count = MAX_CONNECTIONS + 4;
+    let mut idle = Vec::new();
+    for _ in 0..idle_count {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let start = Instant::now();
+    let scrape = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        body
+    };
+    let budget = HEADER_READ_TIMEOUT + Duration::from_secs(3);
+    let body = tokio::time::timeout(budget, scrape)
+        .await
+        .unwrap_or_else(|_| panic!("no answer to a scrape within {budget:?}"));
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("chanvault_build_info"), "{body}");
+    eprintln!("scrape answered after {:?}", start.elapsed());
+
+    // The ones held in the backlog get their slot late: two timeouts at most.
+    let deadline = start + 2 * HEADER_READ_TIMEOUT + Duration::from_secs(3);
+    for (n, mut c) in idle.into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(left, c.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            Ok(Ok(k)) => panic!("idle connection {n} got {k} bytes"),
+            Err(_) => panic!("idle connection {n} still open after {:?}", start.elapsed()),
+        }
+    }
+    stop.send(true).unwrap();
+    server.await.unwrap();
+}
