@@ -9,6 +9,7 @@ mod age_interop;
 mod backup_key;
 mod cli;
 mod contrib;
+mod contrib_nix;
 mod escrow_bao;
 mod escrow_bao_server;
 mod escrow_cli;
