@@ -4,8 +4,8 @@
 //! partial one: readers only ever see complete files under their final name.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The CA certificates a PEM bundle holds (`cacert` settings): at least one,
@@ -29,6 +29,91 @@ pub enum CaBundleError {
     NotPem(String),
     #[error("no PEM certificate in it")]
     Empty,
+}
+
+/// Read a file that someone else may control (a dir target on a share) and
+/// that must be a regular file of at most `limit` bytes. It is opened with
+/// `O_NOFOLLOW` (a symlink to `/dev/zero` is refused, not followed) and
+/// `O_NONBLOCK` (opening a FIFO does not wait for a writer), its type is
+/// checked on the open file, and the read stops after `limit` bytes even if
+/// the file grows meanwhile: a hostile share can make the read fail, never
+/// hang or fill the memory.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadRegularError> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        // O_NOFOLLOW on a symlink: ELOOP.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(ReadRegularError::NotRegular("a symbolic link"));
+        }
+        Err(e) => return Err(ReadRegularError::Io(e)),
+    };
+    let meta = file.metadata().map_err(ReadRegularError::Io)?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else {
+        Some("not a file")
+    };
+    if let Some(what) = what {
+        return Err(ReadRegularError::NotRegular(what));
+    }
+    if meta.len() > limit {
+        return Err(ReadRegularError::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(ReadRegularError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadRegularError::TooLarge {
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Why [`read_regular`] gave no bytes. The texts follow the file's path:
+/// "PATH is a FIFO (named pipe), not a regular file".
+#[derive(Debug, thiserror::Error)]
+pub enum ReadRegularError {
+    #[error("cannot be read: {0}")]
+    Io(io::Error),
+    #[error("is {0}, not a regular file")]
+    NotRegular(&'static str),
+    #[error("is larger than {} (at least {size} bytes)", human_bytes(*limit))]
+    TooLarge { size: u64, limit: u64 },
+}
+
+/// `65536` -> "64 KiB", `67108864` -> "64 MiB", else bytes.
+pub fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// Suffix of in-flight temp files; anything carrying it is garbage after a crash.
@@ -162,6 +247,30 @@ mod tests {
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(!temp_path(&p).exists());
+    }
+
+    #[test]
+    fn read_regular_refuses_what_is_not_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"12345").unwrap();
+        assert_eq!(read_regular(&p, 5).unwrap(), b"12345");
+        let e = read_regular(&p, 4).unwrap_err();
+        assert!(
+            matches!(e, ReadRegularError::TooLarge { size: 5, limit: 4 }),
+            "{e}"
+        );
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let e = read_regular(&link, 100).unwrap_err();
+        assert_eq!(e.to_string(), "is a symbolic link, not a regular file");
+        let e = read_regular(dir.path(), 100).unwrap_err();
+        assert_eq!(e.to_string(), "is a directory, not a regular file");
+        let e = read_regular(&dir.path().join("missing"), 100).unwrap_err();
+        assert!(matches!(&e, ReadRegularError::Io(io) if io.kind() == io::ErrorKind::NotFound));
+        assert_eq!(human_bytes(64 * 1024), "64 KiB");
+        assert_eq!(human_bytes(64 << 20), "64 MiB");
+        assert_eq!(human_bytes(1000), "1000 bytes");
     }
 
     #[test]

@@ -26,6 +26,15 @@ use crate::sink::ErrorKind;
 use crate::spool::{Journal, Spool};
 use crate::state_dir::{VERIFY_RESULT_FILE, VerifyResult};
 
+/// A client that has not sent a whole request header this long after it
+/// connected (or after its previous request) is dropped: an idle or
+/// slow-drip connection cannot hold a slot for long.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Connections served at once. Past it, new ones wait in the listen backlog
+/// until a slot frees (at the latest after [`HEADER_READ_TIMEOUT`]), so a
+/// flood of connections costs neither file descriptors nor tasks beyond this.
+pub const MAX_CONNECTIONS: usize = 16;
+
 /// Every metric family this build exports (as it appears in the exposition).
 pub const METRIC_NAMES: &[&str] = &[
     "chanvault_build_info",
@@ -446,7 +455,17 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ctx = Arc::new((metrics, spool, targets));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // A slot first, then accept: while every slot is taken, new
+        // connections wait in the kernel's backlog rather than in tasks.
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -460,6 +479,7 @@ pub async fn serve(
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let ctx = ctx.clone();
                 async move {
@@ -468,6 +488,8 @@ pub async fn serve(
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(io, svc)
                 .await
             {

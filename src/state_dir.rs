@@ -9,6 +9,7 @@
 //!   journal.json             the spool's journal (what is stored, what each target took)
 //!   backups/<sha256>.age     sealed backups the journal names
 //!   lock                     held while a process writes the spool
+//!   watch.lock               held (flock) by the one `watch` on this state dir; holds its PID
 //!   .write-probe             written at start to prove the dir is writable
 //!   escrow-audit.jsonl       the escrow's hash-chained audit log
 //!   escrow-audit.head        the chain's newest hash and length
@@ -23,6 +24,10 @@ pub const JOURNAL_FILE: &str = "journal.json";
 pub const BACKUPS_DIR: &str = "backups";
 /// Held by the process that writes the spool.
 pub const LOCK_FILE: &str = "lock";
+/// Held for its whole life by the one `watch` on this state dir (an
+/// exclusive flock); the file holds that process's PID, for the error a
+/// second `watch` gives. `backup --once` does not take it.
+pub const WATCH_LOCK_FILE: &str = "watch.lock";
 /// Written and replaced at start, to prove the dir is writable now.
 pub const WRITE_PROBE: &str = ".write-probe";
 /// The escrow audit log (JSON lines, hash-chained).

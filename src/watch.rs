@@ -45,6 +45,15 @@ pub enum AgentError {
     Metrics(String),
     #[error("config {path}: backup.schedule: {message}")]
     Schedule { path: String, message: String },
+    #[error(
+        "another chanvault watch (PID {holder}) is running on this state dir: {lock} is locked; stop it, or give this one its own state_dir"
+    )]
+    AlreadyRunning { lock: String, holder: String },
+    #[error("cannot lock {lock}: {source}")]
+    InstanceLock {
+        lock: String,
+        source: std::io::Error,
+    },
     #[error("config {path}: lnd.backup_key_file {file}: {message}")]
     BackupKey {
         path: String,
@@ -66,6 +75,8 @@ pub struct Agent {
     pipeline: Pipeline,
     targets: Vec<Arc<dyn Target>>,
     metrics_listener: Option<std::net::TcpListener>,
+    /// `state_dir/watch.lock`, held while `watch` runs.
+    instance: Option<std::fs::File>,
 }
 
 impl Agent {
@@ -94,7 +105,23 @@ impl Agent {
             cfg,
             targets,
             metrics_listener: None,
+            instance: None,
         })
+    }
+
+    /// Become the one `watch` on this state dir: an exclusive flock on
+    /// `state_dir/watch.lock`, held until the agent is dropped, with our PID
+    /// written into it. Two `watch`es on one spool would double every
+    /// delivery and race on the targets' current files; a second one fails
+    /// here, naming the first one's PID. `backup --once` never takes it (the
+    /// journal has its own lock), so the timer keeps working beside `watch`.
+    pub fn lock_instance(&mut self) -> Result<(), AgentError> {
+        if self.instance.is_some() {
+            return Ok(());
+        }
+        let path = self.cfg.state_dir.join(crate::state_dir::WATCH_LOCK_FILE);
+        self.instance = Some(take_instance_lock(&path)?);
+        Ok(())
     }
 
     /// Bind the metrics endpoint now (so a taken port fails before `watch`),
@@ -154,6 +181,7 @@ impl Agent {
 
     /// The event loop. Returns when `shutdown` becomes true.
     pub async fn watch(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+        self.lock_instance()?;
         let schedule = self
             .cfg
             .schedule()
@@ -398,6 +426,48 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// Open `path` (0600), take its exclusive flock without waiting, and write
+/// our PID into it. When another process holds it, the error names that
+/// process's PID as it wrote it.
+fn take_instance_lock(path: &std::path::Path) -> Result<std::fs::File, AgentError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock = path.display().to_string();
+    let io = |source| AgentError::InstanceLock {
+        lock: lock.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            // A PID is a few digits; never read more than a line's worth.
+            let _ = (&file).take(32).read_to_string(&mut pid);
+            let pid = pid.trim();
+            let holder = if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+                pid.to_string()
+            } else {
+                "unknown".to_string()
+            };
+            return Err(AgentError::AlreadyRunning { lock, holder });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    Ok(file)
 }
 
 async fn connect_and_subscribe(

@@ -268,6 +268,9 @@ async fn run(cmd: Command) -> ExitCode {
 async fn watch_cmd(path: &Path) -> Result<(), String> {
     let cfg = load(path)?;
     let mut agent = Agent::new(cfg).map_err(|e| e.to_string())?;
+    // Before the metrics port: a second watch on this state dir would
+    // otherwise fail on the taken port, without naming the first one.
+    agent.lock_instance().map_err(|e| e.to_string())?;
     agent.bind_metrics().map_err(|e| e.to_string())?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -7,17 +7,29 @@
 //! PATH/history/<UTC time>-<fingerprint[..12]>[-suspect].age (+ .json)
 //! ```
 //! Suspect backups only ever go to `history/`.
+//!
+//! Whoever runs the share can put anything under these names. Reads go
+//! through [`fsutil::read_regular`]: no symlink is followed, a FIFO or device
+//! is refused without blocking, and every read has a bound, so a hostile or
+//! broken share makes a listing fail with one line naming the file, never
+//! hang or exhaust memory.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil;
+use crate::fsutil::{self, ReadRegularError};
 use crate::sink::{BlockingTarget, Delivery, ErrorKind, Held, Manifest, Receipt, TargetError};
 
 pub const CURRENT_FILE: &str = "channel.backup.age";
 pub const CURRENT_MANIFEST: &str = "channel.backup.json";
 pub const HISTORY_DIR: &str = "history";
 const FILE_MODE: u32 = 0o600;
+/// The largest manifest read from a target: chanvault writes a few hundred bytes.
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+/// The largest sealed backup read from a target: twice the largest snapshot
+/// chanvault takes from LND (`lnd::MAX_MESSAGE_BYTES`, 64 MiB), which leaves
+/// room for age's overhead and for any backup this build could have written.
+pub const MAX_BACKUP_BYTES: u64 = 128 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct DirTarget {
@@ -47,19 +59,39 @@ impl DirTarget {
     /// The manifest of the current backup, if any.
     pub fn current_manifest(&self) -> Result<Option<Manifest>, TargetError> {
         let p = self.path.join(CURRENT_MANIFEST);
-        match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| self.err(format!("{} is damaged: {e}", p.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self
-                .err(format!("cannot read {}: {e}", p.display()))
-                .with_kind(ErrorKind::of_io(&e))),
+        match fsutil::read_regular(&p, MAX_MANIFEST_BYTES) {
+            Err(ReadRegularError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            r => self.parse_manifest(&p, r).map(Some),
         }
     }
 
     fn err(&self, message: String) -> TargetError {
         TargetError::new(&self.name, message)
+    }
+
+    /// A file this target holds, read with [`fsutil::read_regular`]; the
+    /// error names the file and what is wrong with it.
+    fn read_file(&self, p: &Path, limit: u64) -> Result<Vec<u8>, TargetError> {
+        fsutil::read_regular(p, limit).map_err(|e| self.read_err(p, e))
+    }
+
+    fn read_err(&self, p: &Path, e: ReadRegularError) -> TargetError {
+        match e {
+            ReadRegularError::Io(e) => self
+                .err(format!("cannot read {}: {e}", p.display()))
+                .with_kind(ErrorKind::of_io(&e)),
+            e => self.err(format!("{} {e}", p.display())),
+        }
+    }
+
+    fn parse_manifest(
+        &self,
+        p: &Path,
+        read: Result<Vec<u8>, ReadRegularError>,
+    ) -> Result<Manifest, TargetError> {
+        let bytes = read.map_err(|e| self.read_err(p, e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.err(format!("{} is damaged: {e}", p.display())))
     }
 
     /// The backups here (current and history) with the files they are in,
@@ -74,7 +106,7 @@ impl DirTarget {
                 ))
                 .with_kind(ErrorKind::Unreachable));
         }
-        let read_err = |p: &Path, e: std::io::Error| {
+        let dir_err = |p: &Path, e: std::io::Error| {
             self.err(format!("cannot read {}: {e}", p.display()))
                 .with_kind(ErrorKind::of_io(&e))
         };
@@ -85,17 +117,15 @@ impl DirTarget {
         }
         let hist = path.join(HISTORY_DIR);
         if hist.is_dir() {
-            let entries = fs::read_dir(&hist).map_err(|e| read_err(&hist, e))?;
+            let entries = fs::read_dir(&hist).map_err(|e| dir_err(&hist, e))?;
             let mut found = Vec::new();
             for entry in entries {
-                let entry = entry.map_err(|e| read_err(&hist, e))?;
+                let entry = entry.map_err(|e| dir_err(&hist, e))?;
                 let p = entry.path();
                 if p.extension().and_then(|e| e.to_str()) != Some("json") {
                     continue;
                 }
-                let bytes = fs::read(&p).map_err(|e| read_err(&p, e))?;
-                let m: Manifest = serde_json::from_slice(&bytes)
-                    .map_err(|e| self.err(format!("{} is damaged: {e}", p.display())))?;
+                let m = self.parse_manifest(&p, fsutil::read_regular(&p, MAX_MANIFEST_BYTES))?;
                 found.push((m, p.with_extension("age")));
             }
             found.sort_by(|a, b| a.1.cmp(&b.1));
@@ -204,11 +234,7 @@ impl BlockingTarget for DirTarget {
     }
 
     fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError> {
-        let p = Path::new(locator);
-        fs::read(p).map_err(|e| {
-            self.err(format!("cannot read {}: {e}", p.display()))
-                .with_kind(ErrorKind::of_io(&e))
-        })
+        self.read_file(Path::new(locator), MAX_BACKUP_BYTES)
     }
 }
 
@@ -319,6 +345,85 @@ mod tests {
         let e = t.fetch(&gone.display().to_string()).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Io);
         assert!(e.to_string().starts_with("target pbs: cannot read "), "{e}");
+    }
+
+    /// `list` on a target, which must fail within a second; its message.
+    async fn list_fails_fast(t: &DirTarget) -> String {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(1), t.list()).await;
+        r.expect("list must not hang").unwrap_err().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_manifest_that_is_a_symlink_to_dev_zero_is_refused_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("pbs");
+        fs::create_dir(&root).unwrap();
+        let manifest = root.join(CURRENT_MANIFEST);
+        std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+        let t = DirTarget::new("pbs", &root);
+        let e = list_fails_fast(&t).await;
+        assert_eq!(
+            e,
+            format!(
+                "target pbs: {} is a symbolic link, not a regular file",
+                manifest.display()
+            )
+        );
+        // A backup file behind a symlink is not fetched either.
+        let file = root.join(CURRENT_FILE);
+        std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            t.fetch(&file.display().to_string()),
+        )
+        .await;
+        let e = r.expect("fetch must not hang").unwrap_err().to_string();
+        assert!(e.ends_with("is a symbolic link, not a regular file"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_history_manifest_that_is_a_fifo_is_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let t = DirTarget::new("pbs", &d.path().join("pbs"));
+        t.deliver(&delivery("aaaa", b"one", true, 10))
+            .await
+            .unwrap();
+        let fifo = d.path().join("pbs/history/00000000T000000.000Z-fifo.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let e = list_fails_fast(&t).await;
+        assert_eq!(
+            e,
+            format!(
+                "target pbs: {} is a FIFO (named pipe), not a regular file",
+                fifo.display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_manifest_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("pbs");
+        fs::create_dir(&root).unwrap();
+        let manifest = root.join(CURRENT_MANIFEST);
+        let f = fs::File::create(&manifest).unwrap();
+        f.set_len(MAX_MANIFEST_BYTES + 1).unwrap();
+        let t = DirTarget::new("pbs", &root);
+        let e = list_fails_fast(&t).await;
+        assert_eq!(
+            e,
+            format!(
+                "target pbs: {} is larger than 64 KiB (at least 65537 bytes)",
+                manifest.display()
+            )
+        );
+        // Deliveries refuse to judge "newer" from it, with the same line.
+        let e = t.deliver(&delivery("a", b"a", true, 0)).await.unwrap_err();
+        assert!(e.to_string().contains("is larger than 64 KiB"), "{e}");
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! rules` + `promtool test rules`), the Grafana dashboard (valid JSON, every
 //! query names a metric chanvault exports), the example config (loads, and
 //! has exactly the README table's keys), and the Nix files (parse; the
-//! module documents exactly the README table's keys).
+//! module documents exactly the README table's keys; in `contrib_nix.rs`).
 //!
 //! The external tools are required: a missing one fails the test with the
 //! Debian package to install (`.ci/run` installs them all).
@@ -15,16 +15,16 @@ use std::process::{Command, Output};
 use chanvault::config::Config;
 use chanvault::metrics::METRIC_NAMES;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read(rel: &str) -> String {
+pub(crate) fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// `name` on PATH, or fail with how to get it.
-fn tool(name: &str, package: &str) -> PathBuf {
+pub(crate) fn tool(name: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join(name))
@@ -36,7 +36,7 @@ fn tool(name: &str, package: &str) -> PathBuf {
         })
 }
 
-fn ok(what: &str, out: Output) -> Output {
+pub(crate) fn ok(what: &str, out: Output) -> Output {
     assert!(
         out.status.success(),
         "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
@@ -130,6 +130,21 @@ fn systemd_units_keep_their_promises() {
     assert!(main.contains(&format!("Environment={tunables}")));
     assert!(read("nix/module.nix").contains(&format!("Environment = \"{tunables}\"")));
     let backup = read("contrib/systemd/chanvault-backup.service");
+    // Resource caps and a private IPC namespace in every service, and in the
+    // module's shared hardening (issue 13 §2: a runaway cannot starve LND).
+    let module = read("nix/module.nix");
+    for (unit, nix) in RESOURCE_CAPS {
+        for name in [
+            "chanvault.service",
+            "chanvault-backup.service",
+            "chanvault-verify.service",
+        ] {
+            let text = read(&format!("contrib/systemd/{name}"));
+            let set: Vec<&str> = text.lines().filter(|l| l.starts_with(unit)).collect();
+            assert_eq!(set, [*unit], "{name} must set exactly {unit:?}");
+        }
+        assert!(module.contains(nix), "nix/module.nix lacks {nix:?}");
+    }
     // 3 (unchanged) is success; 4 (suspect) and 5 (undelivered) must fail the unit.
     let success: Vec<&str> = backup
         .lines()
@@ -149,6 +164,51 @@ fn systemd_units_keep_their_promises() {
             "chanvault-verify.timer lacks {line:?}"
         );
     }
+}
+
+/// (unit line, the module's line): the same values in both.
+const RESOURCE_CAPS: &[(&str, &str)] = &[
+    ("MemoryMax=512M", "MemoryMax = \"512M\";"),
+    ("TasksMax=256", "TasksMax = 256;"),
+    ("LimitNOFILE=1024", "LimitNOFILE = 1024;"),
+    ("PrivateIPC=yes", "PrivateIPC = true;"),
+];
+
+/// `systemd-analyze security --offline=true` scores chanvault.service no
+/// worse than SECURITY.md says.
+#[test]
+fn systemd_exposure_is_no_worse_than_security_md_says() {
+    let analyze = tool("systemd-analyze", "systemd");
+    let security = read("SECURITY.md");
+    let claimed: f64 = security
+        .split("exposure level of ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("SECURITY.md records `exposure level of N.N` for chanvault.service");
+    let out = ok(
+        "systemd-analyze security",
+        Command::new(analyze)
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(repo().join("contrib/systemd/chanvault.service"))
+            .env("SYSTEMD_LOG_LEVEL", "notice")
+            .output()
+            .unwrap(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for chanvault.service: ")
+                .nth(1)
+        })
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure level in:\n{stdout}"));
+    assert!(
+        score <= claimed,
+        "chanvault.service scores {score}, SECURITY.md says {claimed}"
+    );
 }
 
 // ---------------------------------------------------------------- Prometheus
@@ -431,7 +491,7 @@ fn grafana_dashboard_is_valid_and_has_a_panel_per_metric() {
 
 /// Keys of the README's configuration table (first column), as dotted names
 /// (`[[target]] name` -> `target.name`).
-fn readme_config_keys() -> BTreeSet<String> {
+pub(crate) fn readme_config_keys() -> BTreeSet<String> {
     let readme = read("README.md");
     let start = readme
         .find("| key | default | meaning |")
@@ -569,162 +629,4 @@ fn example_config_covers_every_key_of_the_config_type() {
     let example = example_keys(&text);
     let missing: Vec<_> = keys.difference(&example).collect();
     assert!(missing.is_empty(), "the example config lacks {missing:?}");
-}
-
-// ---------------------------------------------------------------- Nix
-
-#[test]
-fn nix_files_parse() {
-    let nix = tool("nix-instantiate", "nix-bin");
-    let mut files = vec![];
-    for e in std::fs::read_dir(repo().join("nix")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "nix") {
-            files.push(p);
-        }
-    }
-    files.sort();
-    assert!(files.len() >= 3, "{files:?}");
-    let state = tempfile::tempdir().unwrap();
-    for f in files {
-        ok(
-            &format!("nix-instantiate --parse {}", f.display()),
-            Command::new(&nix)
-                .arg("--parse")
-                .arg(&f)
-                // No daemon or store is needed to parse; keep it away from /nix.
-                .env("NIX_STATE_DIR", state.path())
-                .env("NIX_REMOTE", "")
-                .output()
-                .unwrap(),
-        );
-    }
-}
-
-/// The package's source filter keeps every file the build needs. It once
-/// dropped any path containing "/target", which took `src/target/` with it:
-/// the package could not build and parsing the file did not notice.
-#[test]
-fn nix_source_filter_keeps_every_source_file() {
-    let nix = tool("nix-instantiate", "nix-bin");
-    assert!(
-        read("nix/package.nix").contains("filter = import ./source-filter.nix"),
-        "nix/package.nix must take its source filter from nix/source-filter.nix (tested here)"
-    );
-    let files = ok(
-        "git ls-files",
-        Command::new("git")
-            .args(["ls-files"])
-            .current_dir(repo())
-            .output()
-            .unwrap(),
-    );
-    let files: Vec<String> = String::from_utf8(files.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert!(files.iter().any(|f| f == "src/main.rs"), "{files:?}");
-    // Every tracked file and every folder above one, as the filter sees them.
-    let mut asked: BTreeSet<(String, &str)> = BTreeSet::new();
-    for f in &files {
-        asked.insert((f.clone(), "regular"));
-        let mut dir = Path::new(f).parent();
-        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-            asked.insert((d.display().to_string(), "directory"));
-            dir = d.parent();
-        }
-    }
-    // Output folders, and a source folder named like one (the old bug).
-    for (p, t) in [
-        ("target", "directory"),
-        ("target/debug/chanvault", "regular"),
-        ("fuzz/target/x", "regular"),
-        ("src/target", "directory"),
-        ("src/target/mod.rs", "regular"),
-    ] {
-        asked.insert((p.to_string(), t));
-    }
-    let asked: Vec<(String, &str)> = asked.into_iter().collect();
-    let list = serde_json::to_string(
-        &asked
-            .iter()
-            .map(|(p, t)| serde_json::json!({"p": p, "t": t}))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let list_file = state.path().join("paths.json");
-    std::fs::write(&list_file, list).unwrap();
-    let root = repo();
-    let expr = format!(
-        "let root = {root}; f = import {root}/nix/source-filter.nix {{ inherit root; }}; \
-         in map (x: f (root + \"/${{x.p}}\") x.t) (builtins.fromJSON (builtins.readFile {list}))",
-        root = root.display(),
-        list = list_file.display(),
-    );
-    let out = ok(
-        "nix-instantiate --eval nix/source-filter.nix",
-        Command::new(&nix)
-            .args(["--eval", "--strict", "--json", "--expr", &expr])
-            .env("NIX_STATE_DIR", state.path())
-            .env("NIX_REMOTE", "")
-            .output()
-            .unwrap(),
-    );
-    let kept: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(kept.len(), asked.len());
-    let verdict: std::collections::BTreeMap<&str, bool> = asked
-        .iter()
-        .zip(&kept)
-        .map(|((p, _), k)| (p.as_str(), *k))
-        .collect();
-    let needed = |p: &str| {
-        p.starts_with("src/")
-            || p.starts_with("proto/")
-            || ["src", "proto", "Cargo.toml", "Cargo.lock", "build.rs"].contains(&p)
-    };
-    let dropped: Vec<&str> = verdict
-        .iter()
-        .filter(|(p, k)| needed(p) && !**k)
-        .map(|(p, _)| *p)
-        .collect();
-    assert!(
-        dropped.is_empty(),
-        "nix/source-filter.nix drops {dropped:?}"
-    );
-    for p in ["src/target", "src/target/mod.rs"] {
-        assert!(verdict[p], "{p} must be kept");
-    }
-    for p in ["target", "target/debug/chanvault", "fuzz/target/x"] {
-        assert!(!verdict[p], "{p} must be dropped");
-    }
-}
-
-/// The keys in module.nix's `settingsKeys` list.
-fn nix_module_keys() -> BTreeSet<String> {
-    let text = read("nix/module.nix");
-    let start = text
-        .find("settingsKeys = [")
-        .expect("module.nix has settingsKeys");
-    let end = start + text[start..].find("];").expect("settingsKeys ends");
-    text[start..end]
-        .split('"')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, s)| s.to_string())
-        .collect()
-}
-
-#[test]
-fn nix_module_documents_the_readme_tables_keys() {
-    let module = nix_module_keys();
-    let readme = readme_config_keys();
-    let only_module: Vec<_> = module.difference(&readme).collect();
-    let only_readme: Vec<_> = readme.difference(&module).collect();
-    assert!(
-        only_module.is_empty() && only_readme.is_empty(),
-        "nix/module.nix settingsKeys but not in the README table: {only_module:?}; \
-         README table but not in settingsKeys: {only_readme:?}"
-    );
 }
