@@ -22,6 +22,7 @@ mod inspect_escrow;
 mod layout;
 mod lnd_sim;
 mod lnd_sim_wallet;
+mod rclone_target;
 mod recovery_stock_tools;
 mod restic_target;
 mod restore_contents;

@@ -129,8 +129,10 @@ impl ResticTarget {
     }
 
     fn rustic_err(&self, what: &str, e: &RusticError) -> TargetError {
-        if let Some(e) = self.rclone_reason(what) {
-            return e;
+        if has_http_cause(e) {
+            if let Some(e) = self.rclone_reason(what) {
+                return e;
+            }
         }
         let mut m = e.display_log();
         if let Some(rest) = m.strip_prefix("Error: ") {
@@ -533,6 +535,19 @@ fn rustic_kind(e: &RusticError) -> ErrorKind {
         cause = c.source();
     }
     ErrorKind::Other
+}
+
+/// Did the REST backend fail talking to the server (and not, say, on a
+/// damaged file)? Only then is rclone's own complaint the reason.
+fn has_http_cause(e: &RusticError) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<reqwest::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A secret from a file of its own, trimmed like restic's `--password-file`.

@@ -53,6 +53,11 @@ const ENV_OVERRIDDEN: &[&str] = &[
     "RCLONE_STDIO",
     "RCLONE_HTPASSWD",
     "RCLONE_ADDR",
+    // At debug level a dump would put the REST credentials in the log.
+    "RCLONE_DUMP",
+    "RCLONE_DUMP_HEADERS",
+    "RCLONE_DUMP_BODIES",
+    "RCLONE_DUMP_AUTH",
 ];
 
 /// The error lines rclone wrote, newest last, without their timestamps.
@@ -142,24 +147,39 @@ fn strip_time(line: &str) -> &str {
     if stamped { &line[20..] } else { line }
 }
 
-/// The error in one of rclone's log lines, if it is one. rclone's fatal
-/// start-up line (`Failed to create file system for "REMOTE:path": …`) has
-/// no level; the remote is named by our message, so its prefix goes.
+/// The error in one of rclone's log lines, if it is one. rclone logs some
+/// failures only at debug level (a GET it answers with 404 because the
+/// remote is unreachable), so debug lines that carry an error count too.
+/// rclone's fatal start-up line (`Failed to create file system for
+/// "REMOTE:path": …`) has no level; our message names the remote, so that
+/// prefix goes, as does the retry counter of `low level retry N/M (error …)`.
 fn error_of(line: &str) -> Option<String> {
     let l = strip_time(line.trim_end());
-    for quiet in ["NOTICE:", "INFO  :", "DEBUG :"] {
-        if l.starts_with(quiet) {
-            return None;
+    let mut quiet = false;
+    let mut l = l;
+    for (level, is_quiet) in [
+        ("ERROR : ", false),
+        ("CRITICAL: ", false),
+        ("NOTICE: ", true),
+        ("INFO  : ", true),
+        ("DEBUG : ", true),
+    ] {
+        if let Some(rest) = l.strip_prefix(level) {
+            (l, quiet) = (rest, is_quiet);
+            break;
         }
     }
-    let l = l
-        .strip_prefix("ERROR : ")
-        .or_else(|| l.strip_prefix("CRITICAL: "))
-        .unwrap_or(l);
-    let l = match l.strip_prefix("Failed to create file system for ") {
-        Some(rest) => rest.split_once("\": ").map_or(rest, |(_, why)| why),
-        None => l,
-    };
+    if quiet && !l.contains(" error") && !l.contains("(error ") {
+        return None;
+    }
+    if let Some(rest) = l.strip_prefix("Failed to create file system for ") {
+        l = rest.split_once("\": ").map_or(rest, |(_, why)| why);
+    }
+    if let Some((_, why)) = l.split_once("low level retry ") {
+        if let Some((_, e)) = why.split_once("(error ") {
+            l = e.strip_suffix(')').unwrap_or(e);
+        }
+    }
     let l = l.trim();
     (!l.is_empty()).then(|| crate::text::one_line(l))
 }
@@ -196,7 +216,7 @@ fn read_stderr(stderr: ChildStderr, log: RcloneLog, url: mpsc::Sender<String>) {
     let mut url = Some(url);
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
-        tracing::debug!(rclone = %crate::text::one_line(strip_time(&line)), "rclone said");
+        tracing::trace!(rclone = %crate::text::one_line(strip_time(&line)), "rclone said");
         if let Some(i) = line.find(MARKER) {
             if let Some(tx) = url.take() {
                 // rclone 1.61 and later bracket the URL.
@@ -239,7 +259,7 @@ fn start(cfg: &ResticTargetConfig, log: &RcloneLog) -> Result<RcloneServer, (Err
     let (user, pass) = (random_word(16), SecretString::new(random_word(32)));
     let mut cmd = Command::new(&program);
     cmd.args(["serve", "restic", "--addr", "127.0.0.1:0"])
-        .args(["--log-level", "NOTICE"])
+        .args(["--log-level", "DEBUG"])
         .arg(remote)
         .env("RCLONE_USER", &user)
         .env("RCLONE_PASS", pass.expose())
@@ -323,7 +343,7 @@ impl ResticTarget {
         let why = self.rclone_log.take_newest()?;
         let kind = kind_of(&why);
         Some(
-            self.err(format!("{what}: the rclone remote {remote} failed: {why}"))
+            self.err(format!("the rclone remote {remote} failed ({what}): {why}"))
                 .with_kind(kind),
         )
     }
@@ -353,6 +373,18 @@ mod tests {
             None
         );
         assert_eq!(error_of("2026/12/01 09:34:49 INFO  : x: Copied"), None);
+        assert_eq!(
+            error_of("2026/12/01 09:42:36 DEBUG : webdav root 'repo': GET /keys/"),
+            None
+        );
+        assert_eq!(
+            error_of("2026/12/01 09:42:36 DEBUG : config: Get request open error: Get \"http://127.0.0.1:1/repo/config\": dial tcp 127.0.0.1:1: connect: connection refused").as_deref(),
+            Some("config: Get request open error: Get \"http://127.0.0.1:1/repo/config\": dial tcp 127.0.0.1:1: connect: connection refused")
+        );
+        assert_eq!(
+            error_of("2026/12/01 09:42:33 DEBUG : pacer: low level retry 8/10 (error Get \"http://127.0.0.1:1/c\": dial tcp 127.0.0.1:1: connect: connection refused)").as_deref(),
+            Some("Get \"http://127.0.0.1:1/c\": dial tcp 127.0.0.1:1: connect: connection refused")
+        );
         assert_eq!(
             kind_of("dial tcp: connect: connection refused"),
             ErrorKind::Unreachable
