@@ -129,10 +129,10 @@ impl ResticTarget {
     }
 
     fn rustic_err(&self, what: &str, e: &RusticError) -> TargetError {
-        if has_http_cause(e) {
-            if let Some(e) = self.rclone_reason(what) {
-                return e;
-            }
+        if has_http_cause(e)
+            && let Some(e) = self.rclone_reason(what)
+        {
+            return e;
         }
         let mut m = e.display_log();
         if let Some(rest) = m.strip_prefix("Error: ") {

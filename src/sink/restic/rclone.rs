@@ -175,10 +175,10 @@ fn error_of(line: &str) -> Option<String> {
     if let Some(rest) = l.strip_prefix("Failed to create file system for ") {
         l = rest.split_once("\": ").map_or(rest, |(_, why)| why);
     }
-    if let Some((_, why)) = l.split_once("low level retry ") {
-        if let Some((_, e)) = why.split_once("(error ") {
-            l = e.strip_suffix(')').unwrap_or(e);
-        }
+    if let Some((_, why)) = l.split_once("low level retry ")
+        && let Some((_, e)) = why.split_once("(error ")
+    {
+        l = e.strip_suffix(')').unwrap_or(e);
     }
     let l = l.trim();
     (!l.is_empty()).then(|| crate::text::one_line(l))
