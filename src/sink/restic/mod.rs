@@ -1,5 +1,6 @@
 //! The `restic` target: every delivered backup becomes one snapshot in a real
-//! restic repository (local path or REST server), so that stock `restic
+//! restic repository (local path, REST server, or an rclone remote that
+//! `rclone` serves as one: see `rclone`), so that stock `restic
 //! snapshots`, `check` and `restore` work on it and nothing is locked into
 //! chanvault.
 //!
