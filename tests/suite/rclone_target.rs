@@ -322,3 +322,71 @@ async fn a_remote_failing_under_a_running_rclone_is_one_clear_line_and_recovers(
     assert_eq!(held.len(), 2, "{held:?}");
     assert_eq!(held[0].locator, receipt.location);
 }
+
+/// The `rclone serve restic` processes whose parent is `pid`.
+fn rclone_children(pid: u32) -> Vec<u32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid …: comm may hold spaces, so split after its ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(pid) && cmdline.windows(13).any(|w| w == b"serve\0restic\0") {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
+}
+
+/// `watch` keeps one rclone for the target; if rclone dies, the next backup
+/// starts another; on SIGTERM the agent stops its rclone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_restarts_a_dead_rclone_and_stops_its_own_on_exit() {
+    let s = Setup::new().await;
+    write_rclone_conf(&s, "[box]\ntype = local\n");
+    let repository = format!("rclone:box:{}", s.f.path().join("repos/watch").display());
+    configure(&s, &repository);
+    let out = chanvault(&s, &["target", "init", "offsite"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let delivered = |log: &str| log.matches("delivered target=offsite ").count();
+
+    s.f.sim.open_channels(2);
+    let w = crate::common::Watch::start(&s.f);
+    w.wait_log("the first delivery", |l| delivered(l) >= 1)
+        .await;
+    let pid = w.pid();
+    let first = rclone_children(pid);
+    assert_eq!(first.len(), 1, "one rclone for the target: {first:?}");
+
+    Command::new("kill")
+        .args(["-KILL", &first[0].to_string()])
+        .status()
+        .unwrap();
+    s.f.sim.open_channel();
+    w.wait_log("a delivery through a new rclone", |l| delivered(l) >= 2)
+        .await;
+    let second = rclone_children(pid);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second[0], first[0]);
+
+    let status = w.stop().await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !running(second[0]),
+        "rclone {} outlived the agent",
+        second[0]
+    );
+}

@@ -164,7 +164,7 @@ impl Watch {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap()
     }
 
