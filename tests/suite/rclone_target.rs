@@ -1,6 +1,7 @@
 //! `rclone:REMOTE:path` restic targets with real rclone against remotes that
-//! need no internet: a `local` remote and a `webdav` remote served by
-//! `rclone serve webdav` on 127.0.0.1 (started and stopped by the test).
+//! need no internet: a `local` remote, and `webdav` and `sftp` remotes
+//! served by `rclone serve webdav|sftp` on 127.0.0.1 (started and stopped by
+//! the test).
 //! For each, `target init`, `backup --once`, `restore fetch`, and stock
 //! restic (`restic -r rclone:REMOTE:path` with the same `RCLONE_CONFIG`)
 //! listing, checking and restoring what chanvault wrote. A remote that fails
@@ -19,18 +20,25 @@ use crate::restic_target::{REPO_PASSWORD, Setup, free_port, need};
 const DAV_USER: &str = "dav-user";
 const DAV_PASS: &str = "dav-pass-3c9e1a";
 
-/// `rclone serve webdav` on 127.0.0.1 with basic auth, killed on drop.
-struct Webdav {
+/// `rclone serve webdav` (or `sftp`) on 127.0.0.1 with a user and
+/// password, killed on drop.
+struct RcloneServe {
+    protocol: &'static str,
     root: PathBuf,
     port: u16,
     child: Option<Child>,
 }
 
-impl Webdav {
+impl RcloneServe {
     fn start(root: &Path) -> Self {
+        Self::serve("webdav", root)
+    }
+
+    fn serve(protocol: &'static str, root: &Path) -> Self {
         need("rclone");
         std::fs::create_dir_all(root).unwrap();
         let mut w = Self {
+            protocol,
             root: root.to_path_buf(),
             port: free_port(),
             child: None,
@@ -43,23 +51,26 @@ impl Webdav {
     fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("rclone")
-            .args(["serve", "webdav", "--addr"])
+            .args(["serve", self.protocol, "--addr"])
             .arg(format!("127.0.0.1:{}", self.port))
             .args(["--user", DAV_USER, "--pass", DAV_PASS])
             .arg(&self.root)
             // Not the user's own rclone.conf.
             .env("RCLONE_CONFIG", self.root.with_extension("server.conf"))
+            // serve sftp makes its host key there.
+            .env("RCLONE_CACHE_DIR", self.root.with_extension("server-cache"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("rclone serve webdav starts");
+            .expect("rclone serve starts");
         self.child = Some(child);
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "rclone serve webdav did not listen on {}",
+                "rclone serve {} did not listen on {}",
+                self.protocol,
                 self.port
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -74,7 +85,7 @@ impl Webdav {
     }
 }
 
-impl Drop for Webdav {
+impl Drop for RcloneServe {
     fn drop(&mut self) {
         self.stop();
     }
@@ -171,11 +182,30 @@ async fn rclone_local_remote_round_trips_with_stock_restic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rclone_webdav_remote_round_trips_with_stock_restic() {
     let s = Setup::new().await;
-    let dav = Webdav::start(&s.f.path().join("dav"));
+    let dav = RcloneServe::start(&s.f.path().join("dav"));
     let conf = write_rclone_conf(&s, &dav_remote(dav.port, DAV_PASS));
     configure(&s, "rclone:dav:chanvault/node1");
     round_trip(&s, "rclone:dav:chanvault/node1", &conf);
     assert!(s.f.path().join("dav/chanvault/node1/config").is_file());
+}
+
+/// SFTP, served by `rclone serve sftp` on 127.0.0.1 (no sshd here): an
+/// `sftp` remote with a password, no shell commands on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rclone_sftp_remote_round_trips_with_stock_restic() {
+    let s = Setup::new().await;
+    let server = RcloneServe::serve("sftp", &s.f.path().join("sftp"));
+    let conf = write_rclone_conf(
+        &s,
+        &format!(
+            "[sftp]\ntype = sftp\nhost = 127.0.0.1\nport = {}\nuser = {DAV_USER}\npass = {}\nshell_type = none\ndisable_hashcheck = true\n",
+            server.port,
+            obscure(DAV_PASS)
+        ),
+    );
+    configure(&s, "rclone:sftp:chanvault");
+    round_trip(&s, "rclone:sftp:chanvault", &conf);
+    assert!(s.f.path().join("sftp/chanvault/config").is_file());
 }
 
 /// `backup --once` to a failing remote: exit 5, the first line of stderr
@@ -215,7 +245,7 @@ fn one_clear_rclone_failure(s: &Setup, needles: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_rclone_remote_is_one_clear_line() {
     let s = Setup::new().await;
-    let mut dav = Webdav::start(&s.f.path().join("dav"));
+    let mut dav = RcloneServe::start(&s.f.path().join("dav"));
     write_rclone_conf(&s, &dav_remote(dav.port, DAV_PASS));
     configure(&s, "rclone:dav:chanvault");
     let out = chanvault(&s, &["target", "init", "offsite"]);
@@ -282,7 +312,7 @@ async fn a_remote_failing_under_a_running_rclone_is_one_clear_line_and_recovers(
     use chanvault::sink::restic::ResticTarget;
     use chanvault::sink::{Delivery, Target};
     let s = Setup::new().await;
-    let mut dav = Webdav::start(&s.f.path().join("dav"));
+    let mut dav = RcloneServe::start(&s.f.path().join("dav"));
     write_rclone_conf(&s, &dav_remote(dav.port, DAV_PASS));
     configure(&s, "rclone:dav:chanvault");
     let t = s.target();
