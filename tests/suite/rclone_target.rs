@@ -274,6 +274,24 @@ async fn a_failing_rclone_remote_is_one_clear_line() {
     eprintln!("{e}");
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
 
+    // An rclone that ignores RCLONE_USER/RCLONE_PASS (as before 1.52.2)
+    // would serve the repository to every local user: refused.
+    let old_rclone = s.f.path().join("old-rclone");
+    std::fs::write(
+        &old_rclone,
+        "#!/bin/sh\nunset RCLONE_USER RCLONE_PASS\nexec rclone \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&old_rclone, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_rclone_conf(&s, "[box]\ntype = local\n");
+    s.configure(
+        &format!("rclone:box:{}", s.f.path().join("repos/open").display()),
+        // A path relative to the config (a bare name would be looked up on PATH).
+        "rclone_config = \"rclone.conf\"\nrclone_program = \"./old-rclone\"\n",
+    );
+    let e = one_clear_rclone_failure(&s, &["without authentication", "1.52.2"]);
+    eprintln!("{e}");
+
     // No rclone where rclone_program says.
     s.configure(
         "rclone:nosuch:chanvault",

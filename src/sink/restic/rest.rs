@@ -114,6 +114,19 @@ impl ResticTarget {
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| self.err(format!("cannot set up the HTTP client: {e}")))?;
+        // rclone before 1.52.2 ignores RCLONE_USER/RCLONE_PASS and would
+        // serve the repository to every local user: make sure it does not.
+        let probe = base.join("config").unwrap_or_else(|_| base.clone());
+        match client.head(probe).send().map(|r| r.status()) {
+            Ok(StatusCode::UNAUTHORIZED) => {}
+            Ok(s) => {
+                return Err(self.err(format!(
+                    "rclone serves the remote {} without authentication (HTTP {s} without credentials): it must be 1.52.2 or newer; refusing to use it",
+                    self.cfg.rclone_remote().unwrap_or_default()
+                )));
+            }
+            Err(e) => return Err(self.http_err("checking rclone's authentication", e)),
+        }
         let auth = Some((
             server.user.clone(),
             SecretString::new(server.pass.expose().to_string()),
