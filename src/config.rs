@@ -245,7 +245,7 @@ impl Default for DeliveryConfig {
 pub enum TargetConfig {
     /// A directory (local disk, NFS) that PBS or another backup picks up.
     Dir(DirTargetConfig),
-    /// A restic repository (local path or REST server) that stock restic can read.
+    /// A restic repository (local path, REST server or rclone remote) that stock restic can read.
     Restic(ResticTargetConfig),
 }
 
@@ -257,7 +257,8 @@ pub const DEFAULT_RESTIC_HOST: &str = "chanvault";
 pub struct ResticTargetConfig {
     /// Unique name, used in the journal, logs and `status`.
     pub name: String,
-    /// `/path`, `rest:https://host:8000/path/` or `rest:http://…`. No credentials in here.
+    /// `/path`, `rest:https://host:8000/path/`, `rest:http://…` or
+    /// `rclone:REMOTE:path` (restic's own syntax). No credentials in here.
     pub repository: String,
     /// File holding the repository password (restic's `--password-file`).
     pub password_file: PathBuf,
@@ -280,12 +281,26 @@ pub struct ResticTargetConfig {
     /// Per HTTP request to a `rest:` server (connect, send, answer).
     #[serde(default = "default_request_timeout")]
     pub timeout_seconds: u64,
+    /// `rclone:` repositories: the rclone.conf that defines the remote
+    /// (given to rclone as `RCLONE_CONFIG`, as restic users do); rclone's
+    /// own default when unset. Owner-readable only: it holds the remote's
+    /// credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rclone_config: Option<PathBuf>,
+    /// `rclone:` repositories: the rclone binary (`rclone` on `PATH` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rclone_program: Option<PathBuf>,
 }
 
 impl ResticTargetConfig {
     /// True for `rest:` repositories.
     pub fn is_rest(&self) -> bool {
         self.repository.starts_with("rest:")
+    }
+
+    /// `REMOTE:path` of an `rclone:` repository.
+    pub fn rclone_remote(&self) -> Option<&str> {
+        self.repository.strip_prefix("rclone:")
     }
 }
 
@@ -389,6 +404,14 @@ impl Config {
                     abs(&mut r.password_file);
                     r.cacert.iter_mut().for_each(abs);
                     r.http_credentials_file.iter_mut().for_each(abs);
+                    r.rclone_config.iter_mut().for_each(abs);
+                    // A bare name (`rclone`) is looked up on PATH; a path is the config's.
+                    if r.rclone_program
+                        .as_ref()
+                        .is_some_and(|p| p.components().count() > 1)
+                    {
+                        r.rclone_program.iter_mut().for_each(abs);
+                    }
                     if !r.is_rest()
                         && !r.repository.is_empty()
                         && repo_scheme(&r.repository).is_none()
@@ -489,6 +512,7 @@ impl Config {
                 return Err(self.invalid(key, format!("duplicate target name {name:?}")));
             }
             if let TargetConfig::Restic(r) = t {
+                validate_rclone(r).map_err(|(k, m)| self.invalid(format!("target[{i}].{k}"), m))?;
                 validate_restic(r).map_err(|(k, m)| self.invalid(format!("target[{i}].{k}"), m))?;
             }
         }
@@ -521,13 +545,87 @@ fn repo_scheme(repo: &str) -> Option<&str> {
     (scheme.len() > 1 && scheme.chars().all(|c| c.is_ascii_alphanumeric())).then_some(scheme)
 }
 
+/// An `rclone:REMOTE:path` repository and the rclone keys: (key, message)
+/// of the first problem, naming the target.
+fn validate_rclone(r: &ResticTargetConfig) -> Result<(), (&'static str, String)> {
+    let name = &r.name;
+    let Some(spec) = r.rclone_remote() else {
+        for (key, set) in [
+            ("rclone_config", r.rclone_config.is_some()),
+            ("rclone_program", r.rclone_program.is_some()),
+        ] {
+            if set {
+                return Err((
+                    key,
+                    format!("target {name:?}: only applies to an rclone:REMOTE:path repository"),
+                ));
+            }
+        }
+        return Ok(());
+    };
+    let shape =
+        "write rclone:REMOTE:path with REMOTE a remote of rclone_config (e.g. rclone:b2:chanvault)";
+    let (remote, path) = spec.split_once(':').unwrap_or((spec, ""));
+    if remote.is_empty() {
+        return Err((
+            "repository",
+            format!(
+                "target {name:?}: {:?} names no rclone remote: {shape}",
+                r.repository
+            ),
+        ));
+    }
+    if let Some((bare, _)) = remote.split_once(',') {
+        // The options are not echoed: they may hold a key.
+        return Err((
+            "repository",
+            format!(
+                "target {name:?}: the rclone remote {bare:?} carries connection-string options: define the remote in rclone_config instead (its credentials stay in that file)"
+            ),
+        ));
+    }
+    if path.trim().is_empty() {
+        return Err((
+            "repository",
+            format!(
+                "target {name:?}: {:?} names no path on the remote {remote}: {shape}",
+                r.repository
+            ),
+        ));
+    }
+    if r.rclone_program
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return Err((
+            "rclone_program",
+            format!("target {name:?}: must not be empty"),
+        ));
+    }
+    Ok(())
+}
+
 /// The restic target's keys: (key, message) of the first problem.
 fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)> {
     let repo = r.repository.as_str();
     if repo.is_empty() {
         return Err(("repository", "must not be empty".into()));
     }
-    if let Some(url) = repo.strip_prefix("rest:") {
+    if r.rclone_remote().is_some() {
+        // Checked in `validate_rclone`; REST-only keys do not apply.
+        if r.cacert.is_some() {
+            return Err((
+                "cacert",
+                "only applies to a rest:https:// repository".into(),
+            ));
+        }
+        if r.http_credentials_file.is_some() {
+            return Err((
+                "http_credentials_file",
+                "only applies to a rest: repository (an rclone remote's credentials are in rclone_config)".into(),
+            ));
+        }
+    } else if let Some(url) = repo.strip_prefix("rest:") {
         let Some(rest) = url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://"))
@@ -571,7 +669,7 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
             return Err((
                 "repository",
                 format!(
-                    "{scheme}: repositories are not supported: use a local path or rest:https://…"
+                    "{scheme}: repositories are not supported: use a local path, rest:https://… or rclone:REMOTE:path (rclone reaches {scheme} too)"
                 ),
             ));
         }

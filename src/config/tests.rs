@@ -232,3 +232,99 @@ fn unknown_target_kind_is_refused() {
         .to_string();
     assert!(e.contains("ftp"), "{e}");
 }
+
+const RCLONE: &str = r#"
+[[target]]
+name = "offsite"
+kind = "restic"
+repository = "rclone:b2:chanvault/node1"
+password_file = "restic-password"
+rclone_config = "rclone.conf"
+rclone_program = "bin/rclone"
+"#;
+
+#[test]
+fn rclone_target_resolves_paths() {
+    let c = parse(&format!("{MIN}{RCLONE}")).unwrap();
+    let TargetConfig::Restic(r) = &c.targets[1] else {
+        panic!("restic target expected")
+    };
+    assert_eq!(r.repository, "rclone:b2:chanvault/node1");
+    assert_eq!(r.rclone_remote(), Some("b2:chanvault/node1"));
+    assert_eq!(
+        r.rclone_config.as_deref(),
+        Some(Path::new("/etc/chanvault/rclone.conf"))
+    );
+    assert_eq!(
+        r.rclone_program.as_deref(),
+        Some(Path::new("/etc/chanvault/bin/rclone"))
+    );
+    // A bare program name is looked up on PATH, as a shell would.
+    let c = parse(&format!("{MIN}{}", RCLONE.replace("bin/rclone", "rclone"))).unwrap();
+    let TargetConfig::Restic(r) = &c.targets[1] else {
+        panic!("restic target expected")
+    };
+    assert_eq!(r.rclone_program.as_deref(), Some(Path::new("rclone")));
+}
+
+#[test]
+fn rclone_mistakes_name_the_target_and_key() {
+    let cases = [
+        (
+            RCLONE.replace("rclone:b2:chanvault/node1", "rclone::chanvault"),
+            "target[1].repository",
+            "names no rclone remote",
+        ),
+        (
+            RCLONE.replace("rclone:b2:chanvault/node1", "rclone:b2:"),
+            "target[1].repository",
+            "names no path on the remote b2",
+        ),
+        (
+            RCLONE.replace("rclone:b2:chanvault/node1", "rclone:b2"),
+            "target[1].repository",
+            "names no path",
+        ),
+        (
+            RCLONE.replace("rclone:b2:chanvault/node1", "rclone:"),
+            "target[1].repository",
+            "names no rclone remote",
+        ),
+        (
+            RCLONE.replace("rclone:b2:", "rclone:b2,account=x,key=secret:"),
+            "target[1].repository",
+            "define the remote in rclone_config",
+        ),
+        (
+            RCLONE.replace("rclone:b2:chanvault/node1", "/srv/repo"),
+            "target[1].rclone_config",
+            "only applies to an rclone:",
+        ),
+        (
+            RCLONE
+                .replace("rclone:b2:chanvault/node1", "/srv/repo")
+                .replace("rclone_config = \"rclone.conf\"\n", ""),
+            "target[1].rclone_program",
+            "only applies to an rclone:",
+        ),
+        (
+            RCLONE.replace("rclone_program", "cacert = \"x.pem\"\nrclone_program"),
+            "target[1].cacert",
+            "rest:https://",
+        ),
+    ];
+    for (rclone, key, needle) in cases {
+        let e = parse(&format!("{MIN}{rclone}")).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("config /etc/chanvault/chanvault.toml: {key}: ")),
+            "{key}: {e}"
+        );
+        assert!(
+            e.contains("target \"offsite\"") || key.ends_with("cacert"),
+            "{e}"
+        );
+        assert!(e.contains(needle), "{needle:?} not in {e}");
+        assert!(!e.contains("secret"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}

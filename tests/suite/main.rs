@@ -26,6 +26,7 @@ mod layout;
 mod lnd_sim;
 mod lnd_sim_wallet;
 mod no_leaks;
+mod rclone_target;
 mod recovery_stock_tools;
 mod restic_target;
 mod restore_contents;

@@ -22,9 +22,9 @@ use tokio::sync::watch;
 
 const USER: &str = "chanvault";
 const PASS: &str = "http-pass-7f3a9c";
-const REPO_PASSWORD: &str = "repo-pass-5b1e0d";
+pub(crate) const REPO_PASSWORD: &str = "repo-pass-5b1e0d";
 
-fn need(bin: &str) {
+pub(crate) fn need(bin: &str) {
     let ok = Command::new(bin)
         .arg("version")
         .stdout(Stdio::null())
@@ -38,7 +38,7 @@ fn need(bin: &str) {
     );
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -118,7 +118,12 @@ impl Drop for Rclone {
 }
 
 /// Stock restic with the repository password from a file.
-fn restic(repo: &str, password_file: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> String {
+pub(crate) fn restic(
+    repo: &str,
+    password_file: &Path,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> String {
     need("restic");
     let mut c = Command::new("restic");
     c.arg("-r")
@@ -141,13 +146,13 @@ fn restic(repo: &str, password_file: &Path, args: &[&str], extra_env: &[(&str, &
     String::from_utf8(out.stdout).unwrap()
 }
 
-struct Setup {
-    f: Fixture,
-    password_file: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) f: Fixture,
+    pub(crate) password_file: PathBuf,
 }
 
 impl Setup {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let f = Fixture::new().await;
         let password_file = f.path().join("restic-password");
         std::fs::write(&password_file, format!("{REPO_PASSWORD}\n")).unwrap();
@@ -155,13 +160,13 @@ impl Setup {
     }
 
     /// Configure one restic target "offsite" with `keys` (TOML lines).
-    fn configure(&self, repository: &str, keys: &str) {
+    pub(crate) fn configure(&self, repository: &str, keys: &str) {
         self.f.write_config(&format!(
             "[[target]]\nname = \"offsite\"\nkind = \"restic\"\nrepository = \"{repository}\"\npassword_file = \"restic-password\"\n{keys}"
         ));
     }
 
-    fn target(&self) -> ResticTarget {
+    pub(crate) fn target(&self) -> ResticTarget {
         let cfg = self.f.load();
         let t = cfg
             .targets
@@ -179,7 +184,7 @@ impl Setup {
     }
 
     /// One `backup --once`; returns the failures.
-    async fn once(&self) -> Vec<(String, String)> {
+    pub(crate) async fn once(&self) -> Vec<(String, String)> {
         let report = Agent::new(self.f.load())
             .unwrap()
             .backup_once()
@@ -188,7 +193,7 @@ impl Setup {
         report.failures
     }
 
-    fn last_good(&self) -> (chanvault::spool::BackupRecord, Vec<u8>) {
+    pub(crate) fn last_good(&self) -> (chanvault::spool::BackupRecord, Vec<u8>) {
         let cfg = self.f.load();
         let spool = chanvault::spool::Spool::open(&cfg.state_dir, cfg.backup.keep).unwrap();
         let j = spool.journal().unwrap();
@@ -198,7 +203,7 @@ impl Setup {
     }
 
     /// Stock restic lists, checks and restores what we wrote; stock age opens it.
-    fn stock_tools_agree(&self, repo: &str, env: &[(&str, &str)], extra: &[&str]) {
+    pub(crate) fn stock_tools_agree(&self, repo: &str, env: &[(&str, &str)], extra: &[&str]) {
         let (rec, sealed) = self.last_good();
         let mut a = extra.to_vec();
         a.extend(["snapshots", "--json"]);

@@ -1,5 +1,6 @@
 //! The `restic` target: every delivered backup becomes one snapshot in a real
-//! restic repository (local path or REST server), so that stock `restic
+//! restic repository (local path, REST server, or an rclone remote that
+//! `rclone` serves as one: see `rclone`), so that stock `restic
 //! snapshots`, `check` and `restore` work on it and nothing is locked into
 //! chanvault.
 //!
@@ -45,6 +46,7 @@ use crate::spool::BackupRecord;
 
 mod keyfile;
 mod lock;
+mod rclone;
 mod rest;
 mod session;
 mod source;
@@ -52,6 +54,7 @@ mod source;
 mod tests;
 
 pub use lock::parse_lock_plaintext;
+use rclone::RcloneLog;
 use session::{Indexed, RepoKey, Session, wipe};
 use source::SealedSource;
 
@@ -98,6 +101,8 @@ pub struct ResticTarget {
     name: String,
     cfg: ResticTargetConfig,
     session: Arc<Mutex<Option<Session>>>,
+    /// What the rclone serving an `rclone:` repository said went wrong.
+    rclone_log: RcloneLog,
 }
 
 impl ResticTarget {
@@ -106,6 +111,7 @@ impl ResticTarget {
             name: cfg.name.clone(),
             cfg: cfg.clone(),
             session: Arc::new(Mutex::new(None)),
+            rclone_log: RcloneLog::default(),
         }
     }
 
@@ -124,6 +130,11 @@ impl ResticTarget {
     }
 
     fn rustic_err(&self, what: &str, e: &RusticError) -> TargetError {
+        if has_http_cause(e)
+            && let Some(e) = self.rclone_reason(what)
+        {
+            return e;
+        }
         let mut m = e.display_log();
         if let Some(rest) = m.strip_prefix("Error: ") {
             m = rest.to_string();
@@ -132,8 +143,17 @@ impl ResticTarget {
             .with_kind(rustic_kind(e))
     }
 
+    /// The session, for one operation (rclone's earlier complaints are forgotten).
     fn lock_session(&self) -> MutexGuard<'_, Option<Session>> {
-        self.session.lock().unwrap_or_else(|e| e.into_inner())
+        let guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        self.rclone_log.clear();
+        guard
+    }
+
+    /// A lock-file failure; for an `rclone:` repository in rclone's words.
+    fn lock_err(&self, e: lock::LockError) -> TargetError {
+        self.rclone_reason("cannot write a restic lock")
+            .unwrap_or_else(|| self.err(e.message).with_kind(e.kind))
     }
 
     fn ours<'a>(&'a self, snaps: &'a [SnapshotFile]) -> impl Iterator<Item = &'a SnapshotFile> {
@@ -193,7 +213,7 @@ impl ResticTarget {
         let lock = s
             .locks
             .acquire(s.http.as_ref(), &s.key, &self.cfg.host)
-            .map_err(|e| self.err(e.message).with_kind(e.kind))?;
+            .map_err(|e| self.lock_err(e))?;
         let t_lock = t0.elapsed();
         let result = self.backup(repo, s, d);
         if result.is_err() {
@@ -356,6 +376,7 @@ impl ResticTarget {
 
     /// `chanvault target init`: create the repository; an error if one exists.
     pub fn init_blocking(&self) -> Result<String, TargetError> {
+        self.rclone_log.clear();
         let http = self.http()?;
         if self.exists(http.as_ref())? {
             return Err(self.err(format!(
@@ -515,6 +536,19 @@ fn rustic_kind(e: &RusticError) -> ErrorKind {
         cause = c.source();
     }
     ErrorKind::Other
+}
+
+/// Did the REST backend fail talking to the server (and not, say, on a
+/// damaged file)? Only then is rclone's own complaint the reason.
+fn has_http_cause(e: &RusticError) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<reqwest::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A secret from a file of its own, trimmed like restic's `--password-file`.

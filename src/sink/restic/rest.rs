@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use super::rclone::RcloneServer;
 use super::{ResticTarget, read_secret};
 use crate::secret::SecretString;
 use crate::sink::{ErrorKind, TargetError};
@@ -18,6 +19,8 @@ pub(super) struct Http {
     /// Base URL with a trailing slash and without credentials.
     pub(super) base: reqwest::Url,
     pub(super) auth: Option<(String, SecretString)>,
+    /// For an `rclone:` repository, the rclone that serves it (stopped with this).
+    pub(super) rclone: Option<RcloneServer>,
 }
 
 impl Http {
@@ -42,6 +45,9 @@ impl ResticTarget {
     }
 
     pub(super) fn http(&self) -> Result<Option<Http>, TargetError> {
+        if self.cfg.rclone_remote().is_some() {
+            return self.rclone_http().map(Some);
+        }
         let Some(url) = self.cfg.repository.strip_prefix("rest:") else {
             return Ok(None);
         };
@@ -92,11 +98,61 @@ impl ResticTarget {
                 Some((user.to_string(), SecretString::new(pass.to_string())))
             }
         };
-        Ok(Some(Http { client, base, auth }))
+        Ok(Some(Http {
+            client,
+            base,
+            auth,
+            rclone: None,
+        }))
+    }
+
+    /// An `rclone:` repository: rclone serves it on 127.0.0.1 for as long
+    /// as the returned client lives.
+    fn rclone_http(&self) -> Result<Http, TargetError> {
+        let server = self.start_rclone()?;
+        let base = reqwest::Url::parse(&server.url)
+            .map_err(|e| self.err(format!("rclone serves at {} (not a URL: {e})", server.url)))?;
+        let client = reqwest::blocking::Client::builder()
+            .timeout(self.request_timeout())
+            .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| self.err(format!("cannot set up the HTTP client: {e}")))?;
+        // rclone before 1.52.2 ignores RCLONE_USER/RCLONE_PASS and would
+        // serve the repository to every local user: make sure it does not.
+        let probe = base.join("config").unwrap_or_else(|_| base.clone());
+        match client.head(probe).send().map(|r| r.status()) {
+            Ok(StatusCode::UNAUTHORIZED) => {}
+            Ok(s) => {
+                return Err(self.err(format!(
+                    "rclone serves the remote {} without authentication (HTTP {s} without credentials): it must be 1.52.2 or newer; refusing to use it",
+                    self.cfg.rclone_remote().unwrap_or_default()
+                )));
+            }
+            Err(e) => return Err(self.http_err("checking rclone's authentication", e)),
+        }
+        let auth = Some((
+            server.user.clone(),
+            SecretString::new(server.pass.expose().to_string()),
+        ));
+        Ok(Http {
+            client,
+            base,
+            auth,
+            rclone: Some(server),
+        })
     }
 
     /// A clear error for a REST failure (the URL never carries credentials).
     pub(super) fn http_err(&self, what: &str, e: reqwest::Error) -> TargetError {
+        if let Some(remote) = self.cfg.rclone_remote() {
+            let chain = crate::text::error_chain(&e.without_url());
+            return self.rclone_reason(what).unwrap_or_else(|| {
+                self.err(format!(
+                    "{what}: rclone, serving the remote {remote} on 127.0.0.1, did not answer ({chain}); it is restarted on the next try"
+                ))
+                .with_kind(ErrorKind::Other)
+            });
+        }
         let (is_connect, is_timeout) = (e.is_connect(), e.is_timeout());
         let chain = crate::text::error_chain(&e.without_url());
         let lower = chain.to_lowercase();
@@ -132,6 +188,13 @@ impl ResticTarget {
     }
 
     pub(super) fn status_err(&self, what: &str, status: StatusCode) -> TargetError {
+        if let Some(remote) = self.cfg.rclone_remote() {
+            return self.rclone_reason(what).unwrap_or_else(|| {
+                self.err(format!(
+                    "{what}: rclone, serving the remote {remote}, answered HTTP {status}"
+                ))
+            });
+        }
         let repo = &self.cfg.repository;
         let kind = if status.is_client_error() {
             ErrorKind::Refused

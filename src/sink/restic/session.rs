@@ -227,6 +227,7 @@ impl ResticTarget {
         &self,
         guard: &'s mut Option<Session>,
     ) -> Result<(&'s mut Session, Repository<OpenStatus>), TargetError> {
+        self.drop_if_rclone_gone(guard);
         if guard.is_none() {
             *guard = Some(self.open_session()?);
         }
@@ -242,6 +243,20 @@ impl ResticTarget {
             .update_all_snapshots(known)
             .map_err(|e| self.rustic_err("cannot list the snapshots of", &e))?;
         Ok((s, repo))
+    }
+
+    /// A session whose rclone has exited (killed, crashed) is dropped, so
+    /// that the next open starts a fresh one.
+    fn drop_if_rclone_gone(&self, guard: &mut Option<Session>) {
+        let gone = guard
+            .as_ref()
+            .and_then(|s| s.http.as_ref())
+            .and_then(|h| h.rclone.as_ref())
+            .is_some_and(|r| r.gone());
+        if gone {
+            tracing::warn!(target = %self.name, "the rclone serving this target exited; starting it again");
+            *guard = None;
+        }
     }
 
     /// Open the repository with the session's master key (no scrypt).
@@ -261,6 +276,7 @@ impl ResticTarget {
         &self,
         guard: &'s mut Option<Session>,
     ) -> Result<(&'s mut Session, Option<Repository<OpenStatus>>), TargetError> {
+        self.drop_if_rclone_gone(guard);
         if guard.as_ref().is_none_or(|s| s.indexed.is_none()) {
             let (s, repo) = self.reopen(guard)?;
             return Ok((s, Some(repo)));
