@@ -654,6 +654,23 @@ async fn locks_of_dead_processes_on_this_host_are_removed() {
     let locks =
         |repo: &std::path::Path| std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count());
     eventually("restic holds its lock", 20, || locks(&repo) == 1).await;
+    // Kill it only once the lock file is whole: a lock caught half-written
+    // cannot be read, and unreadable locks are (rightly) left alone.
+    let lock_len = |repo: &std::path::Path| -> u64 {
+        std::fs::read_dir(repo.join("locks"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok()?.metadata().ok())
+            .map_or(0, |m| m.len())
+    };
+    let mut last = 0;
+    eventually("restic's lock file is written", 20, || {
+        let now = lock_len(&repo);
+        let stable = now > 0 && now == last;
+        last = now;
+        stable
+    })
+    .await;
     restic_backup.kill().unwrap();
     restic_backup.wait().unwrap();
     assert_eq!(locks(&repo), 1, "a killed restic leaves its lock");
