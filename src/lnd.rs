@@ -548,8 +548,8 @@ fn snapshot_from_multi(
 }
 
 /// Make ring the process-wide rustls provider. rustls cannot pick one by
-/// itself once two are compiled in (ring for us, aws-lc-rs for reqwest, which
-/// the restic REST backend brings), and tonic's server asks for the default.
+/// itself once two are compiled in (ring for us, aws-lc-rs for reqwest, the
+/// restic REST client), and tonic's server asks for the default.
 /// Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

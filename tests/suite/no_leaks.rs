@@ -222,13 +222,12 @@ async fn channel_points_of_a_suspect_backup_stay_in_the_local_journal() {
     }
 }
 
-/// Ignored: chanvault's own REST client (probe, locks) and the OpenBao
-/// client ignore proxy variables, but the backups themselves go through
-/// rustic_backend 0.7's `RestBackend`, whose reqwest client honours them and
-/// cannot be told otherwise (see SECURITY.md). This is what must pass once
-/// that client is ours; run it with `--ignored` to see the gap.
+/// Every request to a `rest:` repository (probe, locks, and the repository
+/// itself: config, keys, packs, index, snapshots) goes through chanvault's
+/// own client, which ignores proxy variables: behind a dead proxy, `target
+/// init` and a backup still reach the server. (rustic_backend's
+/// `RestBackend`, used before, followed them.)
 #[tokio::test]
-#[ignore = "rustic_backend's REST client honours HTTP_PROXY (SECURITY.md, Not (yet) done)"]
 async fn a_rest_target_ignores_proxy_variables() {
     let f = Fixture::new().await;
     let root = f.path().join("rest-root");

@@ -48,6 +48,7 @@ mod keyfile;
 mod lock;
 mod rclone;
 mod rest;
+mod rest_backend;
 mod session;
 mod source;
 #[cfg(test)]

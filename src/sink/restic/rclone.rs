@@ -2,7 +2,7 @@
 //! target. rclone serves the remote as a restic REST server on 127.0.0.1
 //! (`rclone serve restic --addr 127.0.0.1:0`) with a user and password made
 //! up for this process and handed over in rclone's environment, never argv;
-//! the target then talks to it as to any `rest:` server (the same rustic
+//! the target then talks to it as to any `rest:` server (the same REST
 //! backend, existence probe and lock files). Stock restic reaches the same
 //! repository with `restic -r rclone:REMOTE:path` and the same
 //! `RCLONE_CONFIG`.

@@ -1,11 +1,14 @@
-//! The REST server as we talk to it directly: the repository probe and the
-//! lock files (the backups themselves go through rustic's REST backend).
+//! The REST server as we talk to it: one client, without proxy, for the
+//! repository probe, the lock files and the repository itself
+//! (`rest_backend`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use super::rclone::RcloneServer;
+use super::rest_backend::RestBackend;
 use super::{ResticTarget, read_secret};
 use crate::secret::SecretString;
 use crate::sink::{ErrorKind, TargetError};
@@ -13,12 +16,18 @@ use crate::sink::{ErrorKind, TargetError};
 /// restic's REST protocol v2 listing.
 pub(super) const REST_V2: &str = "application/vnd.x.restic.rest.v2";
 
-/// The REST server as we talk to it directly (probe and lock files).
+/// The basic-auth user and password of a REST server.
+pub(super) struct BasicAuth {
+    pub(super) user: String,
+    pub(super) pass: SecretString,
+}
+
+/// The REST server as we talk to it (probe, lock files, repository).
 pub(super) struct Http {
     client: reqwest::blocking::Client,
     /// Base URL with a trailing slash and without credentials.
     pub(super) base: reqwest::Url,
-    pub(super) auth: Option<(String, SecretString)>,
+    pub(super) auth: Option<Arc<BasicAuth>>,
     /// For an `rclone:` repository, the rclone that serves it (stopped with this).
     pub(super) rclone: Option<RcloneServer>,
 }
@@ -32,9 +41,19 @@ impl Http {
         let url = self.base.join(path).unwrap_or_else(|_| self.base.clone());
         let rb = self.client.request(method, url);
         match &self.auth {
-            Some((user, pass)) => rb.basic_auth(user, Some(pass.expose())),
+            Some(a) => rb.basic_auth(&a.user, Some(a.pass.expose())),
             None => rb,
         }
+    }
+
+    /// The repository over this client, for rustic_core.
+    pub(super) fn backend(&self, location: &str) -> RestBackend {
+        RestBackend::new(
+            self.client.clone(),
+            self.base.clone(),
+            self.auth.clone(),
+            location.to_string(),
+        )
     }
 }
 
@@ -95,7 +114,10 @@ impl ResticTarget {
                         p.display()
                     )));
                 };
-                Some((user.to_string(), SecretString::new(pass.to_string())))
+                Some(Arc::new(BasicAuth {
+                    user: user.to_string(),
+                    pass: SecretString::new(pass.to_string()),
+                }))
             }
         };
         Ok(Some(Http {
@@ -112,7 +134,9 @@ impl ResticTarget {
         let server = self.start_rclone()?;
         let base = reqwest::Url::parse(&server.url)
             .map_err(|e| self.err(format!("rclone serves at {} (not a URL: {e})", server.url)))?;
+        // No proxy either: rclone listens on loopback only.
         let client = reqwest::blocking::Client::builder()
+            .no_proxy()
             .timeout(self.request_timeout())
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -130,10 +154,10 @@ impl ResticTarget {
             }
             Err(e) => return Err(self.http_err("checking rclone's authentication", e)),
         }
-        let auth = Some((
-            server.user.clone(),
-            SecretString::new(server.pass.expose().to_string()),
-        ));
+        let auth = Some(Arc::new(BasicAuth {
+            user: server.user.clone(),
+            pass: SecretString::new(server.pass.expose().to_string()),
+        }));
         Ok(Http {
             client,
             base,

@@ -119,31 +119,7 @@ impl ResticTarget {
 
     pub(super) fn backends(&self, http: Option<&Http>) -> Result<RepositoryBackends, TargetError> {
         let be: Arc<dyn WriteBackend> = match http {
-            Some(h) => {
-                let mut url = h.base.clone();
-                if let Some((user, pass)) = &h.auth {
-                    // reqwest moves URL credentials into a basic-auth header and
-                    // out of the URL before any error could show them.
-                    url.set_username(user)
-                        .and_then(|()| url.set_password(Some(pass.expose())))
-                        .map_err(|()| self.err("the REST URL cannot carry credentials"))?;
-                }
-                let url = Zeroizing::new(url.to_string());
-                let mut opts = vec![
-                    ("retry".to_string(), "1".to_string()),
-                    (
-                        "timeout".to_string(),
-                        format!("{}s", self.cfg.timeout_seconds),
-                    ),
-                ];
-                if let Some(ca) = &self.cfg.cacert {
-                    opts.push(("cacert".to_string(), ca.display().to_string()));
-                }
-                Arc::new(
-                    rustic_backend::RestBackend::new(url.as_str(), opts)
-                        .map_err(|e| self.rustic_err("cannot use", &e))?,
-                )
-            }
+            Some(h) => Arc::new(h.backend(&self.cfg.repository)),
             None => Arc::new(
                 rustic_backend::LocalBackend::new(&self.cfg.repository, BTreeMap::new())
                     .map_err(|e| self.rustic_err("cannot use", &e))?,
