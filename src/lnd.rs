@@ -547,10 +547,10 @@ fn snapshot_from_multi(
     })
 }
 
-/// Make ring the process-wide rustls provider. rustls cannot pick one by
-/// itself once two are compiled in (ring for us, aws-lc-rs for reqwest, the
-/// restic REST client), and tonic's server asks for the default.
-/// Idempotent.
+/// Make ring the process-wide rustls provider: the one crypto library in
+/// the build (reqwest is built without its own, aws-lc-rs, and takes the
+/// process default; tonic's server asks for it too). Every place that
+/// builds an HTTP client calls this first. Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

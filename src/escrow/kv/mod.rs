@@ -180,6 +180,7 @@ impl KvClient {
         let auth = cfg.auth().ok_or_else(|| {
             KvError::Config("escrow: no token_file or AppRole files configured".into())
         })?;
+        crate::lnd::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.timeout_seconds))
             .connect_timeout(Duration::from_secs(cfg.timeout_seconds))

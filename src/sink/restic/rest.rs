@@ -79,6 +79,7 @@ impl ResticTarget {
             .map_err(|e| self.err(format!("repository {url} is not a valid URL: {e}")))?;
         // No proxy from HTTP_PROXY/HTTPS_PROXY/ALL_PROXY: the credentials
         // and the repository are for this server only.
+        crate::lnd::install_crypto_provider();
         let mut builder = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(self.request_timeout())
@@ -135,6 +136,7 @@ impl ResticTarget {
         let base = reqwest::Url::parse(&server.url)
             .map_err(|e| self.err(format!("rclone serves at {} (not a URL: {e})", server.url)))?;
         // No proxy either: rclone listens on loopback only.
+        crate::lnd::install_crypto_provider();
         let client = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(self.request_timeout())

@@ -318,6 +318,7 @@ mod tests {
                 s.write_all(answer.as_bytes()).unwrap();
             }
         });
+        crate::lnd::install_crypto_provider();
         let client = reqwest::blocking::Client::builder()
             .no_proxy()
             .build()
