@@ -452,16 +452,6 @@ pub async fn escrowed_identity(
     .map_err(|e| RestoreError::Other(e.to_string()))
 }
 
-/// The key that opens lnd's layer, from an escrowed `aezeed` or
-/// `lnd-backup-key` item (an envelope-sealed one needs `envelope`).
-pub async fn escrowed_backup_key(
-    cfg: &Config,
-    name: &str,
-    envelope: Option<&Identities>,
-) -> Result<crate::chanbackup::BackupKey, RestoreError> {
-    escrowed_node_key(cfg, name, envelope).await.map(|k| k.key)
-}
-
 /// The key that opens lnd's layer of a node's backups, and where it came
 /// from, for messages: "the escrowed aezeed 'lnd-seed' v2",
 /// "lnd.backup_key_file /etc/…". Never the key itself.
@@ -495,7 +485,9 @@ impl NodeKey {
     }
 }
 
-/// [`escrowed_backup_key`], with the item's kind and version in its name.
+/// The key that opens lnd's layer, from an escrowed `aezeed` or
+/// `lnd-backup-key` item (an envelope-sealed one needs `envelope`), named
+/// with the item's kind and version.
 pub async fn escrowed_node_key(
     cfg: &Config,
     name: &str,

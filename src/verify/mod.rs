@@ -43,7 +43,7 @@ struct Context<'a> {
     drill: bool,
     /// `[lnd] backup_key_file` and the escrowed aezeed / lnd-backup-key:
     /// lnd's layer is read without LND too.
-    scb_keys: Vec<scb::LabeledKey>,
+    scb_keys: Vec<crate::restore::NodeKey>,
 }
 
 /// What the drill is asked to do.
@@ -67,7 +67,8 @@ pub async fn verify(cfg: &Config, opts: &Options, progress: &dyn Progress) -> Re
     let envelope = offline.first().map(|(_, i)| i);
     let (escrowed, items) = checks::escrow(cfg, envelope, &mut rows, progress).await;
     let journal = checks::spool(&cfg.state_dir, opts.no_spool, &mut rows);
-    let mut scb_keys: Vec<scb::LabeledKey> = scb::file_key(cfg, &mut rows).into_iter().collect();
+    let mut scb_keys: Vec<crate::restore::NodeKey> =
+        scb::file_key(cfg, &mut rows).into_iter().collect();
     scb_keys.extend(scb::escrowed_keys(&items, &mut rows));
     let lnd = checks::lnd_now(cfg, !scb_keys.is_empty(), &mut rows, progress).await;
     scb::node_identity(&items, lnd.as_ref().map(|(c, _)| c), &mut rows).await;

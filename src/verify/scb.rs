@@ -6,26 +6,22 @@
 use std::collections::BTreeSet;
 
 use super::report::{ChannelWarning, Class, Rows};
-use crate::chanbackup::{BackupKey, LndVersion, Multi, OpenError};
+use crate::chanbackup::{LndVersion, Multi, OpenError};
 use crate::config::Config;
 use crate::escrow::material::{self, Kind, Material};
 use crate::lnd::LndClient;
+use crate::restore::NodeKey;
 use crate::scb::ChanPoint;
 use crate::secret::SecretBytes;
 use crate::spool::BackupRecord;
 
-/// A backup key and where it came from, as the table names it.
-pub(super) type LabeledKey = (String, BackupKey);
-
 /// `[lnd] backup_key_file`, loaded once; a key that cannot be loaded is a
 /// failed row (the config names it, so recovery with it was planned).
-pub(super) fn file_key(cfg: &Config, rows: &mut Rows) -> Option<LabeledKey> {
-    let file = cfg.lnd.backup_key_file.as_ref()?;
-    match BackupKey::from_file(file) {
-        Ok(k) => Some(("lnd.backup_key_file".to_string(), k)),
+pub(super) fn file_key(cfg: &Config, rows: &mut Rows) -> Option<NodeKey> {
+    match NodeKey::from_config(cfg)? {
+        Ok(k) => Some(k),
         Err(e) => {
-            let detail = format!("lnd.backup_key_file {}: {e}", file.display());
-            rows.fail("-", "backup-key", Class::ScbKey, detail);
+            rows.fail("-", "backup-key", Class::ScbKey, e.to_string());
             None
         }
     }
@@ -34,12 +30,12 @@ pub(super) fn file_key(cfg: &Config, rows: &mut Rows) -> Option<LabeledKey> {
 /// The backup key of every escrowed `aezeed` and `lnd-backup-key` item
 /// (already read and validated by `keys verify`). One that gives no key
 /// (it cannot be deciphered again) is a failed row.
-pub(super) fn escrowed_keys(items: &[(String, Material)], rows: &mut Rows) -> Vec<LabeledKey> {
+pub(super) fn escrowed_keys(items: &[(String, Material)], rows: &mut Rows) -> Vec<NodeKey> {
     let mut keys = Vec::new();
     for (name, m) in items {
         let label = format!("escrowed {} '{name}'", m.kind());
         match m.backup_key() {
-            Some(Ok(k)) => keys.push((label, k)),
+            Some(Ok(key)) => keys.push(NodeKey { key, source: label }),
             Some(Err(e)) => rows.fail(
                 "escrow",
                 "backup-key",
@@ -90,7 +86,7 @@ pub(super) struct Offline {
 /// channels are the ones the spool recorded: another node's backup or a
 /// truncated set is caught with LND down), and the per-channel warnings.
 pub(super) fn check(
-    keys: &[LabeledKey],
+    keys: &[NodeKey],
     lnd_release: Option<LndVersion>,
     name: &str,
     plain: Option<&SecretBytes>,
@@ -108,7 +104,7 @@ pub(super) fn check(
         return none;
     };
     let mut parsed: Option<Result<Multi, String>> = None;
-    for (label, key) in keys {
+    for NodeKey { key, source: label } in keys {
         let fp = key.fingerprint();
         match crate::chanbackup::open_multi(key, plain.expose()) {
             Err(OpenError::Decrypt(e)) => {
