@@ -29,7 +29,7 @@ let
     "state_dir"
     "lnd.address" "lnd.tls_cert" "lnd.macaroon" "lnd.timeout_seconds" "lnd.reconnect_max_seconds" "lnd.restore_macaroon" "lnd.backup_key_file"
     "backup.schedule" "backup.keep"
-    "seal.recipients" "seal.recipients_files"
+    "seal.recipients" "seal.recipients_files" "seal.manifest_public_keys"
     "delivery.retry_initial_seconds" "delivery.retry_max_seconds" "delivery.timeout_seconds"
     "delivery.min_interval_ms" "delivery.shutdown_grace_seconds"
     "metrics.enabled" "metrics.listen"

@@ -133,6 +133,11 @@ pub struct SealConfig {
     /// Files in the age CLI's `-R` format.
     #[serde(default)]
     pub recipients_files: Vec<PathBuf>,
+    /// `ed25519:<hex>` keys whose signed manifests `restore` and `verify`
+    /// believe, besides the state dir's own (`signing`): what a recovery
+    /// machine, which has the config but not the state dir, checks with.
+    #[serde(default)]
+    pub manifest_public_keys: Vec<String>,
 }
 
 /// Prometheus `/metrics` and `/healthz`, served by `watch`.
@@ -461,6 +466,10 @@ impl Config {
                 "seal.recipients",
                 "no recipients: add at least one age1… or ssh- public key, or a recipients_files entry",
             ));
+        }
+        for k in &self.seal.manifest_public_keys {
+            crate::signing::parse_public(k)
+                .map_err(|m| self.invalid("seal.manifest_public_keys", m))?;
         }
         let d = &self.delivery;
         if d.retry_initial_seconds == 0 {

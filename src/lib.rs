@@ -27,6 +27,7 @@ mod rotate;
 pub mod scb;
 pub mod seal;
 pub mod secret;
+pub mod signing;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sink;

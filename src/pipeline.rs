@@ -208,6 +208,9 @@ impl Pipeline {
             recipients: self.recipients.public_keys().to_vec(),
             suspect,
             suspect_channels,
+            seq: 0,
+            node: None,
+            signed: None,
         };
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
         let stored = blocking(move || -> Result<Stored, PipelineError> {

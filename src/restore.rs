@@ -18,8 +18,10 @@ use crate::progress::Progress;
 use crate::scb::{ChanPoint, sha256_hex};
 use crate::seal::{Identities, SealError};
 use crate::secret::SecretBytes;
-use crate::sink::TargetError;
+use crate::signing::Trusted;
+use crate::sink::{Manifest, TargetError};
 
+mod authentic;
 pub mod contents;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,10 @@ pub struct Location {
     /// How a listing names this copy next to the target (restic: the snapshot).
     #[serde(skip)]
     pub label: Option<String>,
+    /// The sequence number the target claims for this copy; believed only
+    /// once the signed manifest confirms it ([`check_manifest`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// One backup as the targets describe it. Nothing secret, no channel points.
@@ -71,6 +77,9 @@ pub struct Location {
 pub struct Listed {
     /// SHA-256 of the sealed file (a 12-character prefix when only restic holds it).
     pub id: String,
+    /// The highest sequence number a copy claims (unchecked: see [`Location::seq`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     pub created: DateTime<Utc>,
     pub channels: usize,
     pub fingerprint: String,
@@ -120,6 +129,7 @@ async fn list_target(t: &TargetConfig) -> Result<Vec<Listed>, TargetError> {
         .into_iter()
         .map(|h| Listed {
             id: h.id,
+            seq: h.seq,
             created: h.created,
             channels: h.channels,
             fingerprint: h.fingerprint,
@@ -131,6 +141,7 @@ async fn list_target(t: &TargetConfig) -> Result<Vec<Listed>, TargetError> {
                 expect_sha256: h.sealed_sha256,
                 published_in: h.published_in,
                 label: h.label,
+                seq: h.seq,
             }],
         })
         .collect())
@@ -157,6 +168,7 @@ pub async fn list(
                                 x.fingerprint = b.fingerprint.clone();
                             }
                             x.suspect = x.suspect.take().or(b.suspect);
+                            x.seq = x.seq.max(b.seq);
                             x.held_by.extend(b.held_by);
                         }
                         None => backups.push(b),
@@ -174,7 +186,7 @@ pub async fn list(
             failed.into_iter().map(|(_, e)| e).collect(),
         ));
     }
-    backups.sort_by_key(|b| std::cmp::Reverse(b.created));
+    backups.sort_by_key(|b| std::cmp::Reverse((b.seq, b.created)));
     Ok(Listing {
         backups,
         failed_targets: failed
@@ -190,6 +202,9 @@ pub async fn list(
 pub struct Fetched {
     pub backup: Listed,
     pub from: Location,
+    /// The copy's signed manifest, checked; `None` for a backup written
+    /// before manifests were signed.
+    pub manifest: Option<Manifest>,
     pub sealed: Vec<u8>,
     pub plain: SecretBytes,
 }
@@ -251,6 +266,90 @@ pub async fn read_copy(cfg: &Config, loc: &Location) -> Result<Vec<u8>, RestoreE
     Ok(bytes)
 }
 
+/// The keys whose signed manifests this config believes: the state dir's
+/// own (read only: restore never creates the state dir) and
+/// `seal.manifest_public_keys`.
+pub fn trusted_keys(cfg: &Config) -> Result<Trusted, RestoreError> {
+    Trusted::of(&cfg.state_dir, &cfg.seal.manifest_public_keys)
+        .map_err(|e| RestoreError::Other(format!("manifest keys: {e}")))
+}
+
+/// The signed manifest published with one copy, checked: signed by a
+/// trusted key, not dated in the future, and saying the same sequence
+/// number and sealed file as the target's listing. `Ok(None)`: the copy has
+/// an unsigned (format 1) manifest or none.
+pub async fn check_manifest(
+    cfg: &Config,
+    loc: &Location,
+    trusted: &Trusted,
+) -> Result<Option<Manifest>, RestoreError> {
+    let sink = crate::sink::build(named(cfg, &loc.target)?);
+    let manifest = sink
+        .fetch_manifest(&loc.locator)
+        .await
+        .map_err(|e| RestoreError::Unreachable(vec![e]))?;
+    let Some(m) = manifest else {
+        return match loc.seq {
+            Some(n) => Err(not_believed(loc, format!("it claims sequence {n} but has no manifest"))),
+            None => Ok(None),
+        };
+    };
+    let seq = m
+        .authenticate(trusted, Utc::now())
+        .map_err(|reason| not_believed(loc, reason))?;
+    if seq != loc.seq {
+        return Err(not_believed(
+            loc,
+            format!(
+                "the listing says sequence {} but the signed manifest says {}",
+                loc.seq.map_or("none".into(), |n| n.to_string()),
+                seq.map_or("none".into(), |n| n.to_string())
+            ),
+        ));
+    }
+    if seq.is_none() {
+        return Ok(None);
+    }
+    if !m.sealed_sha256.starts_with(&loc.expect_sha256) || loc.expect_sha256.is_empty() {
+        return Err(not_believed(
+            loc,
+            format!("its manifest is for another file ({})", short(&m.sealed_sha256)),
+        ));
+    }
+    Ok(Some(m))
+}
+
+fn not_believed(loc: &Location, reason: String) -> RestoreError {
+    RestoreError::Tampered(format!(
+        "target {}: the manifest of {} is not believed: {reason}",
+        loc.target, loc.locator
+    ))
+}
+
+/// [`check_manifest`] and [`read_copy`], and the copy's full SHA-256
+/// against the signed manifest's.
+pub async fn check_copy(
+    cfg: &Config,
+    loc: &Location,
+    trusted: &Trusted,
+) -> Result<(Vec<u8>, Option<Manifest>), RestoreError> {
+    let manifest = check_manifest(cfg, loc, trusted).await?;
+    let sealed = read_copy(cfg, loc).await?;
+    if let Some(m) = &manifest {
+        let got = sha256_hex(&sealed);
+        if got != m.sealed_sha256 {
+            return Err(RestoreError::Tampered(format!(
+                "target {}: {} has SHA-256 {} but its signed manifest says {}: the ciphertext was changed or damaged",
+                loc.target,
+                loc.locator,
+                short(&got),
+                short(&m.sealed_sha256)
+            )));
+        }
+    }
+    Ok((sealed, manifest))
+}
+
 /// Decrypt, mapping age's errors to the restore error classes.
 pub fn decrypt(ids: &Identities, sealed: &[u8], what: &str) -> Result<SecretBytes, RestoreError> {
     crate::seal::open(ids, sealed).map_err(|e| match e {
@@ -285,6 +384,11 @@ pub async fn fetch_from(
     progress: &dyn Progress,
 ) -> Result<Fetched, RestoreError> {
     let where_ = target.map_or("any target".to_owned(), |t| format!("target {t}"));
+    if sel == "latest" && !listing.backups.is_empty() {
+        let f = authentic::fetch_latest(cfg, listing, &where_, ids, progress).await?;
+        authentic::warn_disagreement(listing, &f, progress);
+        return Ok(f);
+    }
     let backup = choose(listing, sel, &where_)?;
     fetch_backup(cfg, &backup, ids, progress).await
 }
@@ -297,6 +401,7 @@ pub async fn fetch_backup(
     ids: &Identities,
     progress: &dyn Progress,
 ) -> Result<Fetched, RestoreError> {
+    let trusted = trusted_keys(cfg)?;
     let mut first_err: Option<RestoreError> = None;
     for loc in &backup.held_by {
         progress.step(&format!(
@@ -305,14 +410,15 @@ pub async fn fetch_backup(
             loc.target,
             loc.locator
         ));
-        let sealed = match read_copy(cfg, loc).await {
-            Ok(b) => b,
+        let checked = match check_copy(cfg, loc, &trusted).await {
+            Ok(c) => c,
             Err(e) => {
                 progress.step(&format!("warning: {e}"));
                 first_err.get_or_insert(e);
                 continue;
             }
         };
+        let (sealed, manifest) = checked;
         progress.step("decrypting…");
         let what = format!("backup {} from target {}", short(&backup.id), loc.target);
         match decrypt(ids, &sealed, &what) {
@@ -320,6 +426,7 @@ pub async fn fetch_backup(
                 return Ok(Fetched {
                     from: loc.clone(),
                     backup: backup.clone(),
+                    manifest,
                     sealed,
                     plain,
                 });

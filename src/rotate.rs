@@ -133,6 +133,7 @@ pub async fn reseal_and_deliver(
         suspect: None,
         suspect_channels: Vec::new(),
         sealed_len: 0,
+        signed: None,
         ..opened.record
     };
     let record = opened.spool.store_reseal(record, &sealed)?;

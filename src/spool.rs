@@ -46,6 +46,8 @@ pub enum SpoolError {
         "journal {path} is damaged ({reason}); it was left untouched: move it aside to start a new journal"
     )]
     Journal { path: PathBuf, reason: String },
+    #[error("manifest keys: {reason}")]
+    Keys { reason: String },
     #[error("spool file {path} for backup {id} is missing")]
     Missing { id: String, path: PathBuf },
     #[error("spool file {path} does not match its recorded SHA-256 {id}: the file is damaged")]
@@ -134,6 +136,27 @@ pub struct BackupRecord {
     /// never in a manifest, a snapshot or a log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suspect_channels: Vec<String>,
+    /// Its place in the order of backups, from the journal (never the
+    /// clock); 0 for backups stored before sequence numbers.
+    #[serde(default)]
+    pub seq: u64,
+    /// The node's identity key, when known; signed into the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The signature targets publish (see `signing`), set when stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<Signed>,
+}
+
+/// What the spool's manifest key added to a record when it was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signed {
+    /// The fingerprint as targets publish it (keyed: `signing`).
+    pub fingerprint: String,
+    /// `ed25519:<hex>`.
+    pub signer: String,
+    pub signature: String,
 }
 
 impl BackupRecord {
@@ -157,6 +180,29 @@ impl BackupRecord {
             Some((head, tail)) if names_points(tail) => head.to_owned(),
             _ => reason.to_owned(),
         })
+    }
+
+    /// The fingerprint targets may publish: the keyed one once signed.
+    pub fn published_fingerprint(&self) -> &str {
+        self.signed
+            .as_ref()
+            .map_or(&self.fingerprint, |s| &s.fingerprint)
+    }
+
+    /// What the manifest's signature covers, with the published fingerprint
+    /// and suspect reason.
+    pub fn claims(&self, signer: &str) -> crate::signing::Claims {
+        crate::signing::Claims {
+            seq: self.seq,
+            created: self.created,
+            channels: self.channels,
+            fingerprint: self.published_fingerprint().to_owned(),
+            sealed_sha256: self.id.clone(),
+            sealed_len: self.sealed_len,
+            suspect: self.public_suspect(),
+            node: self.node.clone(),
+            signer: signer.to_owned(),
+        }
     }
 
     /// The channel points recorded for this backup, parsed; an entry that
@@ -203,6 +249,10 @@ pub struct Journal {
     pub last_good: Option<String>,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetState>,
+    /// The sequence number the next stored backup gets; never goes back,
+    /// not even when backups are pruned.
+    #[serde(default)]
+    pub next_seq: u64,
 }
 
 /// One thing a target still has to receive.
@@ -211,6 +261,9 @@ pub struct Pending {
     pub record: BackupRecord,
     /// Deliver as the target's current backup (only ever the last good one).
     pub current: bool,
+    /// The highest sequence number the journal had given out: a target's
+    /// current file that claims more was not written from this journal.
+    pub known_seq: u64,
 }
 
 impl Journal {
@@ -233,6 +286,12 @@ impl Journal {
         self.last_good.as_deref().and_then(|id| self.get(id))
     }
 
+    /// The highest sequence number this journal has given out.
+    pub fn max_seq(&self) -> u64 {
+        let listed = self.backups.iter().map(|b| b.seq).max().unwrap_or(0);
+        listed.max(self.next_seq.saturating_sub(1))
+    }
+
     pub fn suspects(&self) -> impl Iterator<Item = &BackupRecord> {
         self.backups.iter().filter(|b| b.is_suspect())
     }
@@ -250,6 +309,7 @@ impl Journal {
                 out.push(Pending {
                     record: good.clone(),
                     current: true,
+                    known_seq: self.max_seq(),
                 });
             }
             after = self
@@ -263,6 +323,7 @@ impl Journal {
                 out.push(Pending {
                     record: b.clone(),
                     current: false,
+                    known_seq: self.max_seq(),
                 });
             }
         }
@@ -312,6 +373,7 @@ pub enum Stored {
 pub struct Spool {
     dir: PathBuf,
     keep: usize,
+    keys: crate::signing::ManifestKeys,
     #[cfg(test)]
     crash: Option<CrashPoint>,
 }
@@ -325,9 +387,15 @@ impl Spool {
         };
         fsutil::ensure_dir(dir, 0o700).map_err(state_err)?;
         fsutil::ensure_dir(&dir.join(BACKUPS_DIR), 0o700).map_err(state_err)?;
+        let keys = crate::signing::ManifestKeys::load_or_create(dir).map_err(|e| {
+            SpoolError::Keys {
+                reason: crate::text::one_line(&e.to_string()),
+            }
+        })?;
         let spool = Self {
             dir: dir.to_path_buf(),
             keep: keep.max(1),
+            keys,
             #[cfg(test)]
             crash: None,
         };
@@ -341,6 +409,11 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The keys that sign this spool's manifests.
+    pub fn keys(&self) -> &crate::signing::ManifestKeys {
+        &self.keys
     }
 
     pub fn journal_path(&self) -> PathBuf {
@@ -524,6 +597,19 @@ impl Spool {
         self.crash_at(CrashPoint::BlobTempWritten)?;
         fsutil::commit_temp(&tmp, &path).map_err(|e| io_err("rename into", e))?;
         self.crash_at(CrashPoint::BlobRenamed)?;
+        record.seq = j.max_seq() + 1;
+        j.next_seq = record.seq + 1;
+        let signer = self.keys.public();
+        let fingerprint = self.keys.keyed_fingerprint(&record.fingerprint);
+        record.signed = Some(Signed {
+            fingerprint,
+            signature: String::new(),
+            signer: signer.clone(),
+        });
+        let signature = self.keys.sign(&record.claims(&signer));
+        if let Some(s) = record.signed.as_mut() {
+            s.signature = signature;
+        }
         // The same sealed bytes cannot come twice (fresh age file key each time),
         // but keep the journal's ids unique even so.
         j.backups.retain(|b| b.id != record.id);

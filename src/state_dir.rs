@@ -11,6 +11,7 @@
 //!   lock                     held while a process writes the spool
 //!   watch.lock               held (flock) by the one `watch` on this state dir; holds its PID
 //!   .write-probe             written at start to prove the dir is writable
+//!   manifest.key             the key that signs manifests and keys published fingerprints (0600)
 //!   escrow-audit.jsonl       the escrow's hash-chained audit log
 //!   escrow-audit.head        the chain's newest hash and length
 //!   verify-last.json         the last `chanvault verify` result (VerifyResult)
@@ -30,6 +31,9 @@ pub const LOCK_FILE: &str = "lock";
 pub const WATCH_LOCK_FILE: &str = "watch.lock";
 /// Written and replaced at start, to prove the dir is writable now.
 pub const WRITE_PROBE: &str = ".write-probe";
+/// The Ed25519 key that signs manifests and the HMAC key of published
+/// fingerprints (`signing`), 0600.
+pub const MANIFEST_KEY_FILE: &str = "manifest.key";
 /// The escrow audit log (JSON lines, hash-chained).
 pub const AUDIT_FILE: &str = "escrow-audit.jsonl";
 /// The audit chain's head: newest hash and record count.

@@ -220,6 +220,7 @@ mod tests {
     fn listed(id: &str, targets: &[&str]) -> Listed {
         Listed {
             id: id.into(),
+            seq: None,
             created: chrono::Utc::now(),
             channels: 0,
             fingerprint: String::new(),
@@ -233,6 +234,7 @@ mod tests {
                     expect_sha256: String::new(),
                     published_in: "manifest",
                     label: None,
+                    seq: None,
                 })
                 .collect(),
         }

@@ -175,14 +175,9 @@ impl DirTarget {
                 location: hist_file.display().to_string(),
             });
         }
-        // Never let an older backup replace a newer current one (two
-        // processes, or a late retry).
-        if let Some(existing) = self.current_manifest()?
-            && existing.created > manifest.created
-            && existing.id != manifest.id
-        {
+        if let Some(kept) = self.keep_current(&manifest, d.known_seq)? {
             return Ok(Receipt {
-                location: format!("{} (kept newer current)", hist_file.display()),
+                location: format!("{} ({kept})", hist_file.display()),
             });
         }
         let cur = self.path.join(CURRENT_FILE);
@@ -192,6 +187,57 @@ impl DirTarget {
         Ok(Receipt {
             location: cur.display().to_string(),
         })
+    }
+}
+
+impl DirTarget {
+    /// Whether the current file must stay (a newer backup of the same
+    /// journal: another process, or a late retry), and why. Ordered by
+    /// sequence number, never by `created`: a clock that jumped ahead must
+    /// not pin an old current file. A current file that claims a sequence
+    /// number this journal never gave out was not written from it (a
+    /// replay, a forgery, a lost state dir): it is replaced, and said so.
+    fn keep_current(&self, new: &Manifest, known_seq: u64) -> Result<Option<String>, TargetError> {
+        let existing = match self.current_manifest() {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(target = %self.name, error = %e, "the current manifest is unreadable; replacing it");
+                return Ok(None);
+            }
+        };
+        if existing.id == new.id {
+            return Ok(None);
+        }
+        let Some(ours) = new.seq else {
+            // An unsigned backup (stored before sequence numbers): by time.
+            return Ok((existing.seq.is_none() && existing.created > new.created)
+                .then(|| "kept newer current".to_owned()));
+        };
+        let Some(theirs) = existing.seq.filter(|t| *t > ours) else {
+            return Ok(None);
+        };
+        // Ours only if our own key signed it: nobody else can make a
+        // manifest that keeps our newest backup off the current file.
+        let own = new
+            .signer
+            .as_ref()
+            .and_then(|k| crate::signing::Trusted::new(None, std::slice::from_ref(k)).ok());
+        let authentic = own.is_some_and(|t| {
+            existing.authenticate(&t, chrono::Utc::now()) == Ok(Some(theirs))
+        });
+        if authentic && theirs <= known_seq {
+            return Ok(Some(format!("kept newer current, sequence {theirs}")));
+        }
+        tracing::warn!(
+            target = %self.name,
+            file = %self.path.join(CURRENT_MANIFEST).display(),
+            claimed_seq = theirs,
+            known_seq,
+            authentic,
+            "the current file claims a sequence number this state dir did not give out (another writer, a replay, a forgery or a lost journal); replacing it with backup {ours}"
+        );
+        Ok(None)
     }
 }
 
@@ -226,15 +272,22 @@ impl BlockingTarget for DirTarget {
                 locator: file.display().to_string(),
                 published_in: "manifest",
                 label: None,
+                seq: m.seq,
             })
             .collect();
         // Stable: the current file stays ahead of its history copy.
-        held.sort_by_key(|h| std::cmp::Reverse(h.created));
+        held.sort_by_key(|h| std::cmp::Reverse((h.seq, h.created)));
         Ok(held)
     }
 
     fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError> {
         self.read_file(Path::new(locator), MAX_BACKUP_BYTES)
+    }
+
+    fn fetch_manifest_blocking(&self, locator: &str) -> Result<Option<Manifest>, TargetError> {
+        let p = Path::new(locator).with_extension("json");
+        self.parse_manifest(&p, fsutil::read_regular(&p, MAX_MANIFEST_BYTES))
+            .map(Some)
     }
 }
 
@@ -260,9 +313,13 @@ mod tests {
                 recipients: vec!["age1pub".into()],
                 suspect: (!current).then(|| "shrunk".into()),
                 suspect_channels: vec![],
+                seq: 0,
+                node: None,
+                signed: None,
             },
             sealed: Arc::new(bytes.to_vec()),
             current,
+            known_seq: 0,
         }
     }
 
@@ -421,9 +478,10 @@ mod tests {
                 manifest.display()
             )
         );
-        // Deliveries refuse to judge "newer" from it, with the same line.
-        let e = t.deliver(&delivery("a", b"a", true, 0)).await.unwrap_err();
-        assert!(e.to_string().contains("is larger than 64 KiB"), "{e}");
+        // A delivery replaces it (with a warning): the newest backup must
+        // not be kept off the current file by a damaged manifest.
+        t.deliver(&delivery("a", b"a", true, 0)).await.unwrap();
+        assert_eq!(t.current_manifest().unwrap().unwrap().fingerprint, "a");
     }
 
     #[tokio::test]

@@ -34,6 +34,9 @@ pub struct Delivery {
     pub sealed: Arc<Vec<u8>>,
     /// Make it the target's current backup (the last good one); otherwise history only.
     pub current: bool,
+    /// The highest sequence number the spool's journal knows (see
+    /// [`crate::spool::Pending::known_seq`]).
+    pub known_seq: u64,
 }
 
 /// What a target says it did.
@@ -100,12 +103,17 @@ impl TargetError {
 
 /// The facts about a backup that a target may publish next to it. Nothing
 /// secret, and no channel points (they link the node to its UTXOs): the
-/// suspect reason is the count-only [`BackupRecord::public_suspect`].
+/// suspect reason is the count-only [`BackupRecord::public_suspect`], the
+/// fingerprint is keyed. Format 2 adds the sequence number and the
+/// signature over [`crate::signing::Claims`]; format 1 (unsigned) is still
+/// read, and ranks below every signed manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub format: String,
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     pub created: DateTime<Utc>,
     pub channels: usize,
     pub fingerprint: String,
@@ -115,24 +123,72 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspect: Option<String>,
     pub recipients: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
-pub const MANIFEST_FORMAT: &str = "chanvault-manifest/1";
+pub const MANIFEST_FORMAT: &str = "chanvault-manifest/2";
+/// What manifests written before signatures say.
+pub const MANIFEST_FORMAT_UNSIGNED: &str = "chanvault-manifest/1";
 
 impl Manifest {
     pub fn of(record: &BackupRecord) -> Self {
+        let signed = record.signed.as_ref();
         Self {
-            format: MANIFEST_FORMAT.to_string(),
+            format: if signed.is_some() {
+                MANIFEST_FORMAT
+            } else {
+                MANIFEST_FORMAT_UNSIGNED
+            }
+            .to_string(),
             id: record.id.clone(),
+            seq: signed.map(|_| record.seq),
             created: record.created,
             channels: record.channels,
-            fingerprint: record.fingerprint.clone(),
+            fingerprint: record.published_fingerprint().to_owned(),
             blob_sha256: record.blob_sha256.clone(),
             sealed_sha256: record.id.clone(),
             sealed_len: record.sealed_len,
             suspect: record.public_suspect(),
             recipients: record.recipients.clone(),
+            node: signed.and(record.node.clone()),
+            signer: signed.map(|s| s.signer.clone()),
+            signature: signed.map(|s| s.signature.clone()),
         }
+    }
+
+    /// Check this manifest against the trusted keys: `Ok(Some(seq))` when it
+    /// is signed and holds, `Ok(None)` when it is unsigned (format 1), `Err`
+    /// with the reason when it must not be believed.
+    pub fn authenticate(
+        &self,
+        trusted: &crate::signing::Trusted,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, String> {
+        let (Some(seq), Some(signer), Some(signature)) = (self.seq, &self.signer, &self.signature)
+        else {
+            if self.format == MANIFEST_FORMAT {
+                return Err("it says it is signed but has no sequence number or signature".into());
+            }
+            return Ok(None);
+        };
+        let claims = crate::signing::Claims {
+            seq,
+            created: self.created,
+            channels: self.channels,
+            fingerprint: self.fingerprint.clone(),
+            sealed_sha256: self.sealed_sha256.clone(),
+            sealed_len: self.sealed_len,
+            suspect: self.suspect.clone(),
+            node: self.node.clone(),
+            signer: signer.clone(),
+        };
+        trusted.check(&claims, signature, now)?;
+        Ok(Some(seq))
     }
 }
 
@@ -156,6 +212,10 @@ pub struct Held {
     /// How a listing names this copy next to the target's name, where the
     /// target holds it under a name of its own (restic: the snapshot id).
     pub label: Option<String>,
+    /// The sequence number the target claims (a manifest, a `seq:` tag):
+    /// only an order to try copies in until [`Target::fetch_manifest`]'s
+    /// signed manifest confirms it.
+    pub seq: Option<u64>,
 }
 
 /// A place backups are delivered to and read back from.
@@ -173,6 +233,13 @@ pub trait Target: Send + Sync {
     /// The sealed bytes at a [`Held::locator`] this target listed. Not
     /// checked here: the caller compares them with [`Held::sealed_sha256`].
     fn fetch<'a>(&'a self, locator: &'a str) -> BoxFuture<'a, Result<Vec<u8>, TargetError>>;
+    /// The manifest published with the copy at a [`Held::locator`] (the
+    /// dir target's `.json`, the restic snapshot's manifest file); `None`
+    /// when the copy has none (written before manifests were signed).
+    fn fetch_manifest<'a>(
+        &'a self,
+        locator: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Manifest>, TargetError>>;
     /// Where it is, for messages: a path, a repository URL.
     fn location(&self) -> String;
     /// Create what must exist before the first delivery (a restic
@@ -194,6 +261,8 @@ pub trait BlockingTarget: Clone + Send + Sync + 'static {
     fn list_blocking(&self) -> Result<Vec<Held>, TargetError>;
     /// Same contract as [`Target::fetch`].
     fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError>;
+    /// Same contract as [`Target::fetch_manifest`].
+    fn fetch_manifest_blocking(&self, locator: &str) -> Result<Option<Manifest>, TargetError>;
     /// Same contract as [`Target::location`].
     fn location(&self) -> String;
     /// Same contract as [`Target::create`]; most kinds need nothing.
@@ -223,6 +292,14 @@ impl<T: BlockingTarget> Target for T {
     fn fetch<'a>(&'a self, locator: &'a str) -> BoxFuture<'a, Result<Vec<u8>, TargetError>> {
         let locator = locator.to_owned();
         Box::pin(unblock(self, move |t| t.fetch_blocking(&locator)))
+    }
+
+    fn fetch_manifest<'a>(
+        &'a self,
+        locator: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Manifest>, TargetError>> {
+        let locator = locator.to_owned();
+        Box::pin(unblock(self, move |t| t.fetch_manifest_blocking(&locator)))
     }
 
     fn location(&self) -> String {

@@ -13,6 +13,9 @@ fn rec(fp: &str, suspect: bool) -> BackupRecord {
         recipients: vec![],
         suspect: suspect.then(|| "test".to_string()),
         suspect_channels: vec![],
+        seq: 0,
+        node: None,
+        signed: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod checks;
 mod drill_dir;
 mod report;
 mod scb;
+mod signed;
 
 use std::path::PathBuf;
 
@@ -138,6 +139,17 @@ async fn check_target(
     let Some(newest) = checks::newest_present(name, listing, ctx.expected.as_ref(), rows) else {
         return;
     };
+    match restore::trusted_keys(ctx.cfg) {
+        Ok(trusted) => {
+            if !signed::check(ctx.cfg, name, &newest, ctx.journal.as_ref(), &trusted, rows).await {
+                return;
+            }
+        }
+        Err(e) => {
+            rows.fail(name, "signed", Class::Integrity, e.to_string());
+            return;
+        }
+    }
     let age = ctx.started - newest.created;
     let Some(sealed) = checks::integrity(ctx.cfg, name, &newest, rows).await else {
         return;

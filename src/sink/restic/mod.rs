@@ -6,10 +6,14 @@
 //!
 //! ```text
 //! snapshot  host "chanvault" (configurable), time = when the backup was taken
-//!   tags    chanvault, channels:N, fp:<fingerprint[..12]>, backup:<sha256[..12]>, extra tags
+//!   tags    chanvault, channels:N, fp:<keyed fingerprint[..12]>, backup:<sha256[..12]>,
+//!           seq:N, extra tags
 //!   /chanvault/                      (dir, 0700)
 //!   /chanvault/channel.backup.age    the age ciphertext from the spool, byte for byte
+//!   /chanvault/channel.backup.json   its signed manifest (`sink::Manifest`, as the dir target's)
 //! ```
+//! The tags are for people and for ordering; what restore believes is the
+//! signed manifest (the `seq:` tag only says which snapshot to check first).
 //!
 //! The restic format is written by `rustic_core`, which is blocking; every
 //! repository operation runs under `spawn_blocking`. What we learned using it:
@@ -61,8 +65,10 @@ use source::SealedSource;
 
 /// The directory every snapshot holds.
 pub const SNAPSHOT_DIR: &str = "/chanvault";
-/// The one file every snapshot holds.
+/// The backup every snapshot holds.
 pub const SNAPSHOT_FILE: &str = "/chanvault/channel.backup.age";
+/// Its signed manifest, next to it.
+pub const SNAPSHOT_MANIFEST: &str = "/chanvault/channel.backup.json";
 /// The tag on every chanvault snapshot.
 pub const TAG: &str = "chanvault";
 
@@ -173,7 +179,7 @@ impl ResticTarget {
         r: &BackupRecord,
     ) -> Option<&'a SnapshotFile> {
         let backup_tag = format!("backup:{}", short(&r.id));
-        let fp_tag = format!("fp:{}", short(&r.fingerprint));
+        let fp_tag = format!("fp:{}", short(r.published_fingerprint()));
         if let Some(s) = self.ours(snaps).find(|s| s.tags.contains(&backup_tag)) {
             return Some(s);
         }
@@ -181,7 +187,7 @@ impl ResticTarget {
             return None;
         }
         self.ours(snaps)
-            .max_by_key(|s| s.time.timestamp())
+            .max_by_key(|s| order(s))
             .filter(|s| s.tags.contains(&fp_tag))
     }
 
@@ -189,9 +195,12 @@ impl ResticTarget {
         let mut tags = vec![
             TAG.to_string(),
             format!("channels:{}", r.channels),
-            format!("fp:{}", short(&r.fingerprint)),
+            format!("fp:{}", short(r.published_fingerprint())),
             format!("backup:{}", short(&r.id)),
         ];
+        if r.signed.is_some() {
+            tags.push(format!("seq:{}", r.seq));
+        }
         tags.extend(self.cfg.tags.iter().cloned());
         tags.join(",")
     }
@@ -239,7 +248,7 @@ impl ResticTarget {
         if let Some(n) = self.cfg.forget_keep_last {
             let indexed = s.indexed.take();
             if let Some(ix) = &indexed {
-                self.forget(&ix.repo, s, n as usize);
+                self.forget(&ix.repo, s, n as usize, snap.id);
             }
             s.indexed = indexed;
         }
@@ -298,19 +307,22 @@ impl ResticTarget {
         let opts = BackupOptions::default()
             .no_scan(true)
             .parent_opts(ParentOptions::default().force(true));
+        let manifest = serde_json::to_vec_pretty(&crate::sink::Manifest::of(&d.record))
+            .map_err(|e| self.err(format!("cannot encode the manifest: {e}")))?;
         let src = SealedSource {
             bytes: d.sealed.to_vec(),
+            manifest,
             mtime: time,
         };
         let snap = repo
             .archive(&opts, &src, snap, &[PathBuf::from(SNAPSHOT_DIR)])
             .map_err(|e| self.rustic_err("backup to", &e))?;
         let files = snap.summary.as_ref().map_or(0, |s| s.total_files_processed);
-        if files != 1 {
+        if files != 2 {
             // Never leave a snapshot without the backup as `latest`.
             let removed = repo.delete_snapshots(&[snap.id]).is_ok();
             return Err(self.err(format!(
-                "snapshot {} holds {files} files instead of {SNAPSHOT_FILE}; {}",
+                "snapshot {} holds {files} files instead of {SNAPSHOT_FILE} and {SNAPSHOT_MANIFEST}; {}",
                 short(&snap.id.to_hex()),
                 if removed {
                     "it was removed and the backup will be retried"
@@ -323,11 +335,25 @@ impl ResticTarget {
     }
 
     /// Opt-in retention: forget all but the newest `keep` chanvault snapshots
-    /// of this host. A failure (append-only server) is a warning only.
-    fn forget<S: rustic_core::Open>(&self, repo: &Repository<S>, s: &mut Session, keep: usize) {
+    /// of this host, by sequence number (then time), and never `just`, the
+    /// snapshot just written: a clock that jumped ahead on an older one must
+    /// not make the newest state the one forgotten. A failure (append-only
+    /// server) is a warning only.
+    fn forget<S: rustic_core::Open>(
+        &self,
+        repo: &Repository<S>,
+        s: &mut Session,
+        keep: usize,
+        just: rustic_core::repofile::SnapshotId,
+    ) {
         let mut ours: Vec<&SnapshotFile> = self.ours(&s.snapshots).collect();
-        ours.sort_by_key(|x| std::cmp::Reverse(x.time.timestamp()));
-        let old: Vec<_> = ours.iter().skip(keep).map(|x| x.id).collect();
+        ours.sort_by_key(|x| std::cmp::Reverse(order(x)));
+        let old: Vec<_> = ours
+            .iter()
+            .filter(|x| x.id != just)
+            .skip(keep.saturating_sub(1))
+            .map(|x| x.id)
+            .collect();
         if old.is_empty() {
             return;
         }
@@ -413,10 +439,7 @@ impl ResticTarget {
     pub fn latest_blocking(&self) -> Result<Option<(SnapshotInfo, Vec<u8>)>, TargetError> {
         let mut guard = self.lock_session();
         let (s, repo) = self.reopen(&mut guard)?;
-        let Some(snap) = self
-            .ours(&s.snapshots)
-            .max_by_key(|x| x.time.timestamp())
-            .cloned()
+        let Some(snap) = self.ours(&s.snapshots).max_by_key(|x| order(x)).cloned()
         else {
             return Ok(None);
         };
@@ -444,6 +467,40 @@ impl ResticTarget {
                 self.cfg.repository
             ))),
         }
+    }
+
+    /// The manifest file of one chanvault snapshot, if it has one
+    /// (snapshots written before manifests were signed do not).
+    pub fn snapshot_manifest_blocking(&self, id: &str) -> Result<Option<Vec<u8>>, TargetError> {
+        let mut guard = self.lock_session();
+        let (s, repo) = self.reopen(&mut guard)?;
+        let Some(snap) = self
+            .ours(&s.snapshots)
+            .find(|x| x.id.to_hex().starts_with(id))
+            .cloned()
+        else {
+            return Err(self.err(format!(
+                "no chanvault snapshot {id} in {}",
+                self.cfg.repository
+            )));
+        };
+        let repo = repo
+            .to_indexed()
+            .map_err(|e| self.rustic_err("cannot read the index of", &e))?;
+        let Ok(node) = repo.node_from_snapshot_and_path(&snap, SNAPSHOT_MANIFEST) else {
+            return Ok(None);
+        };
+        if node.meta.size > crate::sink::dir::MAX_MANIFEST_BYTES {
+            return Err(self.err(format!(
+                "snapshot {}: {SNAPSHOT_MANIFEST} is {} bytes, more than a manifest can be",
+                short(id),
+                node.meta.size
+            )));
+        }
+        let mut bytes = vec![];
+        repo.dump(&node, &mut bytes)
+            .map_err(|e| self.rustic_err("cannot read the manifest from", &e))?;
+        Ok(Some(bytes))
     }
 
     fn read_file(
@@ -501,17 +558,33 @@ impl BlockingTarget for ResticTarget {
                     sealed_sha256: id,
                     suspect: None,
                     label: Some(s.id.chars().take(8).collect()),
+                    seq: s.tag("seq").and_then(|n| n.parse().ok()),
                     locator: s.id,
                     published_in: "snapshot tag",
                 })
             })
             .collect();
-        held.sort_by_key(|h| std::cmp::Reverse(h.created));
+        held.sort_by_key(|h| std::cmp::Reverse((h.seq, h.created)));
         Ok(held)
     }
 
     fn fetch_blocking(&self, locator: &str) -> Result<Vec<u8>, TargetError> {
         self.snapshot_blocking(locator).map(|(_, bytes)| bytes)
+    }
+
+    fn fetch_manifest_blocking(
+        &self,
+        locator: &str,
+    ) -> Result<Option<crate::sink::Manifest>, TargetError> {
+        let Some(bytes) = self.snapshot_manifest_blocking(locator)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            self.err(format!(
+                "snapshot {}: {SNAPSHOT_MANIFEST} is damaged: {e}",
+                short(locator)
+            ))
+        })
     }
 }
 
@@ -560,6 +633,16 @@ fn read_secret(path: &Path, key: &str) -> Result<SecretString, String> {
         }
         other => format!("{key} {} {other}", path.display()),
     })
+}
+
+/// The order of a chanvault snapshot: its `seq:` tag, then its time.
+fn order(s: &SnapshotFile) -> (u64, i128) {
+    let seq = s
+        .tags
+        .iter()
+        .find_map(|t| t.strip_prefix("seq:")?.parse().ok())
+        .unwrap_or(0);
+    (seq, s.time.timestamp().as_nanosecond())
 }
 
 fn jiff_time(t: DateTime<Utc>) -> rustic_core::jiff::Timestamp {

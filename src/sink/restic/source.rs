@@ -1,4 +1,5 @@
-//! The in-memory source rustic archives: the sealed backup as one file.
+//! The in-memory source rustic archives: the sealed backup and its signed
+//! manifest, two files in one directory.
 
 use std::ffi::OsStr;
 use std::io::Cursor;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rustic_core::repofile::{Metadata, Node, NodeType};
 use rustic_core::{ReadSource, ReadSourceEntry, RusticResult};
 
-use super::{SNAPSHOT_DIR, SNAPSHOT_FILE};
+use super::{SNAPSHOT_DIR, SNAPSHOT_FILE, SNAPSHOT_MANIFEST};
 
 /// Go's `os.ModeDir`, which restic stores in a node's mode.
 pub(super) const GO_MODE_DIR: u32 = 1 << 31;
@@ -16,6 +17,8 @@ pub(super) const GO_MODE_DIR: u32 = 1 << 31;
 /// directory entry first, or restic restores it with a 1901 mtime.
 pub(super) struct SealedSource {
     pub(super) bytes: Vec<u8>,
+    /// The manifest's JSON; written after the backup (names sort so).
+    pub(super) manifest: Vec<u8>,
     pub(super) mtime: rustic_core::jiff::Timestamp,
 }
 
@@ -39,7 +42,7 @@ impl ReadSource for SealedSource {
     type Iter = std::vec::IntoIter<Entry>;
 
     fn size(&self) -> RusticResult<Option<u64>> {
-        Ok(Some(self.bytes.len() as u64))
+        Ok(Some((self.bytes.len() + self.manifest.len()) as u64))
     }
 
     fn entries(&self) -> Self::Iter {
@@ -63,6 +66,17 @@ impl ReadSource for SealedSource {
                     self.meta(0o600, self.bytes.len() as u64),
                 ),
                 open: Some(Cursor::new(self.bytes.clone())),
+            }),
+            Ok(ReadSourceEntry {
+                path: PathBuf::from(SNAPSHOT_MANIFEST),
+                node: Node::new_node(
+                    Path::new(SNAPSHOT_MANIFEST)
+                        .file_name()
+                        .unwrap_or(OsStr::new("channel.backup.json")),
+                    NodeType::File,
+                    self.meta(0o600, self.manifest.len() as u64),
+                ),
+                open: Some(Cursor::new(self.manifest.clone())),
             }),
         ]
         .into_iter()

@@ -34,6 +34,7 @@ fn lock_files_round_trip_and_read_restic_compressed_ones() {
 fn source_yields_the_directory_before_the_file() {
     let src = SealedSource {
         bytes: b"age".to_vec(),
+        manifest: b"{}".to_vec(),
         mtime: rustic_core::jiff::Timestamp::now(),
     };
     let e: Vec<_> = src.entries().map(|e| e.unwrap()).collect();
@@ -42,6 +43,8 @@ fn source_yields_the_directory_before_the_file() {
     assert_eq!(e[0].node.meta.mode, Some(GO_MODE_DIR | 0o700));
     assert_eq!(e[1].path, PathBuf::from(SNAPSHOT_FILE));
     assert_eq!(e[1].node.meta.size, 3);
+    assert_eq!(e[2].path, PathBuf::from(super::SNAPSHOT_MANIFEST));
+    assert_eq!(e[2].node.meta.size, 2);
 }
 
 #[test]
