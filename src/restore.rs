@@ -290,7 +290,10 @@ pub async fn check_manifest(
         .map_err(|e| RestoreError::Unreachable(vec![e]))?;
     let Some(m) = manifest else {
         return match loc.seq {
-            Some(n) => Err(not_believed(loc, format!("it claims sequence {n} but has no manifest"))),
+            Some(n) => Err(not_believed(
+                loc,
+                format!("it claims sequence {n} but has no manifest"),
+            )),
             None => Ok(None),
         };
     };
@@ -313,7 +316,10 @@ pub async fn check_manifest(
     if !m.sealed_sha256.starts_with(&loc.expect_sha256) || loc.expect_sha256.is_empty() {
         return Err(not_believed(
             loc,
-            format!("its manifest is for another file ({})", short(&m.sealed_sha256)),
+            format!(
+                "its manifest is for another file ({})",
+                short(&m.sealed_sha256)
+            ),
         ));
     }
     Ok(Some(m))

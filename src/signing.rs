@@ -37,7 +37,9 @@ pub enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a chanvault manifest key file ({reason}); move it aside to make a new key")]
+    #[error(
+        "{path} is not a chanvault manifest key file ({reason}); move it aside to make a new key"
+    )]
     Damaged { path: PathBuf, reason: &'static str },
     #[error("{path} can be read by others (mode {mode:o}); chmod 600 it")]
     TooOpen { path: PathBuf, mode: u32 },
@@ -226,7 +228,8 @@ pub struct Trusted {
 impl Trusted {
     /// The state dir's own key (if it has one) and the config's list.
     pub fn new(own: Option<&ManifestKeys>, configured: &[String]) -> Result<Self, String> {
-        let mut keys: Vec<VerifyingKey> = own.map(|k| k.signing.verifying_key()).into_iter().collect();
+        let mut keys: Vec<VerifyingKey> =
+            own.map(|k| k.signing.verifying_key()).into_iter().collect();
         for text in configured {
             let k = parse_public(text)?;
             if !keys.contains(&k) {
@@ -249,8 +252,14 @@ impl Trusted {
     /// Check a signed manifest: its signer is trusted (or, with no trusted
     /// key at all, merely consistent), the signature holds, and it is not
     /// dated in the future. The error says which, in a few words.
-    pub fn check(&self, claims: &Claims, signature: &str, now: DateTime<Utc>) -> Result<(), String> {
-        let key = parse_public(&claims.signer).map_err(|e| format!("its signer is unreadable: {e}"))?;
+    pub fn check(
+        &self,
+        claims: &Claims,
+        signature: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let key =
+            parse_public(&claims.signer).map_err(|e| format!("its signer is unreadable: {e}"))?;
         if !self.keys.is_empty() && !self.keys.contains(&key) {
             return Err(format!(
                 "it is signed by {}, which is not a trusted key (manifest_public_keys)",
@@ -261,7 +270,9 @@ impl Trusted {
         hex::decode_to_slice(signature, &mut sig)
             .map_err(|_| "its signature is not 128 hex digits".to_owned())?;
         key.verify(claims.message().as_bytes(), &Signature::from_bytes(&sig))
-            .map_err(|_| "its signature does not match what it says (edited or forged)".to_owned())?;
+            .map_err(|_| {
+                "its signature does not match what it says (edited or forged)".to_owned()
+            })?;
         if claims.created > now + chrono::Duration::seconds(MAX_CLOCK_SKEW_SECS) {
             return Err(format!(
                 "it is dated {} (in the future)",
@@ -307,10 +318,22 @@ mod tests {
         let trusted = Trusted::new(Some(&k), &[]).unwrap();
         trusted.check(&c, &sig, now).unwrap();
         for edit in [
-            Claims { seq: 8, ..c.clone() },
-            Claims { created: "2099-01-01T00:00:00Z".parse().unwrap(), ..c.clone() },
-            Claims { suspect: Some("shrunk".into()), ..c.clone() },
-            Claims { sealed_sha256: "ce".repeat(32), ..c.clone() },
+            Claims {
+                seq: 8,
+                ..c.clone()
+            },
+            Claims {
+                created: "2099-01-01T00:00:00Z".parse().unwrap(),
+                ..c.clone()
+            },
+            Claims {
+                suspect: Some("shrunk".into()),
+                ..c.clone()
+            },
+            Claims {
+                sealed_sha256: "ce".repeat(32),
+                ..c.clone()
+            },
         ] {
             assert!(trusted.check(&edit, &sig, now).is_err(), "{edit:?}");
         }
@@ -318,12 +341,19 @@ mod tests {
         let other_dir = tempfile::tempdir().unwrap();
         let other = ManifestKeys::load_or_create(other_dir.path()).unwrap();
         let forged = claims(other.public());
-        let e = trusted.check(&forged, &other.sign(&forged), now).unwrap_err();
+        let e = trusted
+            .check(&forged, &other.sign(&forged), now)
+            .unwrap_err();
         assert!(e.contains("not a trusted key"), "{e}");
         // With no trusted key at all, a self-consistent manifest passes.
-        Trusted::default().check(&forged, &other.sign(&forged), now).unwrap();
+        Trusted::default()
+            .check(&forged, &other.sign(&forged), now)
+            .unwrap();
         // The future is refused even when signed.
-        let future = Claims { created: now + chrono::Duration::days(365), ..claims(k.public()) };
+        let future = Claims {
+            created: now + chrono::Duration::days(365),
+            ..claims(k.public())
+        };
         let e = trusted.check(&future, &k.sign(&future), now).unwrap_err();
         assert!(e.contains("in the future"), "{e}");
     }
@@ -337,10 +367,16 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
-        let seed = text.lines().find_map(|l| l.strip_prefix("signing=")).unwrap();
+        let seed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("signing="))
+            .unwrap();
         assert!(!format!("{k:?}").contains(seed));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(ManifestKeys::load(d.path()), Err(KeyError::TooOpen { .. })));
+        assert!(matches!(
+            ManifestKeys::load(d.path()),
+            Err(KeyError::TooOpen { .. })
+        ));
     }
 
     #[test]

@@ -387,11 +387,10 @@ impl Spool {
         };
         fsutil::ensure_dir(dir, 0o700).map_err(state_err)?;
         fsutil::ensure_dir(&dir.join(BACKUPS_DIR), 0o700).map_err(state_err)?;
-        let keys = crate::signing::ManifestKeys::load_or_create(dir).map_err(|e| {
-            SpoolError::Keys {
+        let keys =
+            crate::signing::ManifestKeys::load_or_create(dir).map_err(|e| SpoolError::Keys {
                 reason: crate::text::one_line(&e.to_string()),
-            }
-        })?;
+            })?;
         let spool = Self {
             dir: dir.to_path_buf(),
             keep: keep.max(1),

@@ -49,6 +49,11 @@ pub struct TargetStatus {
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub state_dir: String,
+    /// The key that signs this state dir's manifests (`ed25519:…`), for the
+    /// config's `seal.manifest_public_keys`; `None` before the first backup.
+    pub manifest_key: Option<String>,
+    /// Whether the config lists it (a recovery machine can check manifests).
+    pub manifest_key_in_config: bool,
     pub backups: usize,
     pub newest: Option<BackupSummary>,
     pub last_good: Option<BackupSummary>,
@@ -85,8 +90,16 @@ impl Status {
                 }
             })
             .collect();
+        let manifest_key = crate::signing::ManifestKeys::load(&cfg.state_dir)
+            .ok()
+            .flatten()
+            .map(|k| k.public());
         Ok(Self {
             state_dir: cfg.state_dir.display().to_string(),
+            manifest_key_in_config: manifest_key
+                .as_ref()
+                .is_some_and(|k| cfg.seal.manifest_public_keys.contains(k)),
+            manifest_key,
             backups: j.backups.len(),
             newest: j.newest().map(BackupSummary::from),
             last_good: j.last_good().map(BackupSummary::from),
@@ -113,6 +126,16 @@ impl Status {
             )
         };
         out += &format!("spool      {} ({} backups)\n", self.state_dir, self.backups);
+        if let Some(k) = &self.manifest_key {
+            out += &format!(
+                "signing    {k}{}\n",
+                if self.manifest_key_in_config {
+                    ""
+                } else {
+                    "  (not in seal.manifest_public_keys: add it, so restore on a fresh machine can check manifests)"
+                }
+            );
+        }
         out += &format!(
             "newest     {}\n",
             self.newest.as_ref().map_or("none yet".into(), line)

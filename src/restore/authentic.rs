@@ -14,6 +14,8 @@ use crate::config::Config;
 use crate::pipeline::short;
 use crate::progress::Progress;
 use crate::seal::Identities;
+use crate::signing::{Trusted, short_key};
+use std::collections::BTreeMap;
 
 use super::{Fetched, Listed, Listing, Location, RestoreError, check_copy, decrypt, trusted_keys};
 
@@ -32,16 +34,18 @@ pub(super) async fn fetch_latest(
     ids: &Identities,
     progress: &dyn Progress,
 ) -> Result<Fetched, RestoreError> {
-    let trusted = trusted_keys(cfg)?;
+    let mut trusted = trusted_keys(cfg)?;
     if trusted.is_empty() {
-        progress.step(
-            "warning: no trusted manifest key (seal.manifest_public_keys, or the state dir's own): signatures are checked for consistency only",
-        );
+        trusted = agreed_signer(cfg, listing, progress).await?;
     }
     let mut all: Vec<Candidate> = listing
         .backups
         .iter()
-        .flat_map(|b| b.held_by.iter().map(move |loc| Candidate { backup: b, loc }))
+        .flat_map(|b| {
+            b.held_by
+                .iter()
+                .map(move |loc| Candidate { backup: b, loc })
+        })
         .collect();
     let signed_anywhere = all.iter().any(|c| c.loc.seq.is_some());
     all.retain(|c| c.loc.seq.is_some() || !signed_anywhere);
@@ -72,7 +76,11 @@ pub(super) async fn fetch_latest(
             continue;
         }
         progress.step("decrypting…");
-        let what = format!("backup {} from target {}", short(&c.backup.id), c.loc.target);
+        let what = format!(
+            "backup {} from target {}",
+            short(&c.backup.id),
+            c.loc.target
+        );
         match decrypt(ids, &sealed, &what) {
             Ok(plain) => {
                 return Ok(Fetched {
@@ -100,6 +108,56 @@ pub(super) async fn fetch_latest(
             }
         ))
     }))
+}
+
+/// With no trusted key (a fresh machine whose config lacks
+/// `seal.manifest_public_keys`): the one key that signs every target's
+/// newest claimed copy. Targets that disagree are an error, never a guess:
+/// a compromised target can sign with a key of its own.
+async fn agreed_signer(
+    cfg: &Config,
+    listing: &Listing,
+    progress: &dyn Progress,
+) -> Result<Trusted, RestoreError> {
+    let mut newest: BTreeMap<&str, &Location> = BTreeMap::new();
+    for loc in listing.backups.iter().flat_map(|b| &b.held_by) {
+        let e = newest.entry(loc.target.as_str()).or_insert(loc);
+        if loc.seq > e.seq {
+            *e = loc;
+        }
+    }
+    let mut signers: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (target, loc) in newest {
+        if loc.seq.is_none() {
+            continue;
+        }
+        let sink = crate::sink::build(super::named(cfg, target)?);
+        if let Ok(Some(m)) = sink.fetch_manifest(&loc.locator).await
+            && let Some(signer) = m.signer
+        {
+            signers.entry(signer).or_default().push(target);
+        }
+    }
+    match signers.len() {
+        0 => Ok(Trusted::default()),
+        1 => {
+            let (key, targets) = signers.into_iter().next().expect("one signer");
+            progress.step(&format!(
+                "warning: no trusted manifest key in the config (seal.manifest_public_keys); believing {}, which signs the newest backup on {}",
+                short_key(&key),
+                targets.join(", ")
+            ));
+            Trusted::new(None, &[key]).map_err(RestoreError::Tampered)
+        }
+        _ => Err(RestoreError::Tampered(format!(
+            "targets disagree about the key that signs their manifests ({}); put this node's key (`chanvault status` on it, or the escrow) into seal.manifest_public_keys, or restore from one --target",
+            signers
+                .iter()
+                .map(|(k, t)| format!("{} on {}", short_key(k), t.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+    }
 }
 
 /// Say which targets' newest copy is not the one restored: behind (an older

@@ -223,9 +223,8 @@ impl DirTarget {
             .signer
             .as_ref()
             .and_then(|k| crate::signing::Trusted::new(None, std::slice::from_ref(k)).ok());
-        let authentic = own.is_some_and(|t| {
-            existing.authenticate(&t, chrono::Utc::now()) == Ok(Some(theirs))
-        });
+        let authentic =
+            own.is_some_and(|t| existing.authenticate(&t, chrono::Utc::now()) == Ok(Some(theirs)));
         if authentic && theirs <= known_seq {
             return Ok(Some(format!("kept newer current, sequence {theirs}")));
         }

@@ -238,7 +238,7 @@ async fn watch_exits_zero_on_sigterm() {
     eventually(
         "channels delivered",
         20,
-        || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&f.path().join("state"), &fp)),
     )
     .await;
     let status = watch.stop().await;
@@ -262,7 +262,7 @@ async fn lnd_outage_logs_one_line_per_state_change_not_per_retry() {
     eventually(
         "state delivered after LND came up",
         20,
-        || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&f.path().join("state"), &fp)),
     )
     .await;
     assert_eq!(watch.stop().await.code(), Some(0));

@@ -35,6 +35,7 @@ mod secret_hygiene;
 mod security_doc;
 mod seed_drill;
 mod shutdown;
+mod signed_manifests;
 mod slow_lnd;
 mod systemd_notify;
 mod torture_kill;

@@ -343,6 +343,7 @@ async fn a_remote_failing_under_a_running_rclone_is_one_clear_line_and_recovers(
             record,
             sealed: std::sync::Arc::new(sealed),
             current: true,
+            known_seq: 0,
         }
     };
     s.f.sim.open_channels(2);

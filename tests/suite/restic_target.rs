@@ -210,7 +210,7 @@ impl Setup {
         let json: serde_json::Value =
             serde_json::from_str(&restic(repo, &self.password_file, &a, env)).unwrap();
         let snaps = json.as_array().unwrap();
-        let fp_tag = format!("fp:{}", &rec.fingerprint[..12]);
+        let fp_tag = format!("fp:{}", &rec.published_fingerprint()[..12]);
         let ours = snaps
             .iter()
             .find(|s| {
@@ -319,6 +319,7 @@ async fn local_repository_works_with_stock_restic_and_age() {
         record: rec.clone(),
         sealed: std::sync::Arc::new(sealed),
         current: true,
+        known_seq: 0,
     };
     let first = t.deliver(&d).await.unwrap();
     let again = t.deliver(&d).await.unwrap();
@@ -543,7 +544,7 @@ async fn rest_server_outage_is_survived_without_a_restart() {
     eventually(
         "pbs is current",
         20,
-        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&s.f.path().join("state"), &fp)),
     )
     .await;
 

@@ -208,7 +208,7 @@ async fn kill_dash_nine_loses_and_corrupts_nothing() {
                     .filter(|t| t.current.as_ref() == Some(g))
                     .count()
                     == 2
-        }) && matches!(dir_target.current_manifest(), Ok(Some(m)) if m.fingerprint == want_fp)
+        }) && matches!(dir_target.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&state, &want_fp))
             // This run is up (its signal handler too), not only an earlier one's work.
             && std::fs::read(&log)
                 .is_ok_and(|l| String::from_utf8_lossy(&l[log_mark.min(l.len())..]).contains("connected to LND"));

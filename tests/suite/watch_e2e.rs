@@ -158,9 +158,10 @@ async fn watch_delivers_reconnects_and_catches_up_on_missed_state() {
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(agent.watch(rx));
     let target = DirTarget::new("pbs", &f.target_dir("pbs"));
+    let state = f.path().join("state");
     let on_target = |fp: String| {
-        let target = target.clone();
-        move || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == fp)
+        let (target, state) = (target.clone(), state.clone());
+        move || matches!(target.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&state, &fp))
     };
 
     // Baseline export on connect, then the stream.
@@ -251,7 +252,7 @@ async fn a_dead_target_does_not_delay_another_and_catches_up() {
     eventually(
         "pbs has the state",
         10,
-        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&f.path().join("state"), &fp)),
     )
     .await;
     eventually("nfs failure recorded", 10, || {
@@ -277,7 +278,7 @@ async fn a_dead_target_does_not_delay_another_and_catches_up() {
     eventually(
         "nfs catches up",
         15,
-        || matches!(nfs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        || matches!(nfs.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&f.path().join("state"), &fp)),
     )
     .await;
     tx.send(true).unwrap();
@@ -309,7 +310,7 @@ async fn pending_deliveries_resume_after_a_restart() {
     eventually(
         "resumed delivery",
         10,
-        || matches!(late.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        || matches!(late.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&f.path().join("state"), &fp)),
     )
     .await;
     tx.send(true).unwrap();
@@ -386,7 +387,7 @@ async fn metrics_and_health_reflect_the_pipeline() {
     eventually(
         "pbs has the state",
         10,
-        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&f.path().join("state"), &fp)),
     )
     .await;
     let get = |path: &'static str| tokio::task::spawn_blocking(move || http_get(addr, path));
@@ -580,7 +581,7 @@ async fn a_full_spool_disk_loses_nothing_and_recovers_without_a_restart() {
     eventually(
         "state delivered after space came back",
         15,
-        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+        || matches!(pbs.current_manifest(), Ok(Some(m)) if m.fingerprint == crate::common::published(&f.path().join("state"), &fp)),
     )
     .await;
     tx.send(true).unwrap();

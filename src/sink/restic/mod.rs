@@ -439,8 +439,7 @@ impl ResticTarget {
     pub fn latest_blocking(&self) -> Result<Option<(SnapshotInfo, Vec<u8>)>, TargetError> {
         let mut guard = self.lock_session();
         let (s, repo) = self.reopen(&mut guard)?;
-        let Some(snap) = self.ours(&s.snapshots).max_by_key(|x| order(x)).cloned()
-        else {
+        let Some(snap) = self.ours(&s.snapshots).max_by_key(|x| order(x)).cloned() else {
             return Ok(None);
         };
         self.read_file(repo, &snap).map(Some)

@@ -114,13 +114,23 @@ path = "targets/pbs"
         let fp = chanvault::scb::fingerprint(&self.sim.channels());
         let t = chanvault::sink::dir::DirTarget::new(name, &self.target_dir(name));
         let t0 = Instant::now();
+        let state = self.path().join("state");
         eventually(
             what,
             secs,
-            || matches!(t.current_manifest(), Ok(Some(m)) if m.fingerprint == fp),
+            || matches!(t.current_manifest(), Ok(Some(m)) if m.fingerprint == published(&state, &fp)),
         )
         .await;
         t0.elapsed()
+    }
+}
+
+/// The fingerprint as targets publish it for the state dir `state`: keyed
+/// with its manifest key (the plain one before the key exists).
+pub fn published(state: &Path, fp: &str) -> String {
+    match chanvault::signing::ManifestKeys::load(state) {
+        Ok(Some(k)) => k.keyed_fingerprint(fp),
+        _ => fp.to_owned(),
     }
 }
 
