@@ -27,11 +27,11 @@ pub enum AuditCommand {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// Check the local hash chain only, without OpenBao (weaker: whoever can write the state dir can rewrite the whole chain).
     #[arg(long)]
     pub local_only: bool,
-    #[command(flatten)]
-    pub config: ConfigArg,
 }
 
 pub async fn run(cmd: AuditCommand) -> u8 {

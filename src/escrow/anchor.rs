@@ -17,7 +17,8 @@
 //!
 //! What it cannot stop: a token holder who replaces the tail with forged
 //! records and writes a version for each, until KV v2 has pruned every
-//! version that held an original hash (`max_versions`, 10 by default).
+//! version that held an original hash (`max_versions`, 10 by default; `audit
+//! verify` compares the newest 100).
 //! Each of those writes is in OpenBao's own audit device.
 //!
 //! The anchor holds no secret: a record number, a hash and the record's time.
@@ -32,7 +33,7 @@ pub const ANCHOR_NAME: &str = "_audit/anchor";
 /// an old log; the rest follows with the next operations).
 const MAX_CATCH_UP: u64 = 256;
 /// How many of the newest retained versions `audit verify` compares.
-const MAX_HISTORY: usize = 64;
+const MAX_HISTORY: usize = 100;
 /// Another chanvault process writing the anchor at the same time: re-read
 /// and carry on, this many times.
 const CAS_RETRIES: usize = 3;
