@@ -10,7 +10,7 @@ use std::process::Output;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::bao::{self, Bao};
+use crate::common::bao::Bao;
 use crate::common::vectors::{ABANDON, LEGAL, LETTER};
 use crate::common::{bin, text};
 use chanvault::escrow::audit::{Entry, Record};
@@ -346,12 +346,8 @@ fn the_shipped_policies_never_let_a_token_delete_or_destroy_a_checkpoint() {
 
     // The operator can read the anchor through the same CLI, so the refusals
     // below are the policy's, not the CLI's mount lookup failing.
-    env.bao
-        .bao_as(&operator, &["kv", "get", ANCHOR])
-        .status
-        .success()
-        .then_some(())
-        .expect("operator reads the anchor");
+    let out = env.bao.bao_as(&operator, &["kv", "get", ANCHOR]);
+    assert!(out.status.success(), "{}", text(&out));
 
     // The daemon's token moves the anchor forward too (keys get: record 2).
     let d_cfg = config("daemon", &daemon);
