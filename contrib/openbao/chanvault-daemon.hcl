@@ -1,8 +1,9 @@
 # chanvault daemon (watch / verify): least privilege.
 # It may read the escrowed age identity that opens the channel backups (for
-# the monthly `verify` drill) and nothing else: no seeds, no xprvs, no
-# descriptors, no listing, no writes. Paths assume mount "secret", prefix
-# "chanvault" and the item name "age-identity"; adjust to your [escrow] config.
+# the monthly `verify` drill), and move the audit log's anchor forward;
+# nothing else: no seeds, no xprvs, no descriptors, no listing, no other
+# writes. Paths assume mount "secret", prefix "chanvault" and the item name
+# "age-identity"; adjust to your [escrow] config.
 # Tokens also get OpenBao's "default" policy (lookup-self, renew-self).
 
 path "secret/data/chanvault/age-identity" {
@@ -10,6 +11,17 @@ path "secret/data/chanvault/age-identity" {
 }
 
 path "secret/metadata/chanvault/age-identity" {
+  capabilities = ["read"]
+}
+
+# The audit log's anchor: every escrow access appends a record to the local
+# log and writes its hash here as a new version (check-and-set). New versions
+# and reads only: no delete or destroy of a version, and no metadata write
+# (max_versions or delete_version_after would prune the checkpoints).
+path "secret/data/chanvault/_audit/anchor" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/metadata/chanvault/_audit/anchor" {
   capabilities = ["read"]
 }
 

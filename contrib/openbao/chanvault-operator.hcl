@@ -26,3 +26,23 @@ path "secret/destroy/chanvault/*" {
 
 # Deliberately absent: deleting a whole item with all its history
 # ("delete" on secret/metadata/chanvault/*). Do that as an administrator.
+
+# The audit log's anchor (chanvault/_audit/anchor, written after every
+# escrow access): new versions and reads only. These exact paths win over the
+# globs above, so the operator cannot delete or destroy a checkpoint, nor
+# write its metadata (max_versions or delete_version_after would prune them).
+path "secret/data/chanvault/_audit/anchor" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/metadata/chanvault/_audit/anchor" {
+  capabilities = ["read"]
+}
+path "secret/delete/chanvault/_audit/anchor" {
+  capabilities = ["deny"]
+}
+path "secret/undelete/chanvault/_audit/anchor" {
+  capabilities = ["deny"]
+}
+path "secret/destroy/chanvault/_audit/anchor" {
+  capabilities = ["deny"]
+}

@@ -54,6 +54,13 @@ pub const VERIFY_STATE_LOST: u8 = 28;
 /// lnd-backup-key) does not open a target's newest backup, or a channel in it does not parse.
 pub const VERIFY_SCB_KEY: u8 = 29;
 
+/// `audit verify`: the escrow audit log was changed: its hash chain is broken, or it does not
+/// match its anchor in OpenBao (records removed or rewritten, or the anchor tampered with).
+pub const AUDIT_TAMPERED: u8 = 30;
+/// `audit verify`: the local chain is intact but could not be compared with its anchor:
+/// no `[escrow]` section, OpenBao unreachable, sealed or refusing, or no anchor written yet.
+pub const AUDIT_UNANCHORED: u8 = 31;
+
 /// The code of a failed `restore`.
 pub fn of_restore(e: &RestoreError) -> u8 {
     match e {

@@ -1,4 +1,4 @@
-//! The `keys` and `audit` commands: argument types and what they print.
+//! The `keys` commands: argument types and what they print.
 //! `cli/mod.rs` only dispatches here.
 //!
 //! Secrets never come from argv: `--file` or a no-echo prompt (refused
@@ -14,7 +14,6 @@ use zeroize::Zeroizing;
 
 use super::ConfigArg;
 use crate::config::Config;
-use crate::escrow::audit::{AuditLog, show_line};
 use crate::escrow::material::{self, Kind, PublicFacts};
 use crate::escrow::store::{Escrow, PutOptions};
 use crate::seal::Identities;
@@ -127,14 +126,6 @@ pub struct GetArgs {
     pub identity: Option<PathBuf>,
     #[command(flatten)]
     pub config: ConfigArg,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AuditCommand {
-    /// Check the escrow audit log's hash chain; exit 1 and name the first bad line if it was changed.
-    Verify(ConfigArg),
-    /// Print the escrow audit log readably.
-    Show(ConfigArg),
 }
 
 fn load(path: &Path) -> Result<Config, String> {
@@ -648,43 +639,6 @@ fn revealed(secret: Option<&SecretString>, public: Option<&str>) -> Zeroizing<St
     text.push_str(body);
     text.push('\n');
     text
-}
-
-pub fn audit(cmd: AuditCommand) -> Result<(), String> {
-    match cmd {
-        AuditCommand::Verify(c) => {
-            let cfg = load(&c.config)?;
-            let log = AuditLog::new(&cfg.state_dir);
-            if !log.exists() {
-                return Err(format!(
-                    "no audit log at {}: nothing was escrowed from this machine, or its state dir was lost",
-                    log.path().display()
-                ));
-            }
-            let entries = log.verify().map_err(|e| e.to_string())?;
-            println!(
-                "{}: {} record(s), hash chain intact",
-                log.path().display(),
-                entries.len()
-            );
-            Ok(())
-        }
-        AuditCommand::Show(c) => {
-            let cfg = load(&c.config)?;
-            let log = AuditLog::new(&cfg.state_dir);
-            let entries = log.read_all().map_err(|e| e.to_string())?;
-            if entries.is_empty() {
-                println!("(no records in {})", log.path().display());
-            }
-            for e in &entries {
-                println!("{}", show_line(e));
-            }
-            if let Err(e) = log.verify() {
-                eprintln!("chanvault: warning: {e}");
-            }
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::pipeline::{Outcome, short};
 use crate::status::Status;
 use crate::watch::Agent;
 
+pub mod audit;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;
@@ -81,9 +82,9 @@ pub enum Command {
     /// Key escrow in OpenBao: put, get, list, history, verify, export-public, rotate, reseal.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// The escrow audit log: verify its hash chain, or show it.
+    /// The escrow audit log: verify its hash chain and its anchor in OpenBao, or show it.
     #[command(subcommand)]
-    Audit(keys::AuditCommand),
+    Audit(audit::AuditCommand),
     /// Disaster recovery: list, fetch and decrypt a backup from the targets, restore it into LND.
     #[command(subcommand)]
     Restore(restore::RestoreCommand),
@@ -234,10 +235,7 @@ async fn run(cmd: Command) -> ExitCode {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => fail(&e),
         },
-        Command::Audit(a) => match keys::audit(a) {
-            Ok(()) => ExitCode::from(exit::OK),
-            Err(e) => fail(&e),
-        },
+        Command::Audit(a) => ExitCode::from(audit::run(a).await),
         Command::Restore(r) => ExitCode::from(restore::run(r).await),
         Command::Verify(v) => ExitCode::from(verify::run(v).await),
         Command::Inspect(a) => ExitCode::from(inspect::run(&a).await),

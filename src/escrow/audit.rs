@@ -130,8 +130,9 @@ impl AuditLog {
     }
 
     /// Append one record (fsynced) and update the head file. Holds an
-    /// exclusive lock on the log while doing so.
-    pub fn append(&self, ev: &Event<'_>) -> Result<Record, AuditError> {
+    /// exclusive lock on the log while doing so. Returns the record with its
+    /// hash (what the anchor in OpenBao holds).
+    pub fn append(&self, ev: &Event<'_>) -> Result<Entry, AuditError> {
         if let Some(dir) = self.path.parent() {
             fsutil::ensure_dir(dir, 0o700).map_err(|e| self.io(e))?;
         }
@@ -160,7 +161,7 @@ impl AuditLog {
             outcome: ev.outcome.replace('\n', " "),
             prev,
         };
-        let line = render(&record).map_err(|e| self.io(io::Error::other(e)))?;
+        let (line, hash) = render(&record).map_err(|e| self.io(io::Error::other(e)))?;
         f.write_all(line.as_bytes())
             .and_then(|()| f.write_all(b"\n"))
             .and_then(|()| f.sync_all())
@@ -175,7 +176,7 @@ impl AuditLog {
         let bytes = serde_json::to_vec(&head).map_err(|e| self.io(io::Error::other(e)))?;
         fsutil::write_atomic(&self.head, &bytes, 0o600).map_err(|e| self.io(e))?;
         drop(f);
-        Ok(record)
+        Ok(Entry { record, hash })
     }
 
     /// The number of lines (from the last line's seq) and the last line's bytes.
@@ -254,7 +255,7 @@ impl AuditLog {
                     "its content does not match its hash (the line was edited)".into(),
                 ));
             }
-            if render(&entry.record).ok().as_deref() != Some(text) {
+            if render(&entry.record).ok().map(|(l, _)| l).as_deref() != Some(text) {
                 return Err(broken("the line is not in canonical form (edited)".into()));
             }
             if entry.record.seq != n as u64 {
@@ -327,14 +328,15 @@ impl AuditLog {
     }
 }
 
-/// The record's line: the JSON of the record, then `,"hash":"<sha256 of what came before>"}`.
-fn render(r: &Record) -> Result<String, String> {
+/// The record's line: the JSON of the record, then `,"hash":"<sha256 of what
+/// came before>"}`; and that hash.
+fn render(r: &Record) -> Result<(String, String), String> {
     let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
     let body = json
         .strip_suffix('}')
         .ok_or_else(|| "record did not serialize as an object".to_owned())?;
     let hash = sha_hex(body.as_bytes());
-    Ok(format!("{body},\"hash\":\"{hash}\"}}"))
+    Ok((format!("{body},\"hash\":\"{hash}\"}}"), hash))
 }
 
 /// A human line for `audit show`.

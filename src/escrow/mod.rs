@@ -4,9 +4,11 @@
 //! an identity rotation is `crate::rotate`.
 //!
 //! `material` validates what goes in; `kv` talks to OpenBao; `audit` keeps the
-//! local tamper-evident record; `store` is the audited API that ties them
-//! together and that the `keys` commands call.
+//! local tamper-evident record and `anchor` its checkpoints in OpenBao;
+//! `store` is the audited API that ties them together and that the `keys`
+//! commands call.
 
+pub mod anchor;
 pub mod audit;
 pub mod kv;
 pub mod material;

@@ -94,9 +94,14 @@ address = "{addr}"
 
     /// Exactly one error line on stderr, exit 1.
     fn err(&self, args: &[&str]) -> String {
+        self.err_code(args, 1)
+    }
+
+    /// Exactly one error line on stderr, exit `code`.
+    fn err_code(&self, args: &[&str], code: i32) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{args:?}: expected one line:\n{stderr}");
         lines[0].to_owned()
@@ -435,7 +440,7 @@ fn openbao_errors_are_one_clear_line_and_write_nothing() {
         "{e}"
     );
     assert_eq!(e.lines().count(), 1);
-    env.ok(&["audit", "verify"]);
+    env.ok(&["audit", "verify", "--local-only"]);
 }
 
 #[test]
@@ -502,6 +507,9 @@ async fn check_and_set_conflicts_are_reported() {
     assert!(e.to_string().contains("expected version 1"), "{e}");
 }
 
+/// `audit verify`'s exit code for a changed log (README, exit codes).
+const CHAIN_BROKEN: i32 = 30;
+
 #[test]
 fn audit_log_tampering_is_detected() {
     let env = Env::new();
@@ -526,7 +534,7 @@ fn audit_log_tampering_is_detected() {
     let mut edited = owned.clone();
     edited[1] = edited[1].replace("\"list\"", "\"lust\"");
     write(&edited);
-    let e = env.err(&["audit", "verify"]);
+    let e = env.err_code(&["audit", "verify"], CHAIN_BROKEN);
     assert!(
         e.contains("line 2: its content does not match its hash"),
         "{e}"
@@ -535,15 +543,21 @@ fn audit_log_tampering_is_detected() {
     let mut removed = owned.clone();
     removed.remove(2);
     write(&removed);
-    assert!(env.err(&["audit", "verify"]).contains("line 3:"));
+    assert!(
+        env.err_code(&["audit", "verify"], CHAIN_BROKEN)
+            .contains("line 3:")
+    );
 
     let mut reordered = owned.clone();
     reordered.swap(0, 1);
     write(&reordered);
-    assert!(env.err(&["audit", "verify"]).contains("line 1:"));
+    assert!(
+        env.err_code(&["audit", "verify"], CHAIN_BROKEN)
+            .contains("line 1:")
+    );
 
     write(&owned[..3]);
-    let e = env.err(&["audit", "verify"]);
+    let e = env.err_code(&["audit", "verify"], CHAIN_BROKEN);
     assert!(e.contains("line 4:") && e.contains("truncated"), "{e}");
 
     std::fs::write(&path, &orig).unwrap();

@@ -6,6 +6,7 @@
 mod common;
 
 mod age_interop;
+mod audit_anchor;
 mod backup_key;
 mod cli;
 mod contrib;

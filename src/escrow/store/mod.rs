@@ -32,7 +32,8 @@ pub use verify::Verified;
 use envelope::{armor_open, armor_seal};
 
 use crate::config::escrow::{EscrowConfig, check_name};
-use crate::escrow::audit::{AuditError, AuditLog, Event};
+use crate::escrow::anchor::{self, AnchorError, Checked};
+use crate::escrow::audit::{AuditError, AuditLog, Entry, Event};
 use crate::escrow::kv::{KvClient, KvError, Metadata, Read};
 use crate::escrow::material::{
     self, CheckResult, Kind, Material, MaterialError, Network, ParseOptions, PublicFacts,
@@ -82,6 +83,11 @@ pub enum EscrowError {
 }
 
 impl EscrowError {
+    /// The operation failed talking to OpenBao (not on what it found there).
+    fn is_kv(&self) -> bool {
+        matches!(self, EscrowError::Kv(_))
+    }
+
     fn class(&self) -> String {
         match self {
             EscrowError::Kv(e) => format!("error: {}", e.class()),
@@ -205,9 +211,10 @@ impl Escrow {
         format!("{}/data/{}", self.kv.mount(), self.item(name))
     }
 
-    /// Append the audit record for one operation, then pass its result on.
-    fn record<T>(
-        &self,
+    /// Append the audit record for one operation, anchor it in OpenBao,
+    /// then pass the operation's result on.
+    async fn record<T>(
+        &mut self,
         op: &str,
         path: &str,
         version: impl Fn(&T) -> Option<u64>,
@@ -217,15 +224,70 @@ impl Escrow {
             Ok(t) => (version(t), "ok".to_owned()),
             Err(e) => (None, e.class()),
         };
+        self.append_and_anchor(
+            op,
+            path,
+            v,
+            &outcome,
+            r.as_ref().is_err_and(EscrowError::is_kv),
+        )
+        .await?;
+        r
+    }
+
+    /// Append one record, then bring the anchor up to the log. When the
+    /// operation itself failed talking to OpenBao (`kv_failed`), the anchor
+    /// is not tried: its error line already says what is wrong, and the
+    /// next operation anchors this record too.
+    ///
+    /// An anchor that cannot be written never fails the operation: what it
+    /// did in OpenBao is done and its record is in the local log. One
+    /// warning line says so; `audit verify` counts the records not anchored.
+    async fn append_and_anchor(
+        &mut self,
+        op: &str,
+        path: &str,
+        version: Option<u64>,
+        outcome: &str,
+        kv_failed: bool,
+    ) -> Result<Entry, EscrowError> {
         let accessor = self.kv.accessor().unwrap_or("").to_owned();
-        self.audit.append(&Event {
+        let entry = self.audit.append(&Event {
             accessor: &accessor,
             op,
             path,
-            version: v,
-            outcome: &outcome,
+            version,
+            outcome,
         })?;
-        r
+        if kv_failed {
+            return Ok(entry);
+        }
+        match anchor::catch_up(&mut self.kv, &self.prefix, &self.audit).await {
+            Ok(_) => {}
+            Err(e @ AnchorError::Unavailable(_)) => tracing::warn!(
+                "audit record {} is not anchored ({e}); the {op} itself is done, and the next escrow operation anchors it",
+                entry.record.seq
+            ),
+            Err(e) => tracing::warn!(
+                "audit record {} is not anchored, and will not be until this is resolved: {e}; run `chanvault audit verify`",
+                entry.record.seq
+            ),
+        }
+        Ok(entry)
+    }
+
+    /// Compare the audit log's verified `entries` with the anchor in
+    /// OpenBao (`Ok(None)`: no anchor has been written yet).
+    pub async fn check_anchor(
+        &mut self,
+        entries: &[Entry],
+    ) -> Result<Option<Checked>, AnchorError> {
+        anchor::check(&mut self.kv, &self.prefix, entries).await
+    }
+
+    /// Where the anchor lives (`MOUNT/data/PREFIX/_audit/anchor`).
+    pub fn anchor_path(&self) -> String {
+        anchor::api_path(&self.kv, &self.prefix)
     }
 
     fn opts(&self, passphrase: Option<SecretString>, path: Option<String>) -> ParseOptions {
@@ -247,6 +309,7 @@ impl Escrow {
         let path = self.api_path(name);
         let r = self.put_inner(kind, name, input, o, true, None).await;
         self.record("put", &path, |r: &PutReport| Some(r.version), r)
+            .await
     }
 
     async fn put_inner(
@@ -382,7 +445,7 @@ impl Escrow {
         let path = self.api_path(name);
         let op = if reveal { "get-reveal" } else { "get" };
         let r = self.get_inner(name, version, identity).await;
-        self.record(op, &path, |i: &Item| Some(i.version), r)
+        self.record(op, &path, |i: &Item| Some(i.version), r).await
     }
 
     async fn get_inner(
@@ -515,7 +578,7 @@ impl Escrow {
     pub async fn list(&mut self) -> Result<Vec<(String, Metadata)>, EscrowError> {
         let path = format!("{}/metadata/{}/", self.kv.mount(), self.prefix);
         let r = self.list_inner().await;
-        self.record("list", &path, |_| None, r)
+        self.record("list", &path, |_| None, r).await
     }
 
     async fn list_inner(&mut self) -> Result<Vec<(String, Metadata)>, EscrowError> {
@@ -544,6 +607,7 @@ impl Escrow {
         }
         .await;
         self.record("history", &path, |m: &Metadata| Some(m.current_version), r)
+            .await
     }
 
     /// Soft-delete (`destroy = false`) or destroy versions.
@@ -563,7 +627,7 @@ impl Escrow {
         }
         .map_err(EscrowError::from);
         let v = versions.first().copied();
-        self.record(op, &path, |_| v, r)
+        self.record(op, &path, |_| v, r).await
     }
 }
 

@@ -24,7 +24,7 @@ impl Escrow {
         let opened = self.reseal_open(ids, what).await;
         let opened = match opened {
             Ok(o) => o,
-            Err(e) => return self.record("reseal", &list_path, |_| None, Err(e)),
+            Err(e) => return self.record("reseal", &list_path, |_| None, Err(e)).await,
         };
         let mut out = Vec::new();
         for o in opened {
@@ -37,7 +37,7 @@ impl Escrow {
                 } => {
                     let path = self.api_path(&name);
                     let r = self.reseal_one(&name, version, data).await;
-                    let r = self.record("reseal", &path, |v: &u64| Some(*v), r);
+                    let r = self.record("reseal", &path, |v: &u64| Some(*v), r).await;
                     out.push(Resealed {
                         name,
                         from: version,

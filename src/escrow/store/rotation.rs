@@ -51,6 +51,7 @@ impl Escrow {
             |r: &(u64, String, Option<String>)| Some(r.0),
             r,
         )
+        .await
     }
 
     /// `--destroy-old`: destroy every version before the latest, only once the
@@ -101,6 +102,7 @@ impl Escrow {
         }
         .await;
         self.record("destroy", &path, |v: &Vec<u64>| v.last().copied(), r)
+            .await
     }
 
     /// `keys rotate approle`: a new secret-id for `escrow.approle_role_name`,
@@ -116,7 +118,7 @@ impl Escrow {
         let base = format!("auth/{}/role/{role}", e.approle_mount);
         let path = format!("{base}/secret-id");
         let r = self.rotate_approle_inner(e, &role, &base).await;
-        self.record("rotate-approle", &path, |_| None, r)
+        self.record("rotate-approle", &path, |_| None, r).await
     }
 
     async fn rotate_approle_inner(

@@ -2,7 +2,6 @@
 //! escrow.
 
 use super::{Escrow, EscrowError, now};
-use crate::escrow::audit::Event;
 use crate::escrow::material::{self, CheckResult, Kind, Material, PublicFacts};
 use crate::seal::Identities;
 
@@ -36,14 +35,9 @@ impl Escrow {
             Ok(_) => format!("failed: {failed} check(s)"),
             Err(e) => e.class(),
         };
-        let accessor = self.kv.accessor().unwrap_or("").to_owned();
-        self.audit.append(&Event {
-            accessor: &accessor,
-            op: "verify",
-            path: &path,
-            version: None,
-            outcome: &outcome,
-        })?;
+        let kv_failed = r.as_ref().is_err_and(EscrowError::is_kv);
+        self.append_and_anchor("verify", &path, None, &outcome, kv_failed)
+            .await?;
         r
     }
 
@@ -142,6 +136,6 @@ impl Escrow {
             }))
         }
         .await;
-        self.record("export-public", &path, |_| None, r)
+        self.record("export-public", &path, |_| None, r).await
     }
 }
