@@ -44,7 +44,7 @@ impl PipelineError {
 /// What happened to a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Stored(BackupRecord),
+    Stored(Box<BackupRecord>),
     /// Same channel set as the newest stored backup.
     Duplicate {
         fingerprint: String,

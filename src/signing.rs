@@ -28,6 +28,7 @@ pub use crate::state_dir::MANIFEST_KEY_FILE as KEY_FILE;
 pub const MAX_CLOCK_SKEW_SECS: i64 = 600;
 const KEY_FILE_HEADER: &str = "# chanvault manifest keys: keep this file 0600; its public half is in the config (manifest_public_keys)";
 const PUBLIC_PREFIX: &str = "ed25519:";
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -72,12 +73,13 @@ impl ManifestKeys {
         let mut text = Zeroizing::new(String::with_capacity(512));
         text.push_str(KEY_FILE_HEADER);
         for (name, key) in [("signing", &seed), ("fingerprint", &fp)] {
-            let mut hexed = Zeroizing::new([0u8; 64]);
-            hex::encode_to_slice(&key[..], &mut hexed[..]).expect("64 digits for 32 bytes");
             text.push('\n');
             text.push_str(name);
             text.push('=');
-            text.push_str(std::str::from_utf8(&hexed[..]).expect("hex is ASCII"));
+            for b in key.iter() {
+                text.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+                text.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
+            }
         }
         text.push('\n');
         match fsutil::create_secret_file(&path, text.as_bytes()) {
@@ -155,8 +157,10 @@ impl ManifestKeys {
     /// The fingerprint as targets may publish it: HMAC-SHA256 of the plain
     /// fingerprint under this state dir's key.
     pub fn keyed_fingerprint(&self, fingerprint: &str) -> String {
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.fingerprint.as_ref())
-            .expect("HMAC takes a key of any length");
+        let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.fingerprint.as_ref())
+        else {
+            unreachable!("HMAC takes a key of any length")
+        };
         mac.update(b"chanvault-fingerprint/1\n");
         mac.update(fingerprint.as_bytes());
         hex::encode(mac.finalize().into_bytes())

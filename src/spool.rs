@@ -363,7 +363,7 @@ impl Journal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     /// Written and journaled.
-    New(BackupRecord),
+    New(Box<BackupRecord>),
     /// The newest backup already has this fingerprint; nothing was written.
     Duplicate { fingerprint: String },
 }
@@ -559,7 +559,7 @@ impl Spool {
         sealed: &[u8],
     ) -> Result<BackupRecord, SpoolError> {
         match self.store_with(record, sealed, false)? {
-            Stored::New(r) => Ok(r),
+            Stored::New(r) => Ok(*r),
             // Unreachable without dedupe; report it rather than panic.
             Stored::Duplicate { fingerprint } => Err(SpoolError::Journal {
                 path: self.journal_path(),
@@ -642,7 +642,7 @@ impl Spool {
                 tracing::warn!(path = %p.display(), error = %e, "cannot remove pruned backup; it is swept on next start");
             }
         }
-        Ok(Stored::New(record))
+        Ok(Stored::New(Box::new(record)))
     }
 
     /// The sealed bytes of a backup, checked against their id.

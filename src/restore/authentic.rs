@@ -138,18 +138,18 @@ async fn agreed_signer(
             signers.entry(signer).or_default().push(target);
         }
     }
-    match signers.len() {
-        0 => Ok(Trusted::default()),
-        1 => {
-            let (key, targets) = signers.into_iter().next().expect("one signer");
+    let mut all = signers.iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(Trusted::default()),
+        (Some((key, targets)), None) => {
             progress.step(&format!(
                 "warning: no trusted manifest key in the config (seal.manifest_public_keys); believing {}, which signs the newest backup on {}",
-                short_key(&key),
+                short_key(key),
                 targets.join(", ")
             ));
-            Trusted::new(None, &[key]).map_err(RestoreError::Tampered)
+            Trusted::new(None, std::slice::from_ref(key)).map_err(RestoreError::Tampered)
         }
-        _ => Err(RestoreError::Tampered(format!(
+        (Some(_), Some(_)) => Err(RestoreError::Tampered(format!(
             "targets disagree about the key that signs their manifests ({}); put this node's key (`chanvault status` on it, or the escrow) into seal.manifest_public_keys, or restore from one --target",
             signers
                 .iter()

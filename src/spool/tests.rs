@@ -21,7 +21,7 @@ fn rec(fp: &str, suspect: bool) -> BackupRecord {
 
 fn stored(s: Stored) -> BackupRecord {
     match s {
-        Stored::New(r) => r,
+        Stored::New(r) => *r,
         Stored::Duplicate { .. } => panic!("unexpected duplicate"),
     }
 }

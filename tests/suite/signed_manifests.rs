@@ -263,7 +263,7 @@ async fn a_clock_a_year_ahead_and_back_leaves_the_newest_state_current() {
         let Stored::New(rec) = spool.store(record(when, &fp.repeat(32)), bytes).unwrap() else {
             panic!("not stored");
         };
-        deliver(rec, bytes.to_vec()).await;
+        deliver(*rec, bytes.to_vec()).await;
     }
     let newest = spool.journal().unwrap().last_good().unwrap().clone();
     assert_eq!(newest.seq, 2);

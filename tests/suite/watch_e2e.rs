@@ -27,7 +27,7 @@ async fn pipeline(f: &Fixture) -> (Pipeline, LndClient) {
 
 fn stored(o: Outcome) -> chanvault::spool::BackupRecord {
     match o {
-        Outcome::Stored(r) => r,
+        Outcome::Stored(r) => *r,
         o => panic!("expected a stored backup, got {o:?}"),
     }
 }
