@@ -36,6 +36,7 @@ mod security_doc;
 mod seed_drill;
 mod shutdown;
 mod slow_lnd;
+mod stuck_targets;
 mod systemd_notify;
 mod torture_kill;
 mod verify_drill;
