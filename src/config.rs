@@ -290,6 +290,11 @@ pub struct ResticTargetConfig {
     /// `rclone:` repositories: the rclone binary (`rclone` on `PATH` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rclone_program: Option<PathBuf>,
+    /// Not a setting: `state_dir/restic-locks`, where the lock files this
+    /// target writes are recorded (filled in when the config is loaded), so
+    /// that only those are ever removed as stale.
+    #[serde(skip)]
+    pub lock_records: Option<PathBuf>,
 }
 
 impl ResticTargetConfig {
@@ -401,6 +406,8 @@ impl Config {
             match t {
                 TargetConfig::Dir(d) => abs(&mut d.path),
                 TargetConfig::Restic(r) => {
+                    r.lock_records =
+                        Some(self.state_dir.join(crate::state_dir::RESTIC_LOCKS_DIR));
                     abs(&mut r.password_file);
                     r.cacert.iter_mut().for_each(abs);
                     r.http_credentials_file.iter_mut().for_each(abs);
