@@ -92,6 +92,11 @@ pub struct LndConfig {
     pub timeout_seconds: u64,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_seconds: u64,
+    /// `watch` exits (code 6) after this many connections in a row whose
+    /// certificate does not match `tls_cert`: a copy that only a restart
+    /// refreshes (systemd's `LoadCredential=`) is stale. 0: never exit.
+    #[serde(default = "default_pin_mismatch_exit_after")]
+    pub pin_mismatch_exit_after: u32,
     /// A macaroon with `offchain:write` for `restore apply` only
     /// (`lncli bakemacaroon offchain:read offchain:write`); the daemon never uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,6 +357,9 @@ fn default_shutdown_grace() -> u64 {
 }
 fn default_request_timeout() -> u64 {
     DEFAULT_REQUEST_TIMEOUT_SECONDS
+}
+fn default_pin_mismatch_exit_after() -> u32 {
+    5
 }
 fn default_reconnect_max() -> u64 {
     DEFAULT_RECONNECT_MAX_SECONDS
