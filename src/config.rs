@@ -298,8 +298,9 @@ pub struct ResticTargetConfig {
     /// Not a setting: `state_dir/restic-locks`, where the lock files this
     /// target writes are recorded (filled in when the config is loaded), so
     /// that only those are ever removed as stale.
+    /// (A `Box<Path>`: two words, keeping `TargetConfig`'s variants near in size.)
     #[serde(skip)]
-    pub lock_records: Option<PathBuf>,
+    pub lock_records: Option<Box<Path>>,
 }
 
 impl ResticTargetConfig {
@@ -414,8 +415,8 @@ impl Config {
             match t {
                 TargetConfig::Dir(d) => abs(&mut d.path),
                 TargetConfig::Restic(r) => {
-                    r.lock_records =
-                        Some(self.state_dir.join(crate::state_dir::RESTIC_LOCKS_DIR));
+                    let records = self.state_dir.join(crate::state_dir::RESTIC_LOCKS_DIR);
+                    r.lock_records = Some(records.into_boxed_path());
                     abs(&mut r.password_file);
                     r.cacert.iter_mut().for_each(abs);
                     r.http_credentials_file.iter_mut().for_each(abs);

@@ -208,7 +208,10 @@ async fn run(cmd: Command) -> ExitCode {
         Command::Watch(c) => match watch_cmd(&c.config).await {
             Ok(Ok(())) => ExitCode::from(exit::OK),
             Ok(Err(e)) => {
-                eprintln!("chanvault: error: {}", crate::text::one_line(&e.to_string()));
+                eprintln!(
+                    "chanvault: error: {}",
+                    crate::text::one_line(&e.to_string())
+                );
                 ExitCode::from(exit::of_watch(&e))
             }
             Err(e) => fail(&e),

@@ -296,7 +296,10 @@ async fn watch_exits_for_a_restart_when_lnd_regenerates_its_certificate() {
     let status = watch.exited_within(30).await;
     let log = watch.log();
     assert_eq!(status.and_then(|s| s.code()), Some(6), "{log}");
-    println!("exited {} ms after the new certificate", t0.elapsed().as_millis());
+    println!(
+        "exited {} ms after the new certificate",
+        t0.elapsed().as_millis()
+    );
     let line = log
         .lines()
         .find(|l| l.starts_with("chanvault: error: "))

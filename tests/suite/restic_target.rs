@@ -676,7 +676,6 @@ async fn only_our_own_stale_locks_are_removed() {
     restic_backup.wait().unwrap();
     assert_eq!(locks(&repo), 1, "a killed restic leaves its lock");
 
-
     // The same stale lock under a second name, recorded in state_dir as one
     // chanvault wrote (what a chanvault killed mid-delivery leaves).
     let theirs = std::fs::read_dir(repo.join("locks"))
@@ -703,7 +702,11 @@ async fn only_our_own_stale_locks_are_removed() {
     // Stock restic (0.14) refuses an exclusive lock beside it until
     // `restic unlock` removes it, which is the operator's call, not ours.
     restic(repo_s, &s.password_file, &["unlock"], &[]);
-    assert_eq!(locks(&repo), 0, "restic unlock removes the dead restic's lock");
+    assert_eq!(
+        locks(&repo),
+        0,
+        "restic unlock removes the dead restic's lock"
+    );
     let out = restic(repo_s, &s.password_file, &["check"], &[]);
     assert!(out.contains("no errors were found"), "{out}");
 }
@@ -879,7 +882,11 @@ async fn a_killed_prune_on_this_host_does_not_block_delivery() {
     assert!(status.success());
     // A new process's first open clears its own dead locks, never an
     // exclusive one: not even one recorded as ours.
-    let prune_lock = std::fs::read_dir(repo.join("locks")).unwrap().next().unwrap().unwrap();
+    let prune_lock = std::fs::read_dir(repo.join("locks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
     let records = s.f.path().join("state").join(RESTIC_LOCKS_DIR);
     std::fs::create_dir_all(&records).unwrap();
     std::fs::write(records.join(prune_lock.file_name()), "offsite").unwrap();

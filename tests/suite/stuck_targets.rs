@@ -21,9 +21,7 @@ fn threads(pid: u32, name: &str) -> (usize, usize) {
         .unwrap_or_default();
     let named = tasks
         .iter()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
-        })
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
         .count();
     (tasks.len(), named)
 }
@@ -56,7 +54,8 @@ async fn a_hung_dir_target_holds_one_thread_and_no_other_target() {
         sample();
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    f.wait_current("pbs", "pbs holds all 100 channels", 30).await;
+    f.wait_current("pbs", "pbs holds all 100 channels", 30)
+        .await;
     let state = f.path().join("state");
     let stuck_retries = || {
         read_journal(&state).ok().flatten().is_some_and(|j| {
@@ -106,15 +105,26 @@ fn check_pair(ids: &Identities, sealed: &Path, manifest: &Path) {
     let bytes = std::fs::read(sealed).unwrap();
     let m: Manifest = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
     let what = sealed.display();
-    assert_eq!(sha256_hex(&bytes), m.sealed_sha256, "{what} vs its manifest");
+    assert_eq!(
+        sha256_hex(&bytes),
+        m.sealed_sha256,
+        "{what} vs its manifest"
+    );
     let plain = chanvault::seal::open(ids, &bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_eq!(sha256_hex(plain.expose()), m.blob_sha256, "{what}'s plaintext");
+    assert_eq!(
+        sha256_hex(plain.expose()),
+        m.blob_sha256,
+        "{what}'s plaintext"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_and_backup_once_never_tear_a_dir_target() {
     let f = Fixture::new().await;
-    f.edit_config("retry_max_seconds = 1\n", "retry_max_seconds = 1\nmin_interval_ms = 0\n");
+    f.edit_config(
+        "retry_max_seconds = 1\n",
+        "retry_max_seconds = 1\nmin_interval_ms = 0\n",
+    );
     f.sim.open_channels(2);
     f.backup_once();
     // A fresh temp file of another writer (keys put replacing the audit
@@ -129,7 +139,10 @@ async fn watch_and_backup_once_never_tear_a_dir_target() {
     watch
         .wait_log("watch started", |l| l.contains("chanvault watch started"))
         .await;
-    assert!(theirs.exists(), "a start swept another process's fresh temp file");
+    assert!(
+        theirs.exists(),
+        "a start swept another process's fresh temp file"
+    );
     assert!(!orphan.exists(), "a dead writer's temp file stays");
     for _ in 0..12 {
         f.sim.open_channel();

@@ -72,7 +72,12 @@ impl OwnLocks {
         let p = dir.join(name);
         crate::fsutil::ensure_dir(dir, 0o700)
             .and_then(|()| crate::fsutil::write_atomic(&p, self.target.as_bytes(), 0o600))
-            .map_err(|e| LockError::io(format!("cannot record our lock in {}: {e}", p.display()), &e))
+            .map_err(|e| {
+                LockError::io(
+                    format!("cannot record our lock in {}: {e}", p.display()),
+                    &e,
+                )
+            })
     }
 
     fn forget(&self, name: &str) {
@@ -96,7 +101,12 @@ impl OwnLocks {
                     && name.bytes().all(|c| c.is_ascii_hexdigit())
                     && crate::fsutil::read_regular(&e.path(), 1024)
                         .is_ok_and(|b| b == self.target.as_bytes());
-                let age = e.metadata().and_then(|m| m.modified()).ok()?.elapsed().ok()?;
+                let age = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()?
+                    .elapsed()
+                    .ok()?;
                 ours.then_some((name, age))
             })
             .collect()

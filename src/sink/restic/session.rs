@@ -138,7 +138,7 @@ impl ResticTarget {
             None => LockPlace::Local(Path::new(&self.cfg.repository).join("locks")),
         };
         let own = OwnLocks {
-            dir: self.cfg.lock_records.clone(),
+            dir: self.cfg.lock_records.as_deref().map(Path::to_path_buf),
             target: self.name.clone(),
         };
         LockStore { place, own }
