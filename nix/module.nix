@@ -27,7 +27,7 @@ let
   # Every config key, as in the README's configuration table (tests/suite/contrib.rs compares the two).
   settingsKeys = [
     "state_dir"
-    "lnd.address" "lnd.tls_cert" "lnd.macaroon" "lnd.timeout_seconds" "lnd.reconnect_max_seconds" "lnd.restore_macaroon" "lnd.backup_key_file"
+    "lnd.address" "lnd.tls_cert" "lnd.macaroon" "lnd.timeout_seconds" "lnd.reconnect_max_seconds" "lnd.pin_mismatch_exit_after" "lnd.restore_macaroon" "lnd.backup_key_file"
     "backup.schedule" "backup.keep"
     "seal.recipients" "seal.recipients_files" "seal.manifest_public_keys"
     "delivery.retry_initial_seconds" "delivery.retry_max_seconds" "delivery.timeout_seconds"

@@ -92,6 +92,11 @@ pub struct LndConfig {
     pub timeout_seconds: u64,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_seconds: u64,
+    /// `watch` exits (code 6) after this many connections in a row whose
+    /// certificate does not match `tls_cert`: a copy that only a restart
+    /// refreshes (systemd's `LoadCredential=`) is stale. 0: never exit.
+    #[serde(default = "default_pin_mismatch_exit_after")]
+    pub pin_mismatch_exit_after: u32,
     /// A macaroon with `offchain:write` for `restore apply` only
     /// (`lncli bakemacaroon offchain:read offchain:write`); the daemon never uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,6 +300,12 @@ pub struct ResticTargetConfig {
     /// `rclone:` repositories: the rclone binary (`rclone` on `PATH` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rclone_program: Option<PathBuf>,
+    /// Not a setting: `state_dir/restic-locks`, where the lock files this
+    /// target writes are recorded (filled in when the config is loaded), so
+    /// that only those are ever removed as stale.
+    /// (A `Box<Path>`: two words, keeping `TargetConfig`'s variants near in size.)
+    #[serde(skip)]
+    pub lock_records: Option<Box<Path>>,
 }
 
 impl ResticTargetConfig {
@@ -353,6 +364,9 @@ fn default_shutdown_grace() -> u64 {
 fn default_request_timeout() -> u64 {
     DEFAULT_REQUEST_TIMEOUT_SECONDS
 }
+fn default_pin_mismatch_exit_after() -> u32 {
+    5
+}
 fn default_reconnect_max() -> u64 {
     DEFAULT_RECONNECT_MAX_SECONDS
 }
@@ -406,6 +420,8 @@ impl Config {
             match t {
                 TargetConfig::Dir(d) => abs(&mut d.path),
                 TargetConfig::Restic(r) => {
+                    let records = self.state_dir.join(crate::state_dir::RESTIC_LOCKS_DIR);
+                    r.lock_records = Some(records.into_boxed_path());
                     abs(&mut r.password_file);
                     r.cacert.iter_mut().for_each(abs);
                     r.http_credentials_file.iter_mut().for_each(abs);

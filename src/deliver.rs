@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::Rng;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::metrics::{Metrics, failure_reason};
 use crate::pipeline::{PipelineError, blocking, short};
@@ -67,15 +68,80 @@ impl Backoff {
     }
 }
 
-/// Deliver one pending item to one target and record the result.
+/// The one delivery attempt a target may have running. An attempt runs as a
+/// task of its own (a blocking target's on a thread of its own,
+/// `sink::unblock`); when it outlives its timeout it cannot be stopped, so
+/// it is kept here, and no new attempt starts until it has returned: however
+/// long a target hangs, it holds one thread, and retries against it cost
+/// nothing but a journal line.
+#[derive(Default)]
+pub struct InFlight {
+    running: Option<Running>,
+}
+
+struct Running {
+    task: JoinHandle<Result<Receipt, TargetError>>,
+    /// When the attempt started, for messages.
+    started: chrono::DateTime<Utc>,
+    since: tokio::time::Instant,
+}
+
+impl InFlight {
+    /// Whether no attempt is running (a finished one is let go of here,
+    /// with one line saying how long the target hung).
+    fn free(&mut self, target: &str) -> bool {
+        match &self.running {
+            Some(r) if !r.task.is_finished() => false,
+            Some(r) => {
+                tracing::info!(
+                    target,
+                    after_s = r.since.elapsed().as_secs(),
+                    "the hung delivery attempt returned; deliveries resume"
+                );
+                self.running = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Wait (at shutdown) until the running attempt returns or `deadline`
+    /// passes; whether none is running then.
+    async fn settle(&mut self, target: &str, deadline: tokio::time::Instant) -> bool {
+        if let Some(r) = &mut self.running {
+            let _ = tokio::time::timeout_at(deadline, &mut r.task).await;
+        }
+        self.free(target)
+    }
+
+    /// The error of an attempt that was not started because one still runs.
+    fn stuck(&self, target: &str) -> TargetError {
+        let started = self.running.as_ref().map(|r| r.started).unwrap_or_default();
+        // The same text for as long as the same attempt hangs: the worker
+        // logs once per change of error, not once per retry.
+        TargetError::new(
+            target,
+            format!(
+                "stuck: the delivery attempt started at {} timed out and has not returned yet \
+                 (the target hangs); no new attempt until it does",
+                started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )
+        .with_kind(ErrorKind::Timeout)
+    }
+}
+
+/// Deliver one pending item to one target and record the result. With an
+/// attempt of this target's still running in `slot`, none is started.
 pub async fn deliver_one(
-    target: &dyn Target,
+    target: &Arc<dyn Target>,
     spool: &Arc<Spool>,
     metrics: &Metrics,
     p: &Pending,
     timeout: Duration,
+    slot: &mut InFlight,
 ) -> Result<Receipt, DeliveryError> {
-    let result = put_one(target, spool, p, timeout).await;
+    let result = put_one(target, spool, p, timeout, slot).await;
     if result.is_ok() {
         let since = chrono::Utc::now() - p.record.created;
         metrics.delivered_in(target.name(), since.as_seconds_f64().max(0.0));
@@ -88,11 +154,15 @@ pub async fn deliver_one(
 }
 
 async fn put_one(
-    target: &dyn Target,
+    target: &Arc<dyn Target>,
     spool: &Arc<Spool>,
     p: &Pending,
     timeout: Duration,
+    slot: &mut InFlight,
 ) -> Result<Receipt, DeliveryError> {
+    if !slot.free(target.name()) {
+        return Err(slot.stuck(target.name()).into());
+    }
     let t0 = std::time::Instant::now();
     let id = p.record.id.clone();
     let sp = spool.clone();
@@ -109,8 +179,16 @@ async fn put_one(
         known_seq: known_seq.max(p.known_seq),
     };
     let t_read = t0.elapsed();
-    let receipt = match tokio::time::timeout(timeout, target.deliver(&delivery)).await {
+    let (started, since) = (Utc::now(), tokio::time::Instant::now());
+    let t = target.clone();
+    let mut task = tokio::spawn(async move { t.deliver(&delivery).await });
+    let receipt = match tokio::time::timeout(timeout, &mut task).await {
         Err(_) => {
+            slot.running = Some(Running {
+                task,
+                started,
+                since,
+            });
             let message = format!(
                 "delivery not finished within {}s (delivery.timeout_seconds)",
                 timeout.as_secs()
@@ -119,7 +197,10 @@ async fn put_one(
                 .with_kind(ErrorKind::Timeout)
                 .into());
         }
-        Ok(r) => r?,
+        Ok(Err(e)) => {
+            return Err(TargetError::new(target.name(), format!("task failed: {e}")).into());
+        }
+        Ok(Ok(r)) => r?,
     };
     let t_target = t0.elapsed();
     let (sp, name, id, current) = (
@@ -190,6 +271,7 @@ pub async fn run_worker(
     let name = target.name().to_string();
     let mut last_error: Option<String> = None;
     let mut last_start: Option<tokio::time::Instant> = None;
+    let mut slot = InFlight::default();
     loop {
         if *shutdown.borrow() {
             break;
@@ -216,7 +298,7 @@ pub async fn run_worker(
             }
         }
         last_start = Some(tokio::time::Instant::now());
-        match deliver_one(target.as_ref(), &spool, &metrics, next, timeout).await {
+        match deliver_one(&target, &spool, &metrics, next, timeout, &mut slot).await {
             Ok(receipt) => {
                 if last_error.take().is_some() {
                     tracing::info!(target = %name, "target reachable again");
@@ -250,7 +332,7 @@ pub async fn run_worker(
         }
     }
     let deadline = tokio::time::Instant::now() + flush_grace;
-    flush(target.as_ref(), &spool, &metrics, timeout, deadline).await;
+    flush(&target, &spool, &metrics, timeout, deadline, &mut slot).await;
 }
 
 /// At shutdown: deliver what is pending now, without pacing, until nothing
@@ -258,11 +340,12 @@ pub async fn run_worker(
 /// for good must not leave its last channel state on no target. What cannot
 /// go out is said, and stays in the spool for the next start.
 async fn flush(
-    target: &dyn Target,
+    target: &Arc<dyn Target>,
     spool: &Arc<Spool>,
     metrics: &Metrics,
     timeout: Duration,
     deadline: tokio::time::Instant,
+    slot: &mut InFlight,
 ) {
     let name = target.name().to_string();
     loop {
@@ -276,6 +359,16 @@ async fn flush(
         let Some(next) = pending.first() else {
             return;
         };
+        // A hung attempt may still return in time: then its successor goes out.
+        if !slot.settle(&name, deadline).await {
+            tracing::warn!(
+                target = %name,
+                backup = short(&next.record.id),
+                pending = pending.len(),
+                "not delivered before shutdown: a delivery attempt is hung; it stays pending in the spool for the next start"
+            );
+            return;
+        }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             tracing::warn!(
@@ -286,7 +379,7 @@ async fn flush(
             );
             return;
         }
-        match deliver_one(target, spool, metrics, next, timeout.min(left)).await {
+        match deliver_one(target, spool, metrics, next, timeout.min(left), slot).await {
             Ok(receipt) => tracing::info!(
                 target = %name,
                 backup = short(&next.record.id),
@@ -324,8 +417,11 @@ pub async fn deliver_pending_once(
                 continue;
             }
         };
+        // A timed-out attempt ends this target's turn (the loop breaks on
+        // any failure), so it leaves at most one thread behind.
+        let mut slot = InFlight::default();
         for p in &pending {
-            match deliver_one(t.as_ref(), spool, metrics, p, timeout).await {
+            match deliver_one(t, spool, metrics, p, timeout, &mut slot).await {
                 Ok(r) => {
                     tracing::info!(target = t.name(), backup = short(&p.record.id), location = %r.location, "delivered")
                 }

@@ -116,8 +116,12 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Suffix of in-flight temp files; anything carrying it is garbage after a crash.
+/// Suffix of in-flight temp files.
 pub const TEMP_SUFFIX: &str = ".tmp";
+/// A temp file left this long is garbage whoever wrote it: a write takes
+/// milliseconds. Files of other programs, or of ours whose PID cannot be
+/// read from the name, are swept only after this.
+pub const TEMP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// Write `bytes` to `path` atomically with the given mode (e.g. 0o600).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
@@ -126,16 +130,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 }
 
 /// First half of an atomic write: the complete, fsynced content under a temp
-/// name next to `path`. Nothing reads temp files; a crash leaves only garbage
-/// that [`remove_temp_files`] sweeps.
+/// name next to `path` ([`temp_path`]: ours alone, so two processes writing
+/// the same file never write into or rename each other's). Nothing reads
+/// temp files; a crash leaves only garbage that [`remove_temp_files`] sweeps.
 pub fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
     let tmp = temp_path(path);
-    // A stale temp file from an earlier crash would make create_new fail.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -166,19 +165,81 @@ pub fn commit_temp(tmp: &Path, path: &Path) -> io::Result<()> {
 }
 
 /// Remove leftover temp files in `dir` (after a crash). Returns how many.
+///
+/// Another process may be writing in the same dir right now (`keys put`
+/// replacing the audit head while `watch` starts, `backup --once` beside
+/// `watch`), so a `*.tmp` is only garbage when it is certainly nobody's:
+/// one of ours ([`temp_path`]) whose writer's PID no longer runs, or any
+/// that has not been touched for [`TEMP_MAX_AGE`]. A live writer's file is
+/// never swept from under it; a PID reused since the crash only delays the
+/// sweep to the age rule.
 pub fn remove_temp_files(dir: &Path) -> io::Result<usize> {
     let mut n = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        if entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
-            fs::remove_file(entry.path())?;
-            n += 1;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(TEMP_SUFFIX) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= TEMP_MAX_AGE);
+        let orphan = temp_writer(&name).is_some_and(|pid| !pid_alive(pid));
+        if !(old || orphan) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => n += 1,
+            // Its writer renamed it meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     if n > 0 {
         sync_dir(dir)?;
     }
     Ok(n)
+}
+
+/// Whether a process with this PID exists (in our PID namespace). Unknown
+/// (EPERM: another user's) counts as alive.
+pub fn pid_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(e) if e == rustix::io::Errno::SRCH
+    )
+}
+
+/// Held while a process writes into a directory that several processes
+/// write (a dir target): an exclusive `flock` on `dir/name`, created 0600 if
+/// missing, released when the returned file is dropped (or the process
+/// dies). Waits for the holder: callers bound the wait with their own
+/// timeout. The lock file is opened without following a symlink or
+/// blocking on a FIFO, and must be a regular file.
+pub fn lock_dir(dir: &Path, name: &str) -> io::Result<File> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(flags.bits() as i32)
+        .open(dir.join(name))?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::other("the lock file is not a regular file"));
+    }
+    file.lock()?;
+    Ok(file)
 }
 
 /// fsync a directory so that a rename or unlink inside it is durable.
@@ -227,10 +288,29 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(TEMP_SUFFIX);
-    path.with_file_name(name)
+/// A temp name next to `path` that no other write uses:
+/// `.<name>.<pid>.<random>.tmp`. The PID lets [`remove_temp_files`] tell an
+/// orphan from a file a live process is still writing; the random part keeps
+/// two writes of one process apart.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let nonce: u64 = rand::random();
+    path.with_file_name(format!(
+        ".{name}.{}.{nonce:016x}{TEMP_SUFFIX}",
+        std::process::id()
+    ))
+}
+
+/// The PID in a temp name [`temp_path`] made, if it is one.
+fn temp_writer(file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
+    let mut parts = rest.rsplitn(3, '.');
+    let nonce = parts.next()?;
+    let pid = parts.next()?;
+    parts.next()?;
+    (nonce.len() == 16 && nonce.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| pid.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -246,7 +326,8 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(!temp_path(&p).exists());
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temp file left: {names:?}");
     }
 
     #[test]
@@ -274,11 +355,53 @@ mod tests {
     }
 
     #[test]
-    fn stale_temp_file_does_not_block_a_write() {
+    fn temp_names_are_unique_and_carry_the_writer() {
+        let p = Path::new("/x/escrow-audit.head");
+        let (a, b) = (temp_path(p), temp_path(p));
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(".escrow-audit.head."), "{name}");
+        assert_eq!(temp_writer(name), Some(std::process::id()));
+        assert_eq!(temp_writer("escrow-audit.head.tmp"), None);
+        assert_eq!(temp_writer(".x.12.nothex.tmp"), None);
+    }
+
+    #[test]
+    fn only_orphaned_or_old_temp_files_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        fs::write(temp_path(&p), b"partial garbage").unwrap();
-        write_atomic(&p, b"whole", 0o600).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"whole");
+        let d = dir.path();
+        // Someone else's write in progress: a name we did not make, fresh.
+        fs::write(d.join("escrow-audit.head.tmp"), b"theirs").unwrap();
+        // A live writer of ours (this process).
+        let live = temp_path(&d.join("journal.json"));
+        fs::write(&live, b"live").unwrap();
+        // A writer that died: a PID above any pid_max.
+        let dead = d.join(format!(".journal.json.{}.{:016x}.tmp", i32::MAX, 7));
+        fs::write(&dead, b"dead").unwrap();
+        // Anything untouched for longer than TEMP_MAX_AGE.
+        let old = d.join("left-by-an-old-version.tmp");
+        let f = fs::File::create(&old).unwrap();
+        let then = std::time::SystemTime::now() - TEMP_MAX_AGE - TEMP_MAX_AGE;
+        f.set_modified(then).unwrap();
+        drop(f);
+        assert_eq!(remove_temp_files(d).unwrap(), 2);
+        assert!(d.join("escrow-audit.head.tmp").exists());
+        assert!(live.exists());
+        assert!(!dead.exists() && !old.exists());
+    }
+
+    #[test]
+    fn a_dir_lock_is_exclusive_and_refuses_what_is_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_dir(dir.path(), ".lock").unwrap();
+        let other = File::open(dir.path().join(".lock")).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other.try_lock().unwrap();
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("link")).unwrap();
+        assert!(lock_dir(dir.path(), "link").is_err());
     }
 }

@@ -15,6 +15,8 @@
 //!   escrow-audit.jsonl       the escrow's hash-chained audit log
 //!   escrow-audit.head        the chain's newest hash and length
 //!   verify-last.json         the last `chanvault verify` result (VerifyResult)
+//!   restic-locks/<lock id>   one per restic lock file we wrote and have not removed yet;
+//!                            holds the target's name
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,12 @@ pub const AUDIT_HEAD_FILE: &str = "escrow-audit.head";
 /// Where `chanvault verify` records its last result, so that `watch` can
 /// export it (`verify` itself is a separate, timed process).
 pub const VERIFY_RESULT_FILE: &str = "verify-last.json";
+
+/// The restic lock files this state dir's chanvault wrote and has not
+/// removed yet, one empty-ish file per lock id (its content: the target's
+/// name). A lock is removed as stale only when it is recorded here: never
+/// another process's, whatever its host, user and PID say.
+pub const RESTIC_LOCKS_DIR: &str = "restic-locks";
 
 /// What `verify` leaves behind for `watch`'s metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

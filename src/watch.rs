@@ -54,6 +54,14 @@ pub enum AgentError {
         lock: String,
         source: std::io::Error,
     },
+    #[error(
+        "LND's TLS certificate changed: {count} connections in a row to {address} presented a certificate that does not match {cert} (lnd.tls_cert); copy lnd's new tls.cert there (a systemd LoadCredential= copy is refreshed by the restart this exit asks for)"
+    )]
+    TlsCertChanged {
+        address: String,
+        cert: String,
+        count: u32,
+    },
     #[error("config {path}: lnd.backup_key_file {file}: {message}")]
     BackupKey {
         path: String,
@@ -192,7 +200,7 @@ impl Agent {
         // The delivery workers stop only once nothing more can be stored, so
         // that what the loop stores last is in what they flush.
         let (stop_workers, workers_stop) = watch::channel(false);
-        let mut workers = self.spawn_background(&shutdown, &workers_stop)?;
+        let mut workers = self.spawn_background(&workers_stop)?;
         // Anything pending from before a restart goes out now.
         self.pipeline.wake();
         tracing::info!(
@@ -211,6 +219,9 @@ impl Agent {
             metrics: Some(self.pipeline.metrics().clone()),
             ..LinkState::default()
         };
+        // Consecutive connections refused for the pinned certificate.
+        let mut mismatches = 0u32;
+        let mut exit_error = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -221,6 +232,7 @@ impl Agent {
             };
             match connected {
                 Ok((lnd, stream)) => {
+                    mismatches = 0;
                     let connected_at = tokio::time::Instant::now();
                     let session = self.follow(&lnd, stream, &schedule, &mut link, &mut reconnect);
                     match session.run(&mut shutdown).await {
@@ -235,7 +247,22 @@ impl Agent {
                         reconnect.reset();
                     }
                 }
-                Err(e) => link.down(&settings.address, &e.to_string(), e.is_connection()),
+                Err(e) => {
+                    link.down(&settings.address, &e.to_string(), e.is_connection());
+                    mismatches = match e {
+                        LndError::TlsMismatch { .. } => mismatches + 1,
+                        _ => 0,
+                    };
+                    let limit = self.cfg.lnd.pin_mismatch_exit_after;
+                    if limit > 0 && mismatches >= limit {
+                        exit_error = Some(AgentError::TlsCertChanged {
+                            address: settings.address.clone(),
+                            cert: settings.tls_cert.display().to_string(),
+                            count: mismatches,
+                        });
+                        break;
+                    }
+                }
             }
             let wait = reconnect.next_delay();
             tokio::select! {
@@ -256,15 +283,16 @@ impl Agent {
             workers.abort_all();
         }
         tracing::info!("chanvault watch stopped");
-        Ok(())
+        // What is pending went out above: only then exit for a restart.
+        exit_error.map_or(Ok(()), Err)
     }
 
     /// The tasks that live as long as `watch`: one delivery worker per
-    /// target (stopped by `workers_stop`), the metrics server and the
-    /// systemd watchdog (stopped by `shutdown`).
+    /// target, the metrics server and the systemd watchdog, all stopped by
+    /// `workers_stop` once the event loop has ended (on a signal, or on an
+    /// error that exits).
     fn spawn_background(
         &mut self,
-        shutdown: &watch::Receiver<bool>,
         workers_stop: &watch::Receiver<bool>,
     ) -> Result<JoinSet<()>, AgentError> {
         let mut workers = JoinSet::new();
@@ -299,11 +327,11 @@ impl Agent {
                 self.pipeline.metrics().clone(),
                 self.spool().clone(),
                 self.targets.iter().map(|t| t.name().to_string()).collect(),
-                shutdown.clone(),
+                workers_stop.clone(),
             ));
         }
         if let Some(every) = crate::systemd::watchdog_interval() {
-            workers.spawn(crate::systemd::watchdog(every, shutdown.clone()));
+            workers.spawn(crate::systemd::watchdog(every, workers_stop.clone()));
         }
         Ok(workers)
     }

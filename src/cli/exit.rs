@@ -17,6 +17,9 @@ pub const UNCHANGED: u8 = 3;
 pub const SUSPECT: u8 = 4;
 /// `backup --once`: stored, but at least one target did not take it (retried later).
 pub const UNDELIVERED: u8 = 5;
+/// `watch`: LND's TLS certificate no longer matches `lnd.tls_cert`
+/// (`lnd.pin_mismatch_exit_after` connections in a row): exit for a restart.
+pub const TLS_CERT_CHANGED: u8 = 6;
 
 /// `restore`: no identity given can open the backup; `inspect`: the key or identity does not open it.
 pub const WRONG_IDENTITY: u8 = 10;
@@ -60,6 +63,14 @@ pub const AUDIT_TAMPERED: u8 = 30;
 /// `audit verify`: the local chain is intact but could not be compared with its anchor:
 /// no `[escrow]` section, OpenBao unreachable, sealed or refusing, or no anchor written yet.
 pub const AUDIT_UNANCHORED: u8 = 31;
+
+/// The code of a failed `watch`.
+pub fn of_watch(e: &crate::watch::AgentError) -> u8 {
+    match e {
+        crate::watch::AgentError::TlsCertChanged { .. } => TLS_CERT_CHANGED,
+        _ => ERROR,
+    }
+}
 
 /// The code of a failed `restore`.
 pub fn of_restore(e: &RestoreError) -> u8 {

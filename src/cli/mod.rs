@@ -207,7 +207,14 @@ fn load(path: &Path) -> Result<Config, String> {
 async fn run(cmd: Command) -> ExitCode {
     match cmd {
         Command::Watch(c) => match watch_cmd(&c.config).await {
-            Ok(()) => ExitCode::from(exit::OK),
+            Ok(Ok(())) => ExitCode::from(exit::OK),
+            Ok(Err(e)) => {
+                eprintln!(
+                    "chanvault: error: {}",
+                    crate::text::one_line(&e.to_string())
+                );
+                ExitCode::from(exit::of_watch(&e))
+            }
             Err(e) => fail(&e),
         },
         Command::Backup { config, .. } => match backup_once(&config.config).await {
@@ -263,7 +270,8 @@ async fn run(cmd: Command) -> ExitCode {
     }
 }
 
-async fn watch_cmd(path: &Path) -> Result<(), String> {
+/// `watch`: set-up errors as text (exit 1); how the event loop ended.
+async fn watch_cmd(path: &Path) -> Result<Result<(), crate::watch::AgentError>, String> {
     let cfg = load(path)?;
     let mut agent = Agent::new(cfg).map_err(|e| e.to_string())?;
     // Before the metrics port: a second watch on this state dir would
@@ -277,7 +285,7 @@ async fn watch_cmd(path: &Path) -> Result<(), String> {
         crate::systemd::notify_stopping();
         let _ = tx.send(true);
     });
-    agent.watch(rx).await.map_err(|e| e.to_string())
+    Ok(agent.watch(rx).await)
 }
 
 /// SIGTERM (systemd) or SIGINT (Ctrl-C).

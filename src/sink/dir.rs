@@ -6,7 +6,10 @@
 //! PATH/channel.backup.json    its manifest
 //! PATH/history/<UTC time>-<fingerprint[..12]>[-suspect].age (+ .json)
 //! ```
-//! Suspect backups only ever go to `history/`.
+//! Suspect backups only ever go to `history/`. Every write holds an
+//! exclusive `flock` on `PATH/.chanvault.lock` ([`LOCK_FILE`]), so `watch`
+//! and a `backup --once` timer writing the same target one after the other
+//! never interleave a backup file with another's manifest.
 //!
 //! Whoever runs the share can put anything under these names. Reads go
 //! through [`fsutil::read_regular`]: no symlink is followed, a FIFO or device
@@ -23,6 +26,8 @@ use crate::sink::{BlockingTarget, Delivery, ErrorKind, Held, Manifest, Receipt, 
 pub const CURRENT_FILE: &str = "channel.backup.age";
 pub const CURRENT_MANIFEST: &str = "channel.backup.json";
 pub const HISTORY_DIR: &str = "history";
+/// Held (flock) by whichever process writes this target; never a backup.
+pub const LOCK_FILE: &str = ".chanvault.lock";
 const FILE_MODE: u32 = 0o600;
 /// The largest manifest read from a target: chanvault writes a few hundred bytes.
 pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
@@ -158,6 +163,10 @@ impl DirTarget {
                 Err(e) => return Err(io("create", &self.path, e)),
             }
         }
+        // Waits for another chanvault writing here; a holder that hangs is
+        // bounded by delivery.timeout_seconds like any hung share.
+        let _held = fsutil::lock_dir(&self.path, LOCK_FILE)
+            .map_err(|e| io("lock", &self.path.join(LOCK_FILE), e))?;
         let history = self.path.join(HISTORY_DIR);
         fsutil::ensure_dir(&history, 0o700).map_err(|e| io("create", &history, e))?;
         let manifest = Manifest::of(&d.record);

@@ -314,6 +314,14 @@ impl<T: BlockingTarget> Target for T {
 /// Run blocking work of a target (on a clone of it) off the async threads:
 /// what the [`Target`] adapter does for `put`, for any other blocking call a
 /// caller needs, such as `sink::unblock(&t, ResticTarget::init_blocking)`.
+///
+/// The work gets a thread of its own, not one of tokio's shared blocking
+/// pool: a target that hangs (an NFS share gone hard, a lock never released)
+/// cannot be interrupted, and a caller that gives up on it (a delivery
+/// timeout) leaves that thread behind. On the shared pool, enough of those
+/// would take every slot and stall the spool; on its own thread it holds
+/// nothing but itself, and the delivery worker starts no second attempt
+/// while one is still running (`deliver::InFlight`).
 pub async fn unblock<T, R, F>(target: &T, work: F) -> Result<R, TargetError>
 where
     T: BlockingTarget,
@@ -321,9 +329,30 @@ where
     F: FnOnce(&T) -> Result<R, TargetError> + Send + 'static,
 {
     let this = target.clone();
-    tokio::task::spawn_blocking(move || work(&this))
-        .await
-        .map_err(|e| TargetError::new(BlockingTarget::name(target), format!("task failed: {e}")))?
+    let name = BlockingTarget::name(target);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(thread_name(name))
+        .spawn(move || {
+            // The receiver is gone when the caller gave up: nothing to tell.
+            let _ = tx.send(work(&this));
+        })
+        .map_err(|e| TargetError::new(name, format!("cannot start a thread: {e}")))?;
+    rx.await
+        .map_err(|_| TargetError::new(name, "task failed: it panicked"))?
+}
+
+/// `cv-<target>`, cut to the 15 bytes Linux keeps of a thread name, so that
+/// `ps -L` / `top -H` show which target a (hung) thread works for.
+fn thread_name(target: &str) -> String {
+    let mut name = String::from("cv-");
+    for c in target.chars() {
+        if name.len() + c.len_utf8() > 15 {
+            break;
+        }
+        name.push(c);
+    }
+    name
 }
 
 /// Build the target a config entry describes.

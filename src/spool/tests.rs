@@ -179,7 +179,9 @@ fn every_crash_point_leaves_a_consistent_spool() {
         let err = s.store(rec("two", false), b"second").unwrap_err();
         assert!(matches!(err, SpoolError::Crash(p) if p == point));
         drop(s);
-        // "Restart".
+        // "Restart": in a new process, the crashed writer's PID is gone.
+        as_if_the_writer_died(d.path());
+        as_if_the_writer_died(&d.path().join(BACKUPS_DIR));
         let s = Spool::open(d.path(), 1).unwrap();
         let j = s.journal().unwrap();
         let committed = point == JournalRenamed;
@@ -204,7 +206,31 @@ fn every_crash_point_leaves_a_consistent_spool() {
         if !committed {
             assert_eq!(j.last_good.as_deref(), Some(first.id.as_str()));
         }
-        assert!(!d.path().join("journal.json.tmp").exists());
+        let temps = fs::read_dir(d.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(temps, 0, "{point:?}: a temp file survived the restart");
+    }
+}
+
+/// Give this process's temp files in `dir` the PID of a process that does
+/// not exist, as a real crash (a dead writer) would leave them.
+fn as_if_the_writer_died(dir: &std::path::Path) {
+    let ours = format!(".{}.", std::process::id());
+    let dead = format!(".{}.", i32::MAX);
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") && name.contains(&ours) {
+            fs::rename(&p, p.with_file_name(name.replace(&ours, &dead))).unwrap();
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::{Fixture, Watch, eventually};
-use chanvault::sim::HostileStream;
+use chanvault::sim::{HostileStream, SimOptions, Simulator};
 use chanvault::watch::Agent;
 use tokio::sync::watch;
 
@@ -258,4 +258,53 @@ async fn an_lnd_streaming_garbage_or_huge_messages_is_refused_and_reconnected() 
         );
     }
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// lnd regenerates tls.cert (both files deleted, lnd restarted) while
+/// chanvault pins a copy taken at start, as systemd's `LoadCredential=`
+/// makes one: after `lnd.pin_mismatch_exit_after` refused connections in a
+/// row, `watch` exits 6 with one line naming the pinned file, for
+/// `Restart=on-failure` to start it again with a fresh copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_exits_for_a_restart_when_lnd_regenerates_its_certificate() {
+    let mut f = Fixture::new().await;
+    let pinned = f.path().join("credentials-tls.cert");
+    std::fs::copy(f.sim.tls_cert_path(), &pinned).unwrap();
+    let cert = f.sim.tls_cert_path().display().to_string();
+    f.edit_config(&cert, &pinned.display().to_string());
+    f.edit_config(
+        "reconnect_max_seconds = 1\n",
+        "reconnect_max_seconds = 1\npin_mismatch_exit_after = 3\n",
+    );
+    f.sim.open_channels(1);
+    let mut watch = Watch::start(&f);
+    f.wait_current("pbs", "the baseline", 20).await;
+
+    let addr = f.sim.addr();
+    f.sim.stop().await;
+    std::fs::remove_file(f.sim.tls_cert_path()).unwrap();
+    std::fs::remove_file(f.sim.tls_key_path()).unwrap();
+    let mut opts = SimOptions::new(f.path().join("lnd"));
+    opts.listen = addr;
+    f.sim = Simulator::start(opts).await.expect("lnd restarts");
+    assert_ne!(
+        std::fs::read(f.sim.tls_cert_path()).unwrap(),
+        std::fs::read(&pinned).unwrap(),
+        "lnd made a new certificate"
+    );
+    let t0 = Instant::now();
+    let status = watch.exited_within(30).await;
+    let log = watch.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(6), "{log}");
+    println!(
+        "exited {} ms after the new certificate",
+        t0.elapsed().as_millis()
+    );
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("chanvault: error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{log}"));
+    assert!(line.contains("LND's TLS certificate changed"), "{line}");
+    assert!(line.contains(&pinned.display().to_string()), "{line}");
+    assert!(line.contains("3 connections in a row"), "{line}");
 }

@@ -17,6 +17,7 @@ use chanvault::config::TargetConfig;
 use chanvault::scb;
 use chanvault::sink::restic::ResticTarget;
 use chanvault::sink::{Delivery, Target};
+use chanvault::state_dir::RESTIC_LOCKS_DIR;
 use chanvault::watch::Agent;
 use tokio::sync::watch;
 
@@ -634,7 +635,7 @@ async fn a_prune_by_stock_restic_between_backups_is_noticed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn locks_of_dead_processes_on_this_host_are_removed() {
+async fn only_our_own_stale_locks_are_removed() {
     let s = Setup::new().await;
     let repo = s.f.path().join("repos/locked");
     let repo_s = repo.to_str().unwrap();
@@ -676,11 +677,37 @@ async fn locks_of_dead_processes_on_this_host_are_removed() {
     restic_backup.wait().unwrap();
     assert_eq!(locks(&repo), 1, "a killed restic leaves its lock");
 
-    // chanvault's next session removes it, as `restic unlock` would.
+    // The same stale lock under a second name, recorded in state_dir as one
+    // chanvault wrote (what a chanvault killed mid-delivery leaves).
+    let theirs = std::fs::read_dir(repo.join("locks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let ours_name = "ab".repeat(32);
+    let ours = repo.join("locks").join(&ours_name);
+    std::fs::copy(&theirs, &ours).unwrap();
+    let records = s.f.path().join("state").join(RESTIC_LOCKS_DIR);
+    std::fs::create_dir_all(&records).unwrap();
+    std::fs::write(records.join(&ours_name), "offsite").unwrap();
+
+    // chanvault's next session removes its own stale lock and its record,
+    // and leaves restic's (same host, same uid, dead PID) for `restic unlock`.
     s.f.sim.open_channels(1);
     assert!(s.once().await.is_empty());
-    assert_eq!(locks(&repo), 0);
-    // Stock restic check runs without an unlock.
+    assert!(!ours.exists(), "our recorded stale lock is removed");
+    assert!(!records.join(&ours_name).exists(), "and its record");
+    assert!(theirs.exists(), "another program's lock is never removed");
+    assert_eq!(locks(&repo), 1);
+    // Stock restic (0.14) refuses an exclusive lock beside it until
+    // `restic unlock` removes it, which is the operator's call, not ours.
+    restic(repo_s, &s.password_file, &["unlock"], &[]);
+    assert_eq!(
+        locks(&repo),
+        0,
+        "restic unlock removes the dead restic's lock"
+    );
     let out = restic(repo_s, &s.password_file, &["check"], &[]);
     assert!(out.contains("no errors were found"), "{out}");
 }
@@ -854,8 +881,16 @@ async fn a_killed_prune_on_this_host_does_not_block_delivery() {
     );
     let status = watch.stop().await;
     assert!(status.success());
-    // A new process's first open clears dead locks like its own, never a
-    // prune's exclusive one.
+    // A new process's first open clears its own dead locks, never an
+    // exclusive one: not even one recorded as ours.
+    let prune_lock = std::fs::read_dir(repo.join("locks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let records = s.f.path().join("state").join(RESTIC_LOCKS_DIR);
+    std::fs::create_dir_all(&records).unwrap();
+    std::fs::write(records.join(prune_lock.file_name()), "offsite").unwrap();
     s.f.sim.open_channels(1);
     s.f.backup_once();
     assert_eq!(

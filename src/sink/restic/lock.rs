@@ -42,10 +42,75 @@ fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
-/// Where lock files live: a local repository's `locks/` or the REST server's.
-pub(super) enum LockStore {
+/// Where lock files live (a local repository's `locks/` or the REST
+/// server's), and the record of the ones we wrote.
+pub(super) struct LockStore {
+    pub(super) place: LockPlace,
+    pub(super) own: OwnLocks,
+}
+
+pub(super) enum LockPlace {
     Local(PathBuf),
     Rest,
+}
+
+/// The lock files this chanvault wrote to one target and has not removed
+/// yet: `state_dir/restic-locks/<lock id>`, holding the target's name. A
+/// lock is recorded before it is written and forgotten after it is removed,
+/// so a chanvault killed in between leaves a record next to its lock, and
+/// the next start removes that lock (and only such locks).
+pub(super) struct OwnLocks {
+    pub(super) dir: Option<PathBuf>,
+    pub(super) target: String,
+}
+
+impl OwnLocks {
+    fn record(&self, name: &str) -> Result<(), LockError> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let p = dir.join(name);
+        crate::fsutil::ensure_dir(dir, 0o700)
+            .and_then(|()| crate::fsutil::write_atomic(&p, self.target.as_bytes(), 0o600))
+            .map_err(|e| {
+                LockError::io(
+                    format!("cannot record our lock in {}: {e}", p.display()),
+                    &e,
+                )
+            })
+    }
+
+    fn forget(&self, name: &str) {
+        if let Some(dir) = &self.dir
+            && let Err(e) = std::fs::remove_file(dir.join(name))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::debug!(lock = %name, error = %e, "cannot remove the record of our restic lock");
+        }
+    }
+
+    /// The recorded locks of this target, with how long ago each was recorded.
+    fn recorded(&self) -> Vec<(String, Duration)> {
+        let Some(Ok(rd)) = self.dir.as_ref().map(std::fs::read_dir) else {
+            return vec![];
+        };
+        rd.filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let ours = name.len() == 64
+                    && name.bytes().all(|c| c.is_ascii_hexdigit())
+                    && crate::fsutil::read_regular(&e.path(), 1024)
+                        .is_ok_and(|b| b == self.target.as_bytes());
+                let age = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()?
+                    .elapsed()
+                    .ok()?;
+                ours.then_some((name, age))
+            })
+            .collect()
+    }
 }
 
 /// A lock-file failure: its message, and the class the delivery error gets.
@@ -114,8 +179,8 @@ fn rest(http: Option<&Http>) -> Result<&Http, String> {
 
 impl LockStore {
     fn put(&self, http: Option<&Http>, name: &str, bytes: &[u8]) -> Result<(), LockError> {
-        match self {
-            LockStore::Local(dir) => {
+        match &self.place {
+            LockPlace::Local(dir) => {
                 crate::fsutil::ensure_dir(dir, 0o700).map_err(|e| {
                     LockError::io(format!("cannot create {}: {e}", dir.display()), &e)
                 })?;
@@ -124,7 +189,7 @@ impl LockStore {
                     LockError::io(format!("cannot write the lock {}: {e}", p.display()), &e)
                 })
             }
-            LockStore::Rest => {
+            LockPlace::Rest => {
                 let h = rest(http)?;
                 let r = h
                     .request(reqwest::Method::POST, &format!("locks/{name}"))
@@ -141,8 +206,8 @@ impl LockStore {
     }
 
     fn delete(&self, http: Option<&Http>, name: &str) -> Result<(), LockError> {
-        match self {
-            LockStore::Local(dir) => match std::fs::remove_file(dir.join(name)) {
+        match &self.place {
+            LockPlace::Local(dir) => match std::fs::remove_file(dir.join(name)) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(LockError::io(
@@ -150,7 +215,7 @@ impl LockStore {
                     &e,
                 )),
             },
-            LockStore::Rest => {
+            LockPlace::Rest => {
                 let what = format!("cannot remove the lock {name}");
                 let h = rest(http)?;
                 let r = h
@@ -167,8 +232,8 @@ impl LockStore {
     }
 
     fn list(&self, http: Option<&Http>) -> Result<Vec<String>, LockError> {
-        match self {
-            LockStore::Local(dir) => match std::fs::read_dir(dir) {
+        match &self.place {
+            LockPlace::Local(dir) => match std::fs::read_dir(dir) {
                 Ok(rd) => Ok(rd
                     .filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -180,7 +245,7 @@ impl LockStore {
                     &e,
                 )),
             },
-            LockStore::Rest => {
+            LockPlace::Rest => {
                 #[derive(Deserialize)]
                 #[serde(untagged)]
                 enum Item {
@@ -216,13 +281,13 @@ impl LockStore {
 
     fn get(&self, http: Option<&Http>, name: &str) -> Result<Option<Vec<u8>>, LockError> {
         let what = format!("cannot read the lock {name}");
-        match self {
-            LockStore::Local(dir) => match std::fs::read(dir.join(name)) {
+        match &self.place {
+            LockPlace::Local(dir) => match std::fs::read(dir.join(name)) {
                 Ok(b) => Ok(Some(b)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(LockError::io(format!("{what}: {e}"), &e)),
             },
-            LockStore::Rest => {
+            LockPlace::Rest => {
                 let h = rest(http)?;
                 let r = h
                     .request(reqwest::Method::GET, &format!("locks/{name}"))
@@ -272,11 +337,15 @@ impl LockStore {
                 serde_json::to_vec(&lock).map_err(|e| format!("cannot encode a lock: {e}"))?;
             let sealed = encrypt(key, &json)?;
             let name = crate::scb::sha256_hex(&sealed);
-            self.put(http, &name, &sealed)?;
+            self.own.record(&name)?;
+            if let Err(e) = self.put(http, &name, &sealed) {
+                self.own.forget(&name);
+                return Err(e);
+            }
             match self.exclusive_holder(http, key, &name) {
                 Ok(None) => return Ok(name),
                 Ok(Some(holder)) => {
-                    let _ = self.delete(http, &name);
+                    let _ = self.release(http, &name);
                     if start.elapsed() >= LOCK_WAIT {
                         return Err(LockError::from(format!(
                             "the repository is locked exclusively by {holder} (restic prune/check?); the backup is retried later"
@@ -286,7 +355,7 @@ impl LockStore {
                     std::thread::sleep(LOCK_POLL);
                 }
                 Err(e) => {
-                    let _ = self.delete(http, &name);
+                    let _ = self.release(http, &name);
                     return Err(e);
                 }
             }
@@ -294,36 +363,49 @@ impl LockStore {
     }
 
     pub(super) fn release(&self, http: Option<&Http>, name: &str) -> Result<(), LockError> {
-        self.delete(http, name)
+        self.delete(http, name)?;
+        self.own.forget(name);
+        Ok(())
     }
 
-    /// Remove the locks of dead processes like ours: non-exclusive (chanvault
-    /// never takes an exclusive lock), written on this host by our uid, by a
-    /// PID that no longer exists (a SIGKILLed chanvault leaves its lock
-    /// behind, and stock `restic check`/`prune` then refuse to run). An
-    /// exclusive lock is a prune's, forget's or check's: never deleted here
-    /// (that is `restic unlock`'s job), only ignored when stale. Locks of
-    /// other hosts or users are never touched.
+    /// Remove the stale locks this chanvault wrote and could not remove (it
+    /// was killed, or the repository was unreachable at the time): recorded
+    /// in `state_dir` ([`OwnLocks`]), non-exclusive (we never take another
+    /// kind), and stale by restic's rule: written on this host by a PID that
+    /// no longer exists, or older than 30 minutes. Nothing else is ever
+    /// deleted, whatever its host, user and PID say: a lock of another
+    /// program (a killed `restic backup`, a prune's exclusive lock) is only
+    /// ignored when stale, and removing it is `restic unlock`'s job. A
+    /// record whose lock is gone is dropped once it is as old as a stale lock.
     pub(super) fn remove_dead(
         &self,
         http: Option<&Http>,
         key: &RepoKey,
     ) -> Result<usize, LockError> {
-        let Some(host) = system_hostname() else {
+        let recorded = self.own.recorded();
+        if recorded.is_empty() {
             return Ok(0);
-        };
-        let (uid, _) = proc_owner();
+        }
+        let host = system_hostname();
+        let listed = self.list(http)?;
         let mut removed = 0;
-        for name in self.list(http)? {
+        for (name, age) in recorded {
+            if !listed.contains(&name) {
+                if age >= LOCK_STALE {
+                    self.own.forget(&name);
+                }
+                continue;
+            }
             let Some(bytes) = self.get(http, &name)? else {
                 continue;
             };
             let Ok(lock) = read_lock(key, &bytes) else {
                 continue;
             };
-            if !lock.exclusive && lock.hostname == host && lock.uid == uid && !pid_alive(lock.pid) {
-                self.delete(http, &name)?;
-                tracing::debug!(lock = %name, pid = lock.pid, "removed a dead process's restic lock");
+            let dead = host.as_deref() == Some(lock.hostname.as_str()) && !pid_alive(lock.pid);
+            if !lock.exclusive && (dead || is_old(&lock)) {
+                self.release(http, &name)?;
+                tracing::debug!(lock = %name, pid = lock.pid, "removed a stale restic lock of ours");
                 removed += 1;
             }
         }
@@ -360,12 +442,7 @@ impl LockStore {
             if !lock.exclusive {
                 continue;
             }
-            let fresh = DateTime::parse_from_rfc3339(&lock.time)
-                .map(|t| {
-                    Utc::now().signed_duration_since(t.with_timezone(&Utc))
-                        < chrono::Duration::from_std(LOCK_STALE).unwrap_or_default()
-                })
-                .unwrap_or(true);
+            let fresh = !is_old(&lock);
             let holder_gone =
                 host.as_deref() == Some(lock.hostname.as_str()) && !pid_alive(lock.pid);
             if holder_gone {
@@ -382,11 +459,24 @@ impl LockStore {
     }
 }
 
+/// Older than restic's 30 minutes; a time that does not parse is not old.
+fn is_old(lock: &LockFile) -> bool {
+    DateTime::parse_from_rfc3339(&lock.time).is_ok_and(|t| {
+        Utc::now().signed_duration_since(t.with_timezone(&Utc))
+            >= chrono::Duration::from_std(LOCK_STALE).unwrap_or_default()
+    })
+}
+
+/// The node name from uname(2), as restic's `os.Hostname()` gives it. Not
+/// `/proc/sys/kernel/hostname`: the systemd unit's `ProcSubset=pid` hides
+/// `/proc/sys`, and without a hostname no lock could be judged dead.
 fn system_hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    (!name.is_empty()).then_some(name)
 }
 
 /// Whether a process with this PID exists (in our PID namespace); unknown counts as alive.
@@ -407,10 +497,10 @@ fn pid_alive(pid: i64) -> bool {
 }
 
 fn proc_owner() -> (u32, u32) {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| (m.uid(), m.gid()))
-        .unwrap_or((0, 0))
+    (
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+    )
 }
 
 fn cipher(key: &RepoKey) -> Result<aes256ctr_poly1305aes::Aes256CtrPoly1305Aes, String> {

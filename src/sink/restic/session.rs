@@ -13,7 +13,7 @@ use rustic_core::{
 };
 use zeroize::{Zeroize, Zeroizing};
 
-use super::lock::LockStore;
+use super::lock::{LockPlace, LockStore, OwnLocks};
 use super::rest::Http;
 use super::{ResticTarget, read_secret};
 use crate::sink::{ErrorKind, TargetError};
@@ -133,10 +133,15 @@ impl ResticTarget {
     }
 
     fn lock_store(&self, http: Option<&Http>) -> LockStore {
-        match http {
-            Some(_) => LockStore::Rest,
-            None => LockStore::Local(Path::new(&self.cfg.repository).join("locks")),
-        }
+        let place = match http {
+            Some(_) => LockPlace::Rest,
+            None => LockPlace::Local(Path::new(&self.cfg.repository).join("locks")),
+        };
+        let own = OwnLocks {
+            dir: self.cfg.lock_records.as_deref().map(Path::to_path_buf),
+            target: self.name.clone(),
+        };
+        LockStore { place, own }
     }
 
     /// Check the password (scrypt: once per process) and keep the master key.
@@ -181,7 +186,7 @@ impl ResticTarget {
             Ok(n) => tracing::info!(
                 target = %self.name,
                 removed = n,
-                "removed restic locks left by processes of ours that died on this host (as `restic unlock` would)"
+                "removed stale restic locks this chanvault wrote and could not remove (killed, or the repository was unreachable)"
             ),
             Err(e) => {
                 tracing::warn!(target = %self.name, error = %e, "could not look for stale restic locks")

@@ -197,6 +197,19 @@ impl Watch {
         }
     }
 
+    /// Wait up to `secs` for the process to exit on its own; its status, or
+    /// `None` if it still runs.
+    pub async fn exited_within(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if let Some(status) = self.child.as_mut()?.try_wait().ok()? {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// Peak resident memory so far, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
