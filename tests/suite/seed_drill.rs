@@ -274,7 +274,25 @@ fn replace_current(f: &Fixture, sealed: &[u8]) {
     m["id"] = id.clone().into();
     m["sealed_sha256"] = id.into();
     m["sealed_len"] = sealed.len().into();
-    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    // Signed again with the node's own key, as chanvault would have.
+    let keys = ["state", "state.gone"]
+        .iter()
+        .find_map(|d| chanvault::signing::ManifestKeys::load(&f.path().join(d)).unwrap())
+        .unwrap();
+    let mut parsed: chanvault::sink::Manifest = serde_json::from_value(m).unwrap();
+    let claims = chanvault::signing::Claims {
+        seq: parsed.seq.unwrap(),
+        created: parsed.created,
+        channels: parsed.channels,
+        fingerprint: parsed.fingerprint.clone(),
+        sealed_sha256: parsed.sealed_sha256.clone(),
+        sealed_len: parsed.sealed_len,
+        suspect: parsed.suspect.clone(),
+        node: parsed.node.clone(),
+        signer: keys.public(),
+    };
+    parsed.signature = Some(keys.sign(&claims));
+    std::fs::write(&manifest, serde_json::to_vec(&parsed).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(dir.join("history"));
 }
 

@@ -329,7 +329,7 @@ async fn kill_dash_nine_loses_and_corrupts_nothing() {
         .expect("restic latest");
     match latest {
         Some((info, bytes)) => {
-            let fp_tag = format!("fp:{}", &want_fp[..12]);
+            let fp_tag = format!("fp:{}", &crate::common::published(&state, &want_fp)[..12]);
             if !info.tags.contains(&fp_tag) {
                 lost.push(format!("restic latest snapshot tags {:?}", info.tags));
             }
