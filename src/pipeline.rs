@@ -64,6 +64,19 @@ pub struct Pipeline {
     backup_key: Option<Arc<BackupKey>>,
     /// The last failure to read a snapshot with it, logged once.
     offline_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// The node's identity key, signed into every manifest once known.
+    node_id: Arc<std::sync::Mutex<NodeId>>,
+}
+
+/// What the pipeline knows of the node's identity key.
+#[derive(Debug, Clone, Default)]
+enum NodeId {
+    /// Not asked yet, or LND could not be asked (asked again next time).
+    #[default]
+    Unknown,
+    Known(String),
+    /// LND refused (a macaroon without `info:read`): not asked again.
+    Refused,
 }
 
 /// Run a blocking closure (file I/O, sealing) off the async threads.
@@ -86,7 +99,35 @@ impl Pipeline {
             closed_channels_error: Arc::default(),
             backup_key: None,
             offline_error: Arc::default(),
+            node_id: Arc::default(),
         }
+    }
+
+    /// The node's identity key (`GetInfo`), asked once per process; `None`
+    /// when the macaroon lacks `info:read` (said once in the log) or LND
+    /// did not answer this time.
+    async fn node_id(&self, lnd: &LndClient) -> Option<String> {
+        let known = self.node_id.lock().map(|n| n.clone()).unwrap_or_default();
+        match known {
+            NodeId::Known(k) => return Some(k),
+            NodeId::Refused => return None,
+            NodeId::Unknown => {}
+        }
+        let (next, out) = match lnd.identity_pubkey().await {
+            Ok(k) => (NodeId::Known(k.clone()), Some(k)),
+            Err(e @ LndError::PermissionDenied { .. }) => {
+                tracing::info!(error = %e, "manifests are signed without the node's identity key");
+                (NodeId::Refused, None)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "GetInfo failed; the node's identity key is asked again next time");
+                (NodeId::Unknown, None)
+            }
+        };
+        if let Ok(mut n) = self.node_id.lock() {
+            *n = next;
+        }
+        out
     }
 
     /// Also read every snapshot with the node's backup key: the channel set
@@ -209,7 +250,7 @@ impl Pipeline {
             suspect,
             suspect_channels,
             seq: 0,
-            node: None,
+            node: self.node_id(lnd).await,
             signed: None,
         };
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());

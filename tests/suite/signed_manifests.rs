@@ -32,6 +32,11 @@ async fn three_backups() -> Fixture {
         "[[target]]\nname = \"nfs\"\nkind = \"dir\"\npath = \"targets/nfs\"\n\
          [[target]]\nname = \"repo\"\nkind = \"restic\"\nrepository = \"targets/restic\"\npassword_file = \"restic-password\"\n",
     );
+    // A read-only macaroon (with info:read): the node's identity key is signed in.
+    f.edit_config(
+        &f.sim.offchain_read_macaroon_path().display().to_string(),
+        &f.sim.readonly_macaroon_path().display().to_string(),
+    );
     let cfg = f.load();
     let Some(TargetConfig::Restic(r)) = cfg.targets.iter().find(|t| t.name() == "repo") else {
         panic!("no restic target");
@@ -107,6 +112,15 @@ async fn a_replayed_or_re_signed_old_backup_never_becomes_latest() {
     let j = journal(&f);
     let honest = j.last_good().unwrap().clone();
     assert_eq!(honest.seq, j.max_seq());
+    let current = DirTarget::new("pbs", &f.target_dir("pbs"))
+        .current_manifest()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        current.node,
+        Some(f.sim.identity_pubkey()),
+        "the node is signed in"
+    );
     let public = ManifestKeys::load(&f.path().join("state"))
         .unwrap()
         .unwrap()
