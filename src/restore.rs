@@ -410,37 +410,9 @@ pub async fn fetch_backup(
     let trusted = trusted_keys(cfg)?;
     let mut first_err: Option<RestoreError> = None;
     for loc in &backup.held_by {
-        progress.step(&format!(
-            "fetching backup {} from target {} ({})…",
-            short(&backup.id),
-            loc.target,
-            loc.locator
-        ));
-        let checked = match check_copy(cfg, loc, &trusted).await {
-            Ok(c) => c,
+        match try_copy(cfg, backup, loc, ids, &trusted, progress).await? {
+            Ok(f) => return Ok(f),
             Err(e) => {
-                progress.step(&format!("warning: {e}"));
-                first_err.get_or_insert(e);
-                continue;
-            }
-        };
-        let (sealed, manifest) = checked;
-        progress.step("decrypting…");
-        let what = format!("backup {} from target {}", short(&backup.id), loc.target);
-        match decrypt(ids, &sealed, &what) {
-            Ok(plain) => {
-                return Ok(Fetched {
-                    from: loc.clone(),
-                    backup: backup.clone(),
-                    manifest,
-                    sealed,
-                    plain,
-                });
-            }
-            // The identity is wrong for every copy: stop here.
-            Err(e @ RestoreError::WrongIdentity(_)) => return Err(e),
-            Err(e) => {
-                progress.step(&format!("warning: {e}"));
                 first_err.get_or_insert(e);
             }
         }
@@ -448,6 +420,47 @@ pub async fn fetch_backup(
     Err(first_err.unwrap_or_else(|| {
         RestoreError::NoBackups(format!("backup {} has no readable copy", short(&backup.id)))
     }))
+}
+
+/// Check, read and decrypt one copy of `backup`. The outer error stops the
+/// whole fetch (the identity opens no copy); the inner one is why this copy
+/// cannot be used (already shown as a warning), and the next one is tried.
+async fn try_copy(
+    cfg: &Config,
+    backup: &Listed,
+    loc: &Location,
+    ids: &Identities,
+    trusted: &Trusted,
+    progress: &dyn Progress,
+) -> Result<Result<Fetched, RestoreError>, RestoreError> {
+    progress.step(&format!(
+        "fetching backup {} from target {} ({})…",
+        short(&backup.id),
+        loc.target,
+        loc.locator
+    ));
+    let warn = |e: RestoreError| {
+        progress.step(&format!("warning: {e}"));
+        Ok(Err(e))
+    };
+    let (sealed, manifest) = match check_copy(cfg, loc, trusted).await {
+        Ok(x) => x,
+        Err(e) => return warn(e),
+    };
+    progress.step("decrypting…");
+    let what = format!("backup {} from target {}", short(&backup.id), loc.target);
+    match decrypt(ids, &sealed, &what) {
+        Ok(plain) => Ok(Ok(Fetched {
+            from: loc.clone(),
+            backup: backup.clone(),
+            manifest,
+            sealed,
+            plain,
+        })),
+        // The identity is wrong for every copy: stop here.
+        Err(e @ RestoreError::WrongIdentity(_)) => Err(e),
+        Err(e) => warn(e),
+    }
 }
 
 // ------------------------------------------------------------------ LND

@@ -11,13 +11,12 @@
 //! only when no copy on the targets claims to be signed.
 
 use crate::config::Config;
-use crate::pipeline::short;
 use crate::progress::Progress;
 use crate::seal::Identities;
 use crate::signing::{Trusted, short_key};
 use std::collections::BTreeMap;
 
-use super::{Fetched, Listed, Listing, Location, RestoreError, check_copy, decrypt, trusted_keys};
+use super::{Fetched, Listed, Listing, Location, RestoreError, trusted_keys, try_copy};
 
 /// One copy, with the backup it is a copy of.
 struct Candidate<'a> {
@@ -57,43 +56,11 @@ pub(super) async fn fetch_latest(
         if c.loc.seq.is_none() && c.backup.suspect.is_some() {
             continue;
         }
-        progress.step(&format!(
-            "fetching backup {} from target {} ({})…",
-            short(&c.backup.id),
-            c.loc.target,
-            c.loc.locator
-        ));
-        let (sealed, manifest) = match check_copy(cfg, c.loc, &trusted).await {
-            Ok(x) => x,
-            Err(e) => {
-                progress.step(&format!("warning: {e}"));
-                first_err.get_or_insert(e);
-                continue;
-            }
-        };
-        if manifest.as_ref().is_some_and(|m| m.suspect.is_some()) {
+        match try_copy(cfg, c.backup, c.loc, ids, &trusted, progress).await? {
             // Its signed manifest says the shrink guard flagged it.
-            continue;
-        }
-        progress.step("decrypting…");
-        let what = format!(
-            "backup {} from target {}",
-            short(&c.backup.id),
-            c.loc.target
-        );
-        match decrypt(ids, &sealed, &what) {
-            Ok(plain) => {
-                return Ok(Fetched {
-                    backup: c.backup.clone(),
-                    from: c.loc.clone(),
-                    manifest,
-                    sealed,
-                    plain,
-                });
-            }
-            Err(e @ RestoreError::WrongIdentity(_)) => return Err(e),
+            Ok(f) if f.manifest.as_ref().is_some_and(|m| m.suspect.is_some()) => {}
+            Ok(f) => return Ok(f),
             Err(e) => {
-                progress.step(&format!("warning: {e}"));
                 first_err.get_or_insert(e);
             }
         }
