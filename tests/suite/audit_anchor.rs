@@ -314,9 +314,8 @@ fn an_anchor_that_cannot_be_checked_is_exit_31_never_a_pass() {
 #[test]
 fn the_shipped_policies_never_let_a_token_delete_or_destroy_a_checkpoint() {
     let env = Env::new();
-    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/openbao");
     for p in ["chanvault-operator", "chanvault-daemon"] {
-        env.bao.write_policy(p, &contrib.join(format!("{p}.hcl")));
+        env.bao.write_shipped_policy(p, p, "chanvault");
     }
     let operator = env.bao.token_with_policy("chanvault-operator");
     let daemon = env.bao.token_with_policy("chanvault-daemon");

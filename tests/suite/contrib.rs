@@ -477,6 +477,30 @@ fn grafana_dashboard_is_valid_and_has_a_panel_per_metric() {
     let mut exprs = vec![];
     collect_exprs(&dash["panels"], &mut exprs);
     let used = check_names("dashboard.json", &exprs);
+    // One dashboard for every node (docs/many-nodes.md): a `node` variable
+    // from the scrape jobs' node label, and every selector of every panel
+    // filters on it (All is `.*`, which also matches a single node's series
+    // without the label).
+    let vars = dash["templating"]["list"].as_array().expect("variables");
+    let node = vars
+        .iter()
+        .find(|v| v["name"] == "node")
+        .expect("a `node` dashboard variable");
+    assert_eq!(
+        node["definition"],
+        "label_values(chanvault_build_info, node)"
+    );
+    assert_eq!(node["query"]["query"], node["definition"]);
+    assert_eq!(node["includeAll"], true);
+    assert_eq!(node["multi"], true);
+    assert_eq!(node["allValue"], ".*");
+    for e in &exprs {
+        let unfiltered = selectors_without(e, NODE_FILTER);
+        assert!(
+            unfiltered.is_empty(),
+            "dashboard.json: {unfiltered:?} in {e:?} lack {NODE_FILTER}"
+        );
+    }
     // Every family watch exports has a panel.
     for name in METRIC_NAMES {
         assert!(
@@ -485,6 +509,42 @@ fn grafana_dashboard_is_valid_and_has_a_panel_per_metric() {
             "dashboard.json has no panel for {name}"
         );
     }
+}
+
+/// The label matcher every dashboard selector carries.
+const NODE_FILTER: &str = r#"node=~"$node""#;
+
+/// The metric selectors of `expr` whose label matchers lack `matcher`
+/// (a bare name, or `{…}` without it).
+fn selectors_without(expr: &str, matcher: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut out = vec![];
+    for name in promql_metrics(expr) {
+        let mut from = 0;
+        while let Some(at) = expr[from..].find(&name) {
+            let start = from + at;
+            let end = start + name.len();
+            from = end;
+            let bounded = !expr[..start].ends_with(ident) && !expr[end..].starts_with(ident);
+            if !bounded {
+                continue;
+            }
+            let filtered = expr[end..]
+                .strip_prefix('{')
+                .and_then(|rest| rest.split_once('}'))
+                .is_some_and(|(labels, _)| labels.contains(matcher));
+            if !filtered {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn selectors_without_a_matcher_are_found() {
+    let e = r#"sum(up{job="x"}) + foo_total{node=~"$node"} + foo + bar{job="a", node=~"$node"}"#;
+    assert_eq!(selectors_without(e, NODE_FILTER), ["foo", "up"]);
 }
 
 // ---------------------------------------------------------------- config keys

@@ -567,13 +567,9 @@ fn audit_log_tampering_is_detected() {
 #[test]
 fn policies_let_the_daemon_read_the_identity_but_not_a_seed() {
     let env = Env::new();
-    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/openbao");
-    env.bao
-        .write_policy("chanvault-daemon", &contrib.join("chanvault-daemon.hcl"));
-    env.bao.write_policy(
-        "chanvault-operator",
-        &contrib.join("chanvault-operator.hcl"),
-    );
+    for p in ["chanvault-daemon", "chanvault-operator"] {
+        env.bao.write_shipped_policy(p, p, "chanvault");
+    }
 
     // The operator, logged in with AppRole, escrows a seed and the identity.
     env.bao.bao_ok(&[
@@ -727,10 +723,7 @@ fn rotating_the_approle_secret_id_proves_writes_and_destroys_the_old_one() {
     let g = env.identity.display().to_string();
     env.ok(&["keys", "put", "age-identity", "age-identity", "--file", &g]);
     // The daemon's policy from contrib/, with its optional self-rotation block enabled.
-    let daemon = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/openbao/chanvault-daemon.hcl"),
-    )
-    .unwrap();
+    let daemon = bao::shipped_policy("chanvault-daemon", "chanvault");
     let (head, optional) = daemon.split_once("Uncomment to use:").unwrap();
     let enabled: String = optional
         .lines()

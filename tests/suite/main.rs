@@ -26,6 +26,7 @@ mod inspect_escrow;
 mod layout;
 mod lnd_sim;
 mod lnd_sim_wallet;
+mod many_nodes;
 mod no_leaks;
 mod rclone_target;
 mod recovery_stock_tools;

@@ -48,7 +48,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// `rclone serve restic` on 127.0.0.1, killed on drop.
-struct Rclone {
+pub(crate) struct Rclone {
     args: Vec<String>,
     port: u16,
     child: Option<Child>,
@@ -56,7 +56,7 @@ struct Rclone {
 }
 
 impl Rclone {
-    fn start(root: &Path, port: u16, extra: &[&str]) -> Self {
+    pub(crate) fn start(root: &Path, port: u16, extra: &[&str]) -> Self {
         need("rclone");
         let mut args = vec![
             "serve".to_string(),
@@ -433,7 +433,7 @@ async fn rest_server_plain_and_append_only_with_basic_auth() {
 
 /// An apache htpasswd line `USER:{SHA}base64(sha1(PASS))`, made by python3's
 /// hashlib (no SHA-1 crate in the tree).
-fn write_htpasswd(path: &std::path::Path, user: &str, pass: &str) {
+pub(crate) fn write_htpasswd(path: &std::path::Path, user: &str, pass: &str) {
     let out = std::process::Command::new("python3")
         .args([
             "-c",

@@ -179,6 +179,14 @@ impl Bao {
         self.bao_ok(&["policy", "write", name, file.to_str().expect("utf8")]);
     }
 
+    /// Write the shipped policy `contrib/openbao/{file}.hcl` as `name`, after
+    /// exactly the substitution its header documents (`sed 's|PREFIX|prefix|g'`).
+    pub fn write_shipped_policy(&self, name: &str, file: &str, prefix: &str) {
+        let path = self.dir.path().join(format!("{name}.hcl"));
+        std::fs::write(&path, shipped_policy(file, prefix)).expect("write policy");
+        self.write_policy(name, &path);
+    }
+
     pub fn seal(&self) {
         self.bao_ok(&["operator", "seal"]);
     }
@@ -199,6 +207,20 @@ impl Drop for Bao {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `contrib/openbao/{file}.hcl` with every `PREFIX` replaced by `prefix`,
+/// as the documented `sed 's|PREFIX|prefix|g'` does.
+pub fn shipped_policy(file: &str, prefix: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib/openbao")
+        .join(format!("{file}.hcl"));
+    let text = std::fs::read_to_string(&path).expect("shipped policy");
+    assert!(
+        text.contains("sed 's|PREFIX|"),
+        "{file}.hcl documents no PREFIX substitution"
+    );
+    text.replace("PREFIX", prefix)
 }
 
 /// The chanvault binary with `--config CONFIG`, without inherited
