@@ -7,6 +7,7 @@
 
 pub mod escrow;
 pub mod net;
+pub mod proxy;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -300,6 +301,10 @@ pub struct ResticTargetConfig {
     /// `rclone:` repositories: the rclone binary (`rclone` on `PATH` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rclone_program: Option<PathBuf>,
+    /// `socks5h://HOST:PORT` on loopback (Tor): every connection to a `rest:`
+    /// server, or rclone's to an `rclone:` remote, goes through it, never direct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// Not a setting: `state_dir/restic-locks`, where the lock files this
     /// target writes are recorded (filled in when the config is loaded), so
     /// that only those are ever removed as stale.
@@ -678,12 +683,12 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
         }
         if r.http_credentials_file.is_some()
             && url.starts_with("http://")
-            && !net::is_loopback_url(url)
+            && !proxy::clear_http_ok(url, r.proxy.is_some())
         {
             return Err((
                 "http_credentials_file",
                 format!(
-                    "target {:?} would send these REST credentials in clear over the network to {repo}: use rest:https:// (basic auth over http:// is allowed only to a loopback address: {})",
+                    "target {:?} would send these REST credentials in clear over the network to {repo}: use rest:https:// (basic auth over http:// is allowed only to a loopback address: {}, or to a .onion service through proxy)",
                     r.name,
                     net::LOOPBACK_HOSTS
                 ),
@@ -729,6 +734,18 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
     }
     if r.timeout_seconds == 0 {
         return Err(("timeout_seconds", "must be at least 1".into()));
+    }
+    if let Some(p) = &r.proxy {
+        if !r.is_rest() && r.rclone_remote().is_none() {
+            return Err((
+                "proxy",
+                format!(
+                    "target {:?}: only applies to a rest: or rclone: repository (a local path is not reached over the network)",
+                    r.name
+                ),
+            ));
+        }
+        proxy::Socks5h::parse(p).map_err(|m| ("proxy", format!("target {:?}: {m}", r.name)))?;
     }
     Ok(())
 }
