@@ -257,7 +257,8 @@ pub enum TargetConfig {
     /// A directory (local disk, NFS) that PBS or another backup picks up.
     Dir(DirTargetConfig),
     /// A restic repository (local path, REST server or rclone remote) that stock restic can read.
-    Restic(ResticTargetConfig),
+    /// (Boxed: its many keys would make every `Dir` as large.)
+    Restic(Box<ResticTargetConfig>),
 }
 
 /// Hostname recorded in the restic snapshots unless `host` says otherwise.

@@ -426,7 +426,7 @@ recipients = ["age1xyz"]
         }
         // escrow.proxy: socks5h on loopback; http:// to an onion service through it.
         let onion = "http://chanvaultbaoonionaddressaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion:8200";
-        let proxied = format!("token_file = \"t\"\nproxy = \"socks5h://127.0.0.1:9050\"\n");
+        let proxied = "token_file = \"t\"\nproxy = \"socks5h://127.0.0.1:9050\"\n".to_owned();
         assert!(parse(&format!("{proxied}address = \"{onion}\"\n")).is_ok());
         let e = parse(&format!("token_file = \"t\"\naddress = \"{onion}\"\n")).unwrap_err();
         assert!(
