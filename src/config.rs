@@ -736,18 +736,7 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
     if r.timeout_seconds == 0 {
         return Err(("timeout_seconds", "must be at least 1".into()));
     }
-    if let Some(p) = &r.proxy {
-        if !r.is_rest() && r.rclone_remote().is_none() {
-            return Err((
-                "proxy",
-                format!(
-                    "target {:?}: only applies to a rest: or rclone: repository (a local path is not reached over the network)",
-                    r.name
-                ),
-            ));
-        }
-        proxy::Socks5h::parse(p).map_err(|m| ("proxy", format!("target {:?}: {m}", r.name)))?;
-    }
+    proxy::check_target(r)?;
     Ok(())
 }
 

@@ -103,6 +103,26 @@ impl Socks5h {
     pub const GO_ENV_REMOVED: &'static [&'static str] = &["NO_PROXY", "no_proxy", "REQUEST_METHOD"];
 }
 
+/// A restic target's `proxy`: only for `rest:` and `rclone:` repositories,
+/// and a valid one; (key, message) naming the target.
+pub(super) fn check_target(r: &super::ResticTargetConfig) -> Result<(), (&'static str, String)> {
+    let Some(p) = &r.proxy else {
+        return Ok(());
+    };
+    let name = &r.name;
+    if !r.is_rest() && r.rclone_remote().is_none() {
+        return Err((
+            "proxy",
+            format!(
+                "target {name:?}: only applies to a rest: or rclone: repository (a local path is not reached over the network)"
+            ),
+        ));
+    }
+    Socks5h::parse(p)
+        .map(drop)
+        .map_err(|m| ("proxy", format!("target {name:?}: {m}")))
+}
+
 /// True when `url` (`http://host…`) names a Tor v3 onion service: 56
 /// base32 characters before `.onion`. Through a `socks5h://` proxy such a
 /// connection is encrypted end to end by Tor and reaches only the holder of
