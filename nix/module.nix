@@ -35,11 +35,11 @@ let
     "metrics.enabled" "metrics.listen"
     "target.name" "target.kind" "target.path" "target.repository" "target.password_file"
     "target.cacert" "target.http_credentials_file" "target.host" "target.tags" "target.forget_keep_last"
-    "target.timeout_seconds" "target.rclone_config" "target.rclone_program"
+    "target.timeout_seconds" "target.rclone_config" "target.rclone_program" "target.proxy"
     "escrow.address" "escrow.cacert" "escrow.mount" "escrow.prefix" "escrow.token_file"
     "escrow.approle_role_id_file" "escrow.approle_secret_id_file" "escrow.approle_mount"
     "escrow.approle_role_name" "escrow.network" "escrow.seal_recipients" "escrow.required"
-    "escrow.timeout_seconds"
+    "escrow.timeout_seconds" "escrow.proxy"
     "verify.max_age_hours"
     "verify.restore_lnd_version"
   ];

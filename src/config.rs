@@ -7,6 +7,7 @@
 
 pub mod escrow;
 pub mod net;
+pub mod proxy;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -256,7 +257,8 @@ pub enum TargetConfig {
     /// A directory (local disk, NFS) that PBS or another backup picks up.
     Dir(DirTargetConfig),
     /// A restic repository (local path, REST server or rclone remote) that stock restic can read.
-    Restic(ResticTargetConfig),
+    /// (Boxed: its many keys would make every `Dir` as large.)
+    Restic(Box<ResticTargetConfig>),
 }
 
 /// Hostname recorded in the restic snapshots unless `host` says otherwise.
@@ -300,6 +302,10 @@ pub struct ResticTargetConfig {
     /// `rclone:` repositories: the rclone binary (`rclone` on `PATH` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rclone_program: Option<PathBuf>,
+    /// `socks5h://HOST:PORT` on loopback (Tor): every connection to a `rest:`
+    /// server, or rclone's to an `rclone:` remote, goes through it, never direct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// Not a setting: `state_dir/restic-locks`, where the lock files this
     /// target writes are recorded (filled in when the config is loaded), so
     /// that only those are ever removed as stale.
@@ -678,12 +684,12 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
         }
         if r.http_credentials_file.is_some()
             && url.starts_with("http://")
-            && !net::is_loopback_url(url)
+            && !proxy::clear_http_ok(url, r.proxy.is_some())
         {
             return Err((
                 "http_credentials_file",
                 format!(
-                    "target {:?} would send these REST credentials in clear over the network to {repo}: use rest:https:// (basic auth over http:// is allowed only to a loopback address: {})",
+                    "target {:?} would send these REST credentials in clear over the network to {repo}: use rest:https:// (basic auth over http:// is allowed only to a loopback address: {}, or to a .onion service through proxy)",
                     r.name,
                     net::LOOPBACK_HOSTS
                 ),
@@ -730,6 +736,7 @@ fn validate_restic(r: &ResticTargetConfig) -> Result<(), (&'static str, String)>
     if r.timeout_seconds == 0 {
         return Err(("timeout_seconds", "must be at least 1".into()));
     }
+    proxy::check_target(r)?;
     Ok(())
 }
 

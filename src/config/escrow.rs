@@ -64,6 +64,9 @@ pub struct EscrowConfig {
     /// Per-request timeout.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// `socks5h://HOST:PORT` on loopback (Tor): OpenBao is reached through it only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 fn default_mount() -> String {
@@ -137,8 +140,13 @@ impl EscrowConfig {
     /// Checks that need no network; errors are (key, message).
     pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |k: &str, m: String| Err((format!("escrow.{k}"), m));
+        if let Some(p) = &self.proxy
+            && let Err(m) = super::proxy::Socks5h::parse(p)
+        {
+            return bad("proxy", m);
+        }
         if let Some(a) = &self.address
-            && let Err(m) = check_address(a)
+            && let Err(m) = check_address(a, self.proxy.is_some())
         {
             return bad("address", m);
         }
@@ -246,7 +254,8 @@ impl EscrowConfig {
     pub fn effective_address(&self) -> Result<String, String> {
         let a = match &self.address {
             Some(a) => {
-                check_address(a).map_err(|m| format!("escrow.address: {m}"))?;
+                check_address(a, self.proxy.is_some())
+                    .map_err(|m| format!("escrow.address: {m}"))?;
                 a.clone()
             }
             None => {
@@ -260,7 +269,8 @@ impl EscrowConfig {
                         "escrow.address is not set and neither BAO_ADDR nor VAULT_ADDR is"
                             .to_owned()
                     })?;
-                check_address(&a).map_err(|m| format!("{var} (escrow.address is not set): {m}"))?;
+                check_address(&a, self.proxy.is_some())
+                    .map_err(|m| format!("{var} (escrow.address is not set): {m}"))?;
                 tracing::info!("escrow.address is not set: using OpenBao at {a} from {var}");
                 a
             }
@@ -279,7 +289,9 @@ impl EscrowConfig {
     }
 }
 
-fn check_address(a: &str) -> Result<(), String> {
+/// `proxied`: plain `http://` may also reach an onion service (Tor
+/// encrypts it end to end; see `proxy::is_onion_url`).
+fn check_address(a: &str, proxied: bool) -> Result<(), String> {
     let rest = a
         .strip_prefix("https://")
         .or_else(|| a.strip_prefix("http://"))
@@ -289,9 +301,9 @@ fn check_address(a: &str) -> Result<(), String> {
     if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
         return Err(format!("{a:?} has no host"));
     }
-    if a.starts_with("http://") && !super::net::is_loopback_url(a) {
+    if a.starts_with("http://") && !super::proxy::clear_http_ok(a, proxied) {
         return Err(format!(
-            "{a:?} would send the OpenBao token and the escrowed seeds and keys in clear over the network: use https:// (plain http:// is allowed only to a loopback address: {})",
+            "{a:?} would send the OpenBao token and the escrowed seeds and keys in clear over the network: use https:// (plain http:// is allowed only to a loopback address: {}, or to a .onion service through escrow.proxy)",
             super::net::LOOPBACK_HOSTS
         ));
     }
@@ -412,6 +424,20 @@ recipients = ["age1xyz"]
             );
             assert!(!e.contains('\n'), "{e}");
         }
+        // escrow.proxy: socks5h on loopback; http:// to an onion service through it.
+        let onion = "http://chanvaultbaoonionaddressaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion:8200";
+        let proxied = "token_file = \"t\"\nproxy = \"socks5h://127.0.0.1:9050\"\n".to_owned();
+        assert!(parse(&format!("{proxied}address = \"{onion}\"\n")).is_ok());
+        let e = parse(&format!("token_file = \"t\"\naddress = \"{onion}\"\n")).unwrap_err();
+        assert!(
+            e.contains("escrow.address: ") && e.contains("in clear"),
+            "{e}"
+        );
+        let e = parse(&proxied.replace("socks5h", "socks5")).unwrap_err();
+        assert!(
+            e.starts_with("config /etc/cv/c.toml: escrow.proxy: ") && e.contains("socks5h://"),
+            "{e}"
+        );
         let e = parse("token_file = \"t\"\ntokenfile = \"x\"\n").unwrap_err();
         assert!(e.contains("tokenfile"), "{e}");
     }

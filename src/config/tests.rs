@@ -328,3 +328,69 @@ fn rclone_mistakes_name_the_target_and_key() {
         assert!(!e.contains('\n'), "{e}");
     }
 }
+
+#[test]
+fn a_proxy_applies_to_network_targets_only_and_must_be_socks5h() {
+    const ONION: &str = "chanvaultrestonionaddressaaaaaaaaaaaaaaaaaaaaaaaaaaaaaad.onion";
+    let proxy = "proxy = \"socks5h://127.0.0.1:9050\"\n";
+    let rest = |url: &str, extra: &str| {
+        format!(
+            "{MIN}[[target]]\nname = \"offsite\"\nkind = \"restic\"\nrepository = \"rest:{url}\"\npassword_file = \"pw\"\n{extra}"
+        )
+    };
+    for ok in [
+        rest("https://backup.example:8000/r/", proxy),
+        format!("{MIN}{RCLONE}{proxy}"),
+        // Tor carries http:// to an onion service end to end encrypted.
+        rest(
+            &format!("http://{ONION}:8000/r/"),
+            &format!("{proxy}http_credentials_file = \"creds\"\n"),
+        ),
+    ] {
+        let c = parse(&ok).unwrap();
+        let TargetConfig::Restic(r) = &c.targets[1] else {
+            panic!("restic target expected")
+        };
+        assert_eq!(r.proxy.as_deref(), Some("socks5h://127.0.0.1:9050"));
+    }
+    for (text, key, needle) in [
+        (
+            format!("{MIN}{RCLONE}")
+                .replace("rclone:b2:chanvault/node1", "/srv/repo")
+                .replace(
+                    "rclone_config = \"rclone.conf\"\nrclone_program = \"bin/rclone\"\n",
+                    proxy,
+                ),
+            "target[1].proxy",
+            "only applies to a rest: or rclone:",
+        ),
+        (
+            format!("{MIN}{RCLONE}proxy = \"socks5://127.0.0.1:9050\"\n"),
+            "target[1].proxy",
+            "write socks5h://",
+        ),
+        (
+            format!("{MIN}{RCLONE}proxy = \"socks5h://10.152.152.10:9050\"\n"),
+            "target[1].proxy",
+            "loopback",
+        ),
+        (
+            // Without a proxy, an onion name is just another host in clear.
+            rest(
+                &format!("http://{ONION}:8000/r/"),
+                "http_credentials_file = \"creds\"\n",
+            ),
+            "target[1].http_credentials_file",
+            "in clear",
+        ),
+    ] {
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("config /etc/chanvault/chanvault.toml: {key}: ")),
+            "{key}: {e}"
+        );
+        assert!(e.contains("target \"offsite\""), "{e}");
+        assert!(e.contains(needle), "{needle:?} not in {e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}

@@ -39,6 +39,7 @@ mod seed_drill;
 mod shutdown;
 mod signed_manifests;
 mod slow_lnd;
+mod socks_proxy;
 mod stuck_targets;
 mod systemd_notify;
 mod torture_kill;

@@ -17,15 +17,15 @@ use std::time::{Duration, Instant};
 use crate::common::{bin, text};
 use crate::restic_target::{REPO_PASSWORD, Setup, free_port, need};
 
-const DAV_USER: &str = "dav-user";
-const DAV_PASS: &str = "dav-pass-3c9e1a";
+pub(crate) const DAV_USER: &str = "dav-user";
+pub(crate) const DAV_PASS: &str = "dav-pass-3c9e1a";
 
 /// `rclone serve webdav` (or `sftp`) on 127.0.0.1 with a user and
 /// password, killed on drop.
-struct RcloneServe {
+pub(crate) struct RcloneServe {
     protocol: &'static str,
     root: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
     child: Option<Child>,
 }
 
@@ -34,7 +34,7 @@ impl RcloneServe {
         Self::serve("webdav", root)
     }
 
-    fn serve(protocol: &'static str, root: &Path) -> Self {
+    pub(crate) fn serve(protocol: &'static str, root: &Path) -> Self {
         need("rclone");
         std::fs::create_dir_all(root).unwrap();
         let mut w = Self {
@@ -92,7 +92,7 @@ impl Drop for RcloneServe {
 }
 
 /// rclone.conf keeps passwords obscured (`rclone obscure`).
-fn obscure(pass: &str) -> String {
+pub(crate) fn obscure(pass: &str) -> String {
     let out = Command::new("rclone")
         .args(["obscure", pass])
         .output()
@@ -110,7 +110,7 @@ fn dav_remote(port: u16, pass: &str) -> String {
 }
 
 /// Write the test's rclone.conf (owner-only, as chanvault insists).
-fn write_rclone_conf(s: &Setup, body: &str) -> PathBuf {
+pub(crate) fn write_rclone_conf(s: &Setup, body: &str) -> PathBuf {
     let p = s.f.path().join("rclone.conf");
     std::fs::write(&p, body).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -122,7 +122,7 @@ fn configure(s: &Setup, repository: &str) {
     s.configure(repository, "rclone_config = \"rclone.conf\"\n");
 }
 
-fn chanvault(s: &Setup, args: &[&str]) -> Output {
+pub(crate) fn chanvault(s: &Setup, args: &[&str]) -> Output {
     bin()
         .args(args)
         .arg("--config")

@@ -126,10 +126,14 @@ impl KvClient {
             } else if e.is_decode() || e.is_body() {
                 self.malformed(path, &crate::text::error_chain(&e))
             } else {
+                let chain = crate::text::error_chain(&e);
                 KvError::Unreachable {
                     address: self.address.clone(),
                     path: path.to_owned(),
-                    detail: crate::text::error_chain(&e),
+                    detail: match &self.proxy {
+                        Some(p) => format!("through the proxy {p}: {chain}"),
+                        None => chain,
+                    },
                 }
             }
         };

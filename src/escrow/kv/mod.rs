@@ -37,6 +37,7 @@ use auth::TokenState;
 use http::{Method, serialize_zeroizing};
 
 use crate::config::escrow::{Auth, EscrowConfig};
+use crate::config::proxy::Socks5h;
 use crate::secret::SecretString;
 
 /// One version's state from a data read.
@@ -128,6 +129,8 @@ pub struct KvClient {
     auth: Auth,
     state: Option<TokenState>,
     timeout_seconds: u64,
+    /// `escrow.proxy`, named when OpenBao cannot be reached.
+    proxy: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +190,11 @@ impl KvClient {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
+        // `escrow.proxy`: every request through it (reqwest never falls back to direct).
+        let proxy = cfg.proxy.as_deref().map(Socks5h::parse).transpose();
+        if let Some(p) = proxy.map_err(|m| KvError::Config(format!("escrow.proxy: {m}")))? {
+            builder = builder.proxy(p.reqwest().map_err(KvError::Config)?);
+        }
         if let Some(ca) = cfg.effective_cacert() {
             use crate::fsutil::CaBundleError;
             let certs = crate::fsutil::read_ca_bundle(&ca).map_err(|e| KvError::CaCert {
@@ -209,6 +217,7 @@ impl KvClient {
             auth,
             state: None,
             timeout_seconds: cfg.timeout_seconds,
+            proxy: cfg.proxy.clone(),
         })
     }
 

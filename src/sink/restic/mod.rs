@@ -50,6 +50,7 @@ use crate::spool::BackupRecord;
 
 mod keyfile;
 mod lock;
+mod proxy;
 mod rclone;
 mod rest;
 mod rest_backend;

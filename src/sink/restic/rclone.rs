@@ -272,6 +272,7 @@ fn start(cfg: &ResticTargetConfig, log: &RcloneLog) -> Result<RcloneServer, (Err
     if let Some(conf) = &cfg.rclone_config {
         cmd.env("RCLONE_CONFIG", conf);
     }
+    super::proxy::rclone_through(cfg, &program, &mut cmd)?;
     let shown = program.display();
     let mut child = cmd.spawn().map_err(|e| {
         let hint = match e.kind() {

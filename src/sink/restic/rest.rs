@@ -1,4 +1,5 @@
-//! The REST server as we talk to it: one client, without proxy, for the
+//! The REST server as we talk to it: one client, without proxy (or through
+//! the target's own `proxy` only, never the environment's), for the
 //! repository probe, the lock files and the repository itself
 //! (`rest_backend`).
 
@@ -78,12 +79,16 @@ impl ResticTarget {
         let base = reqwest::Url::parse(&url)
             .map_err(|e| self.err(format!("repository {url} is not a valid URL: {e}")))?;
         // No proxy from HTTP_PROXY/HTTPS_PROXY/ALL_PROXY: the credentials
-        // and the repository are for this server only.
+        // and the repository are for this server only. The target's own
+        // `proxy`, when set, carries every request (there is no fallback).
         crate::lnd::install_crypto_provider();
         let mut builder = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(self.request_timeout())
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
+        if let Some(p) = self.proxy().map_err(|m| self.err(m))? {
+            builder = builder.proxy(p.reqwest().map_err(|m| self.err(m))?);
+        }
         if let Some(ca) = &self.cfg.cacert {
             use crate::fsutil::CaBundleError;
             let certs = crate::fsutil::read_ca_bundle(ca).map_err(|e| match e {
@@ -196,10 +201,14 @@ impl ResticTarget {
                 .with_kind(ErrorKind::Refused);
         }
         if is_connect {
+            let how = match &self.cfg.proxy {
+                Some(p) => format!(
+                    " through the proxy {p} ({chain}); are the proxy and the server running?"
+                ),
+                None => format!(" ({chain}); is it running?"),
+            };
             return self
-                .err(format!(
-                    "cannot reach the REST server {repo} ({chain}); is it running?"
-                ))
+                .err(format!("cannot reach the REST server {repo}{how}"))
                 .with_kind(ErrorKind::Unreachable);
         }
         if is_timeout {
