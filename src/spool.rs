@@ -522,6 +522,11 @@ impl Spool {
         };
         let mut swept = fsutil::remove_temp_files(&self.dir).map_err(|e| io_err(&self.dir, e))?;
         swept += fsutil::remove_temp_files(&backups).map_err(|e| io_err(&backups, e))?;
+        // A record of a restic lock being written when the process died.
+        let locks = self.dir.join(crate::state_dir::RESTIC_LOCKS_DIR);
+        if locks.is_dir() {
+            swept += fsutil::remove_temp_files(&locks).map_err(|e| io_err(&locks, e))?;
+        }
         let known: BTreeSet<String> = j.backups.iter().map(|b| format!("{}.age", b.id)).collect();
         for entry in fs::read_dir(&backups).map_err(|e| io_err(&backups, e))? {
             let entry = entry.map_err(|e| io_err(&backups, e))?;
