@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::http::{Failed, Method, request_body};
+use super::http::{Failed, Method, Reply, request_body};
 use super::{KvClient, KvError};
 use crate::secret::SecretString;
 
@@ -163,15 +163,19 @@ impl KvClient {
                 .send_once(node, token, method, path, body.as_ref(), timeout)
                 .await
             {
-                Ok(r) if matches!(r.status, 307 | 308) => {
-                    let to = self.redirect(node, path, r.location.as_deref())?;
-                    redirects += 1;
-                    if to != node && redirects <= MAX_REDIRECTS {
+                // A 307 did nothing: the standby points at the active node.
+                // Followed to a configured node only; in a cluster, one
+                // pointing elsewhere (an active node not listed, or one
+                // that just died) is waited out like any refusal.
+                Ok(r) if matches!(r.status, 307 | 308) => match self.redirect(node, path, &r) {
+                    Ok(to) if to != node && redirects < MAX_REDIRECTS => {
+                        redirects += 1;
                         self.node.store(to, Ordering::Relaxed);
                         continue;
                     }
-                    self.error_of(node, r.status, &r.body, path)
-                }
+                    Ok(_) => self.error_of(node, r.status, &r.body, path),
+                    Err(e) => e,
+                },
                 Ok(r) if (200..300).contains(&r.status) || !self.cluster() => {
                     self.node.store(node, Ordering::Relaxed);
                     return Ok((r.status, r.body));
@@ -214,8 +218,8 @@ impl KvClient {
     }
 
     /// Where a redirect from `node` may be followed: a configured node.
-    fn redirect(&self, node: usize, path: &str, location: Option<&str>) -> Result<usize, KvError> {
-        let location = location.unwrap_or("");
+    fn redirect(&self, node: usize, path: &str, r: &Reply) -> Result<usize, KvError> {
+        let location = r.location.as_deref().unwrap_or("");
         self.configured(location).ok_or_else(|| KvError::Redirect {
             address: self.addresses[node].clone(),
             path: path.split('?').next().unwrap_or(path).to_owned(),
