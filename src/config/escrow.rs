@@ -5,6 +5,10 @@
 //! role-id and secret-id files), never secrets. The address and CA may come
 //! from `BAO_ADDR`/`BAO_CACERT` (or `VAULT_*`) so that an operator's shell
 //! that already talks to OpenBao needs nothing else.
+//!
+//! `address` is one URL or, for an OpenBao cluster (raft HA), the list of its
+//! nodes: the token is sent to these addresses only, so a node that
+//! redirects elsewhere is never followed (see `escrow::kv::cluster`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,15 +23,19 @@ pub const DEFAULT_APPROLE_MOUNT: &str = "approle";
 /// Default per-request timeout against OpenBao.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 15;
 
+/// Most nodes `escrow.address` may list (a raft cluster has 3 or 5).
+pub const MAX_ADDRESSES: usize = 16;
+
 /// Networks `escrow.network` accepts (the names bitcoind and the `bitcoin` crate use, plus "mainnet").
 pub const NETWORKS: &[&str] = &["bitcoin", "mainnet", "testnet", "signet", "regtest"];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscrowConfig {
-    /// `https://host:8200`; else `BAO_ADDR`, else `VAULT_ADDR`.
+    /// `https://host:8200`, or the list of a cluster's nodes; else
+    /// `BAO_ADDR`, else `VAULT_ADDR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
+    pub address: Option<Address>,
     /// PEM CA bundle that signed OpenBao's certificate; else `BAO_CACERT`/`VAULT_CACERT`; else the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cacert: Option<PathBuf>,
@@ -67,6 +75,59 @@ pub struct EscrowConfig {
     /// `socks5h://HOST:PORT` on loopback (Tor): OpenBao is reached through it only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+}
+
+/// `escrow.address`: one node, or every node of one cluster. A string keeps
+/// every config written before clusters valid; a list needs no second key
+/// that could disagree with the first.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(
+    untagged,
+    expecting = "escrow.address must be a URL (\"https://bao:8200\") or a list of the URLs of one cluster's nodes"
+)]
+pub enum Address {
+    One(String),
+    Cluster(Vec<String>),
+}
+
+impl Address {
+    fn list(&self) -> Vec<&str> {
+        match self {
+            Address::One(a) => vec![a.as_str()],
+            Address::Cluster(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Each URL checked, without a trailing '/'; errors are (key, message).
+    fn checked(&self, proxied: bool) -> Result<Vec<String>, (String, String)> {
+        let list = self.list();
+        if list.is_empty() {
+            return Err((
+                "escrow.address".into(),
+                "the list is empty: name at least one OpenBao node".into(),
+            ));
+        }
+        if list.len() > MAX_ADDRESSES {
+            return Err((
+                "escrow.address".into(),
+                format!("lists {} nodes; at most {MAX_ADDRESSES}", list.len()),
+            ));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for (i, a) in list.iter().enumerate() {
+            let key = match self {
+                Address::One(_) => "escrow.address".to_owned(),
+                Address::Cluster(_) => format!("escrow.address[{i}]"),
+            };
+            check_address(a, proxied).map_err(|m| (key.clone(), m))?;
+            let a = a.trim_end_matches('/').to_owned();
+            if out.contains(&a) {
+                return Err((key, format!("{a:?} is listed twice")));
+            }
+            out.push(a);
+        }
+        Ok(out)
+    }
 }
 
 fn default_mount() -> String {
@@ -145,10 +206,8 @@ impl EscrowConfig {
         {
             return bad("proxy", m);
         }
-        if let Some(a) = &self.address
-            && let Err(m) = check_address(a, self.proxy.is_some())
-        {
-            return bad("address", m);
+        if let Some(a) = &self.address {
+            a.checked(self.proxy.is_some())?;
         }
         if !valid_segment(&self.mount) {
             return bad(
@@ -246,36 +305,30 @@ impl EscrowConfig {
         }
     }
 
-    /// The address from the config, else `BAO_ADDR`, else `VAULT_ADDR`.
-    /// An address from the environment is checked as `escrow.address` is
-    /// (no plain `http://` beyond loopback), and one info line names the
-    /// variable, so that a shell's leftover `VAULT_ADDR` never decides
-    /// silently where tokens and seeds go.
-    pub fn effective_address(&self) -> Result<String, String> {
-        let a = match &self.address {
-            Some(a) => {
-                check_address(a, self.proxy.is_some())
-                    .map_err(|m| format!("escrow.address: {m}"))?;
-                a.clone()
-            }
-            None => {
-                let (var, a) = ["BAO_ADDR", "VAULT_ADDR"]
-                    .iter()
-                    .find_map(|k| {
-                        let v = std::env::var(k).ok().filter(|v| !v.trim().is_empty())?;
-                        Some((*k, v))
-                    })
-                    .ok_or_else(|| {
-                        "escrow.address is not set and neither BAO_ADDR nor VAULT_ADDR is"
-                            .to_owned()
-                    })?;
-                check_address(&a, self.proxy.is_some())
-                    .map_err(|m| format!("{var} (escrow.address is not set): {m}"))?;
-                tracing::info!("escrow.address is not set: using OpenBao at {a} from {var}");
-                a
-            }
-        };
-        Ok(a.trim_end_matches('/').to_owned())
+    /// The addresses from the config, else the one of `BAO_ADDR`, else of
+    /// `VAULT_ADDR`. An address from the environment is checked as
+    /// `escrow.address` is (no plain `http://` beyond loopback), and one info
+    /// line names the variable, so that a shell's leftover `VAULT_ADDR` never
+    /// decides silently where tokens and seeds go.
+    pub fn effective_addresses(&self) -> Result<Vec<String>, String> {
+        if let Some(a) = &self.address {
+            return a
+                .checked(self.proxy.is_some())
+                .map_err(|(k, m)| format!("{k}: {m}"));
+        }
+        let (var, a) = ["BAO_ADDR", "VAULT_ADDR"]
+            .iter()
+            .find_map(|k| {
+                let v = std::env::var(k).ok().filter(|v| !v.trim().is_empty())?;
+                Some((*k, v))
+            })
+            .ok_or_else(|| {
+                "escrow.address is not set and neither BAO_ADDR nor VAULT_ADDR is".to_owned()
+            })?;
+        check_address(&a, self.proxy.is_some())
+            .map_err(|m| format!("{var} (escrow.address is not set): {m}"))?;
+        tracing::info!("escrow.address is not set: using OpenBao at {a} from {var}");
+        Ok(vec![a.trim_end_matches('/').to_owned()])
     }
 
     /// The CA file from the config, else `BAO_CACERT`, else `VAULT_CACERT`.
@@ -364,6 +417,43 @@ recipients = ["age1xyz"]
         ] {
             let c = parse(&format!("token_file = \"t\"\naddress = \"{a}\"\n"));
             assert!(c.is_ok(), "{a}: {c:?}", c = c.err());
+        }
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_of_its_nodes() {
+        let c = parse(
+            "token_file = \"t\"\naddress = [\"http://127.0.0.1:8200/\", \"https://bao2.lan:8200\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.escrow.unwrap().effective_addresses().unwrap(),
+            ["http://127.0.0.1:8200", "https://bao2.lan:8200"]
+        );
+        let c = parse("token_file = \"t\"\naddress = \"https://bao.lan:8200/\"\n").unwrap();
+        assert_eq!(
+            c.escrow.unwrap().effective_addresses().unwrap(),
+            ["https://bao.lan:8200"]
+        );
+        for (list, key, says) in [
+            ("[]", "escrow.address", "empty"),
+            (
+                "[\"https://a:8200\", \"http://bao.lan:8200\"]",
+                "escrow.address[1]",
+                "in clear",
+            ),
+            (
+                "[\"https://a:8200\", \"https://a:8200/\"]",
+                "escrow.address[1]",
+                "twice",
+            ),
+            ("8200", "escrow.address", "list of the URLs"),
+        ] {
+            let e = parse(&format!("token_file = \"t\"\naddress = {list}\n")).unwrap_err();
+            assert!(
+                e.contains(key) && e.contains(says) && !e.contains('\n'),
+                "{list}: {e}"
+            );
         }
     }
 

@@ -15,6 +15,7 @@ mod drill_tempdir;
 mod escrow_bao;
 mod escrow_bao_server;
 mod escrow_cli;
+mod escrow_ha;
 mod escrow_material;
 mod escrow_rotate;
 mod fuzz_props;

@@ -127,7 +127,7 @@ impl KvClient {
                     .await?;
             }
         }
-        tracing::debug!(address = %self.address, accessor = self.accessor().unwrap_or(""), "logged in to OpenBao");
+        tracing::debug!(address = %self.address(), accessor = self.accessor().unwrap_or(""), "logged in to OpenBao");
         Ok(())
     }
 
@@ -164,7 +164,7 @@ impl KvClient {
                 Err(KvError::Server { message, .. })
                 | Err(KvError::Refused { path: message, .. }) => {
                     return Err(KvError::Login {
-                        address: self.address.clone(),
+                        address: self.address().to_owned(),
                         mount,
                         role_id_file: role_id_file.display().to_string(),
                         secret_id_file: secret_id_desc.to_owned(),

@@ -56,6 +56,24 @@ pub enum KvError {
         path: String,
         expected: u64,
     },
+    #[error(
+        "OpenBao at {address} redirected {path} to {location}, which is not in escrow.address; the token goes to configured nodes only: add that node to escrow.address if it belongs to the cluster"
+    )]
+    Redirect {
+        address: String,
+        path: String,
+        location: String,
+    },
+    #[error("OpenBao at {address} knows no active node (an election is under way)")]
+    NoLeader { address: String },
+    #[error(
+        "no OpenBao node answered as the active one within {seconds}s (escrow.timeout_seconds; tried {addresses}); last error: {last}"
+    )]
+    NoActiveNode {
+        addresses: String,
+        seconds: u64,
+        last: String,
+    },
     #[error("OpenBao at {address}: {path}: {status}: {message}")]
     Server {
         address: String,
@@ -76,6 +94,18 @@ pub enum KvError {
 }
 
 impl KvError {
+    /// A write that failed this way may still have been applied: the
+    /// request may have reached OpenBao and only the reply was lost.
+    pub fn in_doubt(&self) -> bool {
+        match self {
+            KvError::Timeout { .. } | KvError::Unreachable { .. } | KvError::Malformed { .. } => {
+                true
+            }
+            KvError::Server { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
     /// A short, secret-free class for the audit log.
     pub fn class(&self) -> &'static str {
         match self {
@@ -89,6 +119,8 @@ impl KvError {
             KvError::CasConflict { .. } => "cas-conflict",
             KvError::Server { .. } => "server-error",
             KvError::Login { .. } => "login-failed",
+            KvError::Redirect { .. } => "redirect-refused",
+            KvError::NoLeader { .. } | KvError::NoActiveNode { .. } => "no-active-node",
         }
     }
 }

@@ -2,12 +2,41 @@
 //! bodies, status codes turned into errors that name the address and path.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{KvClient, KvError};
 use crate::secret::SecretString;
+
+/// What one attempt at one node got back.
+pub(super) struct Reply {
+    pub(super) status: u16,
+    pub(super) body: Zeroizing<Vec<u8>>,
+    /// The `Location` header (a standby's redirect to the active node).
+    pub(super) location: Option<String>,
+}
+
+/// Why one attempt failed, by what it tells about the request.
+pub(super) enum Failed {
+    /// Not a network matter (the config, the token's characters): no other
+    /// node would do better.
+    Fatal(KvError),
+    /// No connection was made: the node never saw the request.
+    NotSent(KvError),
+    /// The request may have reached the node, and a write may have been
+    /// applied even though no reply came back.
+    InDoubt(KvError),
+}
+
+impl Failed {
+    pub(super) fn into_error(self) -> KvError {
+        match self {
+            Failed::Fatal(e) | Failed::NotSent(e) | Failed::InDoubt(e) => e,
+        }
+    }
+}
 
 /// Largest reply we accept (a KV item is a few KiB).
 const REPLY_LIMIT: usize = 4 << 20;
@@ -21,6 +50,7 @@ struct Errors {
     errors: Vec<String>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Method {
     Get,
     Post,
@@ -32,7 +62,7 @@ pub(super) enum Method {
 impl KvClient {
     pub(super) fn malformed(&self, path: &str, detail: &str) -> KvError {
         KvError::Malformed {
-            address: self.address.clone(),
+            address: self.address().to_owned(),
             path: path.to_owned(),
             detail: detail.to_owned(),
         }
@@ -84,68 +114,94 @@ impl KvClient {
         }
     }
 
-    async fn send(
+    /// One attempt at node `node` (an index into `escrow.address`), within
+    /// `timeout`. Errors name that node, and say whether the request may
+    /// have reached it ([`Failed`]).
+    pub(super) async fn send_once(
         &self,
+        node: usize,
         token: &SecretString,
         method: Method,
         path: &str,
-        body: Option<Zeroizing<Vec<u8>>>,
-    ) -> Result<(u16, Zeroizing<Vec<u8>>), KvError> {
-        let url = format!("{}/v1/{path}", self.address);
+        body: Option<&bytes::Bytes>,
+        timeout: Duration,
+    ) -> Result<Reply, Failed> {
+        let address = &self.addresses[node];
+        let url = format!("{address}/v1/{path}");
         let m = match method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
             Method::Put => reqwest::Method::PUT,
             Method::Delete => reqwest::Method::DELETE,
             Method::List => reqwest::Method::from_bytes(b"LIST")
-                .map_err(|e| KvError::Config(format!("LIST method: {e}")))?,
+                .map_err(|e| Failed::Fatal(KvError::Config(format!("LIST method: {e}"))))?,
         };
-        let mut req = self.http.request(m, &url);
+        let mut req = self.http.request(m, &url).timeout(timeout);
         if !token.expose().is_empty() {
             let mut v = reqwest::header::HeaderValue::from_str(token.expose()).map_err(|_| {
-                KvError::Config(format!(
+                Failed::Fatal(KvError::Config(format!(
                     "the token from {} contains characters not allowed in an HTTP header",
                     self.source_desc()
-                ))
+                )))
             })?;
             v.set_sensitive(true);
             req = req.header("X-Vault-Token", v);
         }
         if let Some(b) = body {
+            // A clone of `Bytes` shares the zeroizing buffer: no copy.
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(request_body(b));
+                .body(b.clone());
         }
         let unreachable = |e: reqwest::Error| {
             if e.is_timeout() {
-                KvError::Timeout {
-                    address: self.address.clone(),
+                Failed::InDoubt(KvError::Timeout {
+                    address: address.clone(),
                     path: path.to_owned(),
                     seconds: self.timeout_seconds,
-                }
+                })
             } else if e.is_decode() || e.is_body() {
-                self.malformed(path, &crate::text::error_chain(&e))
+                Failed::InDoubt(KvError::Malformed {
+                    address: address.clone(),
+                    path: path.to_owned(),
+                    detail: crate::text::error_chain(&e),
+                })
             } else {
                 let chain = crate::text::error_chain(&e);
-                KvError::Unreachable {
-                    address: self.address.clone(),
+                let error = KvError::Unreachable {
+                    address: address.clone(),
                     path: path.to_owned(),
                     detail: match &self.proxy {
                         Some(p) => format!("through the proxy {p}: {chain}"),
                         None => chain,
                     },
+                };
+                // No connection: the request never left this process.
+                if e.is_connect() {
+                    Failed::NotSent(error)
+                } else {
+                    Failed::InDoubt(error)
                 }
             }
         };
         let mut resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let expected = resp.content_length().map_or(REPLY_START, |n| {
             usize::try_from(n).map_or(REPLY_LIMIT, |n| n.min(REPLY_LIMIT))
         });
         let mut buf = Zeroizing::new(Vec::with_capacity(expected));
         while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
             if buf.len() + chunk.len() > REPLY_LIMIT {
-                return Err(self.malformed(path, "reply larger than 4 MiB"));
+                return Err(Failed::InDoubt(KvError::Malformed {
+                    address: address.clone(),
+                    path: path.to_owned(),
+                    detail: "reply larger than 4 MiB".into(),
+                }));
             }
             append_zeroizing(&mut buf, &chunk);
             // hyper's copy: wiped too when it is ours alone (best effort).
@@ -153,8 +209,12 @@ impl KvClient {
                 own.as_mut().zeroize();
             }
         }
-        tracing::trace!(path, status, bytes = buf.len(), "OpenBao reply");
-        Ok((status, buf))
+        tracing::trace!(address = %address, path, status, bytes = buf.len(), "OpenBao reply");
+        Ok(Reply {
+            status,
+            body: buf,
+            location,
+        })
     }
 
     pub(super) fn check_status(&self, status: u16, body: &[u8], path: &str) -> Result<(), KvError> {
@@ -175,20 +235,20 @@ impl KvClient {
         let sealed = message.to_lowercase().contains("sealed");
         Err(match status {
             503 if sealed => KvError::Sealed {
-                address: self.address.clone(),
+                address: self.address().to_owned(),
                 path,
             },
             403 => KvError::Refused {
-                address: self.address.clone(),
+                address: self.address().to_owned(),
                 source_desc: self.source_desc(),
                 path,
             },
             _ if sealed => KvError::Sealed {
-                address: self.address.clone(),
+                address: self.address().to_owned(),
                 path,
             },
             _ => KvError::Server {
-                address: self.address.clone(),
+                address: self.address().to_owned(),
                 path,
                 status,
                 message: if message.is_empty() {
@@ -205,7 +265,7 @@ impl KvClient {
 /// copy, so it is wiped when reqwest drops it after sending. (hyper and
 /// rustls copy the bytes on their way to the socket; those copies we
 /// cannot reach.)
-fn request_body(body: Zeroizing<Vec<u8>>) -> bytes::Bytes {
+pub(super) fn request_body(body: Zeroizing<Vec<u8>>) -> bytes::Bytes {
     bytes::Bytes::from_owner(body)
 }
 

@@ -20,14 +20,17 @@
 //! wipe.)
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 mod auth;
+mod cluster;
 mod error;
 mod http;
+mod put;
 
 pub use auth::read_credential;
 pub use error::KvError;
@@ -124,7 +127,12 @@ impl<'de> Deserialize<'de> for SecretField {
 
 pub struct KvClient {
     http: reqwest::Client,
-    address: String,
+    /// `escrow.address`: one node, or every node of a cluster.
+    addresses: Vec<String>,
+    /// The node the last request went to (an index into `addresses`).
+    node: AtomicUsize,
+    /// Whether `node` is known to be the active one (or to forward to it).
+    known: AtomicBool,
     mount: String,
     auth: Auth,
     state: Option<TokenState>,
@@ -161,16 +169,6 @@ struct DataMeta {
 }
 
 #[derive(Deserialize)]
-struct WriteReply {
-    data: Option<WriteData>,
-}
-
-#[derive(Deserialize)]
-struct WriteData {
-    version: u64,
-}
-
-#[derive(Deserialize)]
 struct ListData {
     #[serde(default)]
     keys: Vec<String>,
@@ -179,14 +177,17 @@ struct ListData {
 impl KvClient {
     /// Build the client; nothing is sent until the first call.
     pub fn new(cfg: &EscrowConfig) -> Result<Self, KvError> {
-        let address = cfg.effective_address().map_err(KvError::Config)?;
+        let addresses = cfg.effective_addresses().map_err(KvError::Config)?;
         let auth = cfg.auth().ok_or_else(|| {
             KvError::Config("escrow: no token_file or AppRole files configured".into())
         })?;
         crate::lnd::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.timeout_seconds))
-            .connect_timeout(Duration::from_secs(cfg.timeout_seconds))
+            .connect_timeout(cluster::connect_timeout(
+                addresses.len(),
+                cfg.timeout_seconds,
+            ))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(concat!("chanvault/", env!("CARGO_PKG_VERSION")));
@@ -212,7 +213,9 @@ impl KvClient {
             .map_err(|e| KvError::Config(format!("cannot set up the HTTPS client: {e}")))?;
         Ok(Self {
             http,
-            address,
+            addresses,
+            node: AtomicUsize::new(0),
+            known: AtomicBool::new(false),
             mount: cfg.mount.clone(),
             auth,
             state: None,
@@ -221,8 +224,14 @@ impl KvClient {
         })
     }
 
+    /// The node the last request went to (the one an error names).
     pub fn address(&self) -> &str {
-        &self.address
+        &self.addresses[self.node.load(Ordering::Relaxed) % self.addresses.len()]
+    }
+
+    /// Every configured node.
+    pub fn addresses(&self) -> &[String] {
+        &self.addresses
     }
 
     pub fn mount(&self) -> &str {
@@ -249,53 +258,6 @@ impl KvClient {
 
     fn meta_path(&self, item: &str) -> String {
         format!("{}/metadata/{item}", self.mount)
-    }
-
-    /// Write a new version with check-and-set (`cas = 0`: create only).
-    pub async fn put(
-        &mut self,
-        item: &str,
-        fields: &[(&str, &str)],
-        cas: u64,
-    ) -> Result<u64, KvError> {
-        let path = self.data_path(item);
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            options: Opts,
-            data: BTreeMap<&'a str, &'a str>,
-        }
-        #[derive(serde::Serialize)]
-        struct Opts {
-            cas: u64,
-        }
-        let body = Body {
-            options: Opts { cas },
-            data: fields.iter().copied().collect(),
-        };
-        let bytes = serialize_zeroizing(&body).map_err(|e| self.malformed(&path, &e))?;
-        let sent = async {
-            let token = self.session_token().await?;
-            self.call(&token, Method::Post, &path, Some(bytes)).await
-        }
-        .await;
-        let reply: Option<WriteReply> = match sent {
-            Err(KvError::Server {
-                status: 400,
-                message,
-                ..
-            }) if message.contains("check-and-set") => {
-                return Err(KvError::CasConflict {
-                    address: self.address.clone(),
-                    path,
-                    expected: cas,
-                });
-            }
-            other => other?,
-        };
-        reply
-            .and_then(|r| r.data)
-            .map(|d| d.version)
-            .ok_or_else(|| self.malformed(&path, "no version in the write reply"))
     }
 
     /// Read the latest version, or `version`.
