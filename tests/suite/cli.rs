@@ -270,9 +270,12 @@ async fn lnd_outage_logs_one_line_per_state_change_not_per_retry() {
     let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
     assert_eq!(count("LND not available"), 1, "{text}");
     assert_eq!(count("connected to LND"), 1, "{text}");
+    // watch needs offchain:read only: GetInfo (for the node's identity key,
+    // signed into manifests) is asked once, refused here, and not again.
     assert!(
-        f.sim.calls("GetInfo") == 0,
-        "watch needs offchain:read only"
+        f.sim.calls("GetInfo") <= 1,
+        "GetInfo asked {} times",
+        f.sim.calls("GetInfo")
     );
 }
 
