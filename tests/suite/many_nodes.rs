@@ -170,6 +170,20 @@ async fn two_nodes_share_one_openbao_and_one_rest_server_and_stay_apart() {
                 o.to_str().unwrap(),
             ],
         );
+        // The monthly drill runs with the daemon token (chanvault-verify.service):
+        // it may not list the escrow, so it reads the identity item alone.
+        let out = bao::cli_ok(&daemon, &["verify"]);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("✓ offsite") && l.contains("decrypt-escrowed")),
+            "{}: the daemon token's drill opens no backup:\n{out}",
+            n.name
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with('-') && l.contains("may not list the escrow")),
+            "{out}"
+        );
         let got = std::fs::read_to_string(&o).unwrap();
         let want = std::fs::read_to_string(&n.f.identity).unwrap();
         // Compared without printing either: they are secrets.
