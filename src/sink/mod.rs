@@ -169,15 +169,21 @@ impl Manifest {
         trusted: &crate::signing::Trusted,
         now: DateTime<Utc>,
     ) -> Result<Option<u64>, String> {
-        let (Some(seq), Some(signer), Some(signature)) = (self.seq, &self.signer, &self.signature)
-        else {
+        let (Some(claims), Some(signature)) = (self.claims(), &self.signature) else {
             if self.format == MANIFEST_FORMAT {
                 return Err("it says it is signed but has no sequence number or signature".into());
             }
             return Ok(None);
         };
-        let claims = crate::signing::Claims {
-            seq,
+        trusted.check(&claims, signature, now)?;
+        Ok(Some(claims.seq))
+    }
+
+    /// What its signature covers, as this manifest states it; `None` for an
+    /// unsigned one (no sequence number or signer).
+    pub fn claims(&self) -> Option<crate::signing::Claims> {
+        Some(crate::signing::Claims {
+            seq: self.seq?,
             created: self.created,
             channels: self.channels,
             fingerprint: self.fingerprint.clone(),
@@ -185,10 +191,8 @@ impl Manifest {
             sealed_len: self.sealed_len,
             suspect: self.suspect.clone(),
             node: self.node.clone(),
-            signer: signer.clone(),
-        };
-        trusted.check(&claims, signature, now)?;
-        Ok(Some(seq))
+            signer: self.signer.clone()?,
+        })
     }
 }
 

@@ -280,17 +280,8 @@ fn replace_current(f: &Fixture, sealed: &[u8]) {
         .find_map(|d| chanvault::signing::ManifestKeys::load(&f.path().join(d)).unwrap())
         .unwrap();
     let mut parsed: chanvault::sink::Manifest = serde_json::from_value(m).unwrap();
-    let claims = chanvault::signing::Claims {
-        seq: parsed.seq.unwrap(),
-        created: parsed.created,
-        channels: parsed.channels,
-        fingerprint: parsed.fingerprint.clone(),
-        sealed_sha256: parsed.sealed_sha256.clone(),
-        sealed_len: parsed.sealed_len,
-        suspect: parsed.suspect.clone(),
-        node: parsed.node.clone(),
-        signer: keys.public(),
-    };
+    parsed.signer = Some(keys.public());
+    let claims = parsed.claims().unwrap();
     parsed.signature = Some(keys.sign(&claims));
     std::fs::write(&manifest, serde_json::to_vec(&parsed).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(dir.join("history"));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chanvault::config::TargetConfig;
-use chanvault::signing::{Claims, ManifestKeys};
+use chanvault::signing::ManifestKeys;
 use chanvault::sink::restic::ResticTarget;
 use chanvault::sink::{Delivery, Manifest, Target, dir::DirTarget};
 use chanvault::spool::{BackupRecord, Spool, Stored};
@@ -85,17 +85,7 @@ fn attack(target: &Path, scratch: &Path) {
     let theirs = ManifestKeys::load_or_create(scratch).unwrap();
     m.seq = Some(999);
     m.signer = Some(theirs.public());
-    let claims = Claims {
-        seq: 999,
-        created: m.created,
-        channels: m.channels,
-        fingerprint: m.fingerprint.clone(),
-        sealed_sha256: m.sealed_sha256.clone(),
-        sealed_len: m.sealed_len,
-        suspect: None,
-        node: None,
-        signer: theirs.public(),
-    };
+    let claims = m.claims().unwrap();
     m.signature = Some(theirs.sign(&claims));
     let stem = target.join("history/20990101T000000.000Z-forged");
     std::fs::copy(&age, stem.with_extension("age")).unwrap();
