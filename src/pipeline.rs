@@ -15,6 +15,9 @@ use crate::scb::{self, ChanPoint, Snapshot};
 use crate::seal::{self, Recipients, SealError};
 use crate::spool::{BackupRecord, Spool, SpoolError, Stored};
 
+mod cover;
+pub use cover::COVER_SOURCE;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -66,6 +69,8 @@ pub struct Pipeline {
     offline_error: Arc<std::sync::Mutex<Option<String>>>,
     /// The node's identity key, signed into every manifest once known.
     node_id: Arc<std::sync::Mutex<NodeId>>,
+    /// The newest multi of the last good state, for cover uploads.
+    remembered: cover::Remembered,
 }
 
 /// What the pipeline knows of the node's identity key.
@@ -100,6 +105,7 @@ impl Pipeline {
             backup_key: None,
             offline_error: Arc::default(),
             node_id: Arc::default(),
+            remembered: cover::Remembered::default(),
         }
     }
 
@@ -221,6 +227,12 @@ impl Pipeline {
             .newest()
             .is_some_and(|n| n.fingerprint == fingerprint)
         {
+            if journal
+                .last_good()
+                .is_some_and(|g| g.fingerprint == fingerprint)
+            {
+                self.remembered.set(&fingerprint, &snap.multi);
+            }
             tracing::debug!(%fingerprint, source, "snapshot unchanged; skipped");
             return Ok(Outcome::Duplicate { fingerprint });
         }
@@ -252,11 +264,19 @@ impl Pipeline {
             seq: 0,
             node: self.node_id(lnd).await,
             signed: None,
+            cover_for: Vec::new(),
         };
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
+        let remembered = self.remembered.clone();
         let stored = blocking(move || -> Result<Stored, PipelineError> {
             let sealed = seal::seal(&recipients, &snap.multi)?;
-            Ok(spool.store(record, &sealed)?)
+            let stored = spool.store(record, &sealed)?;
+            if let Stored::New(r) = &stored
+                && !r.is_suspect()
+            {
+                remembered.set(&r.fingerprint, &snap.multi);
+            }
+            Ok(stored)
         })
         .await??;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;

@@ -11,9 +11,6 @@ use std::time::Duration;
 
 use rand::{Rng, RngCore};
 
-/// `BackupRecord::source` of a cover upload.
-pub const COVER_SOURCE: &str = "cover";
-
 /// The smallest bucket: below it every backup looks the same. 64 KiB holds
 /// a node of a few hundred channels.
 pub const PAD_FLOOR: u64 = 64 * 1024;

@@ -341,6 +341,7 @@ mod tests {
                 seq: 0,
                 node: None,
                 signed: None,
+                cover_for: Vec::new(),
             },
             sealed: Arc::new(bytes.to_vec()),
             current,

@@ -188,7 +188,7 @@ impl ResticTarget {
         if let Some(s) = self.ours(snaps).find(|s| s.tags.contains(&backup_tag)) {
             return Some(s);
         }
-        if r.source == "reseal" || r.source == crate::privacy::COVER_SOURCE {
+        if r.source == "reseal" || r.source == crate::pipeline::COVER_SOURCE {
             return None;
         }
         self.ours(snaps)
