@@ -267,7 +267,6 @@ pub enum TargetConfig {
 /// Hostname recorded in the restic snapshots unless `host` says otherwise.
 pub const DEFAULT_RESTIC_HOST: &str = "chanvault";
 
-
 impl TargetConfig {
     pub fn name(&self) -> &str {
         match self {

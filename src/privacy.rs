@@ -74,7 +74,10 @@ mod tests {
         for len in [0, 5, 65_535, 65_537, 1 << 20, (1 << 20) + 3] {
             let b = bucket(len);
             assert!(b >= len && b.is_power_of_two() && b >= PAD_FLOOR);
-            assert!(b == PAD_FLOOR || b / 2 < len, "{len} -> {b} is not the least bucket");
+            assert!(
+                b == PAD_FLOOR || b / 2 < len,
+                "{len} -> {b} is not the least bucket"
+            );
             assert_eq!(padding_len(len) + len, b);
         }
         assert_eq!(padding(10).len(), 10);

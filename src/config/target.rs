@@ -52,10 +52,7 @@ pub struct ResticTargetConfig {
     #[serde(default, skip_serializing_if = "Privacy::is_plain")]
     pub privacy: Privacy,
     /// `padded` only: the most an upload is delayed, chosen at random (0: no delay).
-    #[serde(
-        default = "default_jitter",
-        skip_serializing_if = "is_default_jitter"
-    )]
+    #[serde(default = "default_jitter", skip_serializing_if = "is_default_jitter")]
     pub privacy_jitter_seconds: u64,
     /// `padded` only: the mean time between cover uploads (exponentially distributed).
     #[serde(
@@ -93,10 +90,7 @@ pub struct DirTargetConfig {
     #[serde(default, skip_serializing_if = "Privacy::is_plain")]
     pub privacy: Privacy,
     /// `padded` only: the most an upload is delayed, chosen at random (0: no delay).
-    #[serde(
-        default = "default_jitter",
-        skip_serializing_if = "is_default_jitter"
-    )]
+    #[serde(default = "default_jitter", skip_serializing_if = "is_default_jitter")]
     pub privacy_jitter_seconds: u64,
     /// `padded` only: the mean time between cover uploads (exponentially distributed).
     #[serde(
@@ -200,13 +194,17 @@ impl super::TargetConfig {
         if jitter > MAX_PRIVACY_JITTER_SECONDS {
             return Err((
                 "privacy_jitter_seconds",
-                format!("{jitter} is above {MAX_PRIVACY_JITTER_SECONDS}: a backup would wait too long to go off-site"),
+                format!(
+                    "{jitter} is above {MAX_PRIVACY_JITTER_SECONDS}: a backup would wait too long to go off-site"
+                ),
             ));
         }
         if !(cover.is_finite() && cover > 0.0 && cover <= MAX_PRIVACY_COVER_MEAN_HOURS) {
             return Err((
                 "privacy_cover_mean_hours",
-                format!("{cover} is not a number of hours above 0 and at most {MAX_PRIVACY_COVER_MEAN_HOURS}"),
+                format!(
+                    "{cover} is not a number of hours above 0 and at most {MAX_PRIVACY_COVER_MEAN_HOURS}"
+                ),
             ));
         }
         Ok(())

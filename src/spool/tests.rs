@@ -63,7 +63,10 @@ fn a_cover_is_due_to_its_targets_only_and_others_keep_the_state_it_covers() {
     assert_eq!(j.last_good.as_deref(), Some(cover.id.as_str()));
     assert_eq!(j.due_for("padded").unwrap().id, cover.id);
     assert_eq!(j.due_for("plain").unwrap().id, real.id);
-    assert!(s.pending_for("plain").unwrap().is_empty(), "no extra upload");
+    assert!(
+        s.pending_for("plain").unwrap().is_empty(),
+        "no extra upload"
+    );
     assert_eq!(s.pending_for("padded").unwrap()[0].record.id, cover.id);
     // A target that holds nothing yet gets the state: the real backup.
     assert_eq!(s.pending_for("new").unwrap()[0].record.id, real.id);
