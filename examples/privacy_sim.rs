@@ -93,7 +93,10 @@ fn report(name: &str, mut uploads: Vec<(f64, u64)>, events: &[(f64, u64)], windo
     let all_sizes: Vec<f64> = sizes.iter().map(|s| *s as f64).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let gaps: Vec<f64> = uploads.windows(2).map(|w| (w[1].0 - w[0].0) / 60.0).collect();
+    let gaps: Vec<f64> = uploads
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) / 60.0)
+        .collect();
     // Uploads that come within `window` after some event: an observer who
     // knows event times (e.g. watches the chain) matches them up.
     let near = uploads
@@ -102,7 +105,11 @@ fn report(name: &str, mut uploads: Vec<(f64, u64)>, events: &[(f64, u64)], windo
         .count();
     println!("{name}:");
     println!("  uploads            {}", uploads.len());
-    println!("  distinct sizes     {} ({:?}…)", sizes.len(), &sizes[..sizes.len().min(4)]);
+    println!(
+        "  distinct sizes     {} ({:?}…)",
+        sizes.len(),
+        &sizes[..sizes.len().min(4)]
+    );
     println!("  size (bytes)       {}", quantiles(all_sizes));
     println!("  gap (minutes)      {}", quantiles(gaps));
     println!(
@@ -129,7 +136,12 @@ fn main() {
     let max = Duration::from_secs(a.jitter_s);
     let mut padded: Vec<(f64, u64)> = ev
         .iter()
-        .map(|e| (e.0 + jitter(max, &mut rng).as_secs_f64(), bucket(size_of(e.1))))
+        .map(|e| {
+            (
+                e.0 + jitter(max, &mut rng).as_secs_f64(),
+                bucket(size_of(e.1)),
+            )
+        })
         .collect();
     let mean = Duration::from_secs_f64(a.cover_h * 3600.0);
     let mut t = 0.0;
@@ -139,13 +151,20 @@ fn main() {
             break;
         }
         // The state at that time, re-sealed: its bucket.
-        let n = ev.iter().take_while(|e| e.0 <= t).last().map_or(20, |e| e.1);
+        let n = ev
+            .iter()
+            .take_while(|e| e.0 <= t)
+            .last()
+            .map_or(20, |e| e.1);
         padded.push((t, bucket(size_of(n))));
     }
     let window = a.jitter_s.max(60) as f64;
     report("plain", plain, &ev, window);
     report(
-        &format!("padded (jitter {} s, covers every {} h on average)", a.jitter_s, a.cover_h),
+        &format!(
+            "padded (jitter {} s, covers every {} h on average)",
+            a.jitter_s, a.cover_h
+        ),
         padded,
         &ev,
         window,

@@ -19,9 +19,12 @@ use crate::spool::BackupRecord;
 /// `BackupRecord::source` of a cover upload.
 pub const COVER_SOURCE: &str = "cover";
 
-/// The newest multi of the last good state: (fingerprint, the multi).
+/// A multi and the fingerprint of the channel set it holds.
+type State = (String, Arc<SecretBytes>);
+
+/// The newest multi of the last good state.
 #[derive(Clone, Default)]
-pub(super) struct Remembered(Arc<Mutex<Option<(String, Arc<SecretBytes>)>>>);
+pub(super) struct Remembered(Arc<Mutex<Option<State>>>);
 
 impl Remembered {
     pub(super) fn set(&self, fingerprint: &str, multi: &[u8]) {
@@ -32,7 +35,7 @@ impl Remembered {
         ));
     }
 
-    fn get(&self) -> Option<(String, Arc<SecretBytes>)> {
+    fn get(&self) -> Option<State> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
