@@ -12,7 +12,7 @@ use crate::chanbackup::BackupKey;
 use crate::lnd::{LndClient, LndError};
 use crate::metrics::{Metrics, SnapshotOutcome};
 use crate::scb::{self, ChanPoint, Snapshot};
-use crate::seal::{self, Recipients, SealError};
+use crate::seal::{Recipients, SealError};
 use crate::spool::{BackupRecord, Spool, SpoolError, Stored};
 
 mod cover;
@@ -227,12 +227,8 @@ impl Pipeline {
             .newest()
             .is_some_and(|n| n.fingerprint == fingerprint)
         {
-            if journal
-                .last_good()
-                .is_some_and(|g| g.fingerprint == fingerprint)
-            {
-                self.remembered.set(&fingerprint, &snap.multi);
-            }
+            self.remembered
+                .unchanged(&journal, &fingerprint, &snap.multi);
             tracing::debug!(%fingerprint, source, "snapshot unchanged; skipped");
             return Ok(Outcome::Duplicate { fingerprint });
         }
@@ -266,19 +262,7 @@ impl Pipeline {
             signed: None,
             cover_for: Vec::new(),
         };
-        let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
-        let remembered = self.remembered.clone();
-        let stored = blocking(move || -> Result<Stored, PipelineError> {
-            let sealed = seal::seal(&recipients, &snap.multi)?;
-            let stored = spool.store(record, &sealed)?;
-            if let Stored::New(r) = &stored
-                && !r.is_suspect()
-            {
-                remembered.set(&r.fingerprint, &snap.multi);
-            }
-            Ok(stored)
-        })
-        .await??;
+        let stored = self.seal_and_store(record, snap.multi).await?;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             verify_ms = ms(t_verify),

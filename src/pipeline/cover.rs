@@ -14,7 +14,7 @@ use chrono::Utc;
 
 use super::{Pipeline, PipelineError, blocking, short};
 use crate::secret::SecretBytes;
-use crate::spool::BackupRecord;
+use crate::spool::{BackupRecord, Journal, Spool, SpoolError, Stored};
 
 /// `BackupRecord::source` of a cover upload.
 pub const COVER_SOURCE: &str = "cover";
@@ -27,12 +27,36 @@ type State = (String, Arc<SecretBytes>);
 pub(super) struct Remembered(Arc<Mutex<Option<State>>>);
 
 impl Remembered {
-    pub(super) fn set(&self, fingerprint: &str, multi: &[u8]) {
+    fn set(&self, fingerprint: &str, multi: &[u8]) {
         let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *g = Some((
             fingerprint.to_owned(),
             Arc::new(SecretBytes::new(multi.to_vec())),
         ));
+    }
+
+    /// After a snapshot was skipped as unchanged: remember it if it is the last good state.
+    pub(super) fn unchanged(&self, j: &Journal, fingerprint: &str, multi: &[u8]) {
+        if j.last_good().is_some_and(|g| g.fingerprint == fingerprint) {
+            self.set(fingerprint, multi);
+        }
+    }
+
+    /// Store a backup, and remember its multi if it is the new last good state.
+    pub(super) fn store(
+        &self,
+        spool: &Spool,
+        record: BackupRecord,
+        sealed: &[u8],
+        multi: &[u8],
+    ) -> Result<Stored, SpoolError> {
+        let stored = spool.store(record, sealed)?;
+        if let Stored::New(r) = &stored
+            && !r.is_suspect()
+        {
+            self.set(&r.fingerprint, multi);
+        }
+        Ok(stored)
     }
 
     fn get(&self) -> Option<State> {
@@ -41,6 +65,21 @@ impl Remembered {
 }
 
 impl Pipeline {
+    /// Seal `multi`, store it, and remember it if it is the new last good state.
+    pub(super) async fn seal_and_store(
+        &self,
+        record: BackupRecord,
+        multi: Vec<u8>,
+    ) -> Result<Stored, PipelineError> {
+        let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
+        let remembered = self.remembered.clone();
+        blocking(move || -> Result<Stored, PipelineError> {
+            let sealed = crate::seal::seal(&recipients, &multi)?;
+            Ok(remembered.store(&spool, record, &sealed, &multi)?)
+        })
+        .await?
+    }
+
     /// Store a cover upload of the last good state for `targets` and wake
     /// the workers. `Ok(None)`: nothing to cover (no last good backup, a
     /// suspect newer than it, or no multi of its state from LND yet).
