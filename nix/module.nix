@@ -36,6 +36,7 @@ let
     "target.name" "target.kind" "target.path" "target.repository" "target.password_file"
     "target.cacert" "target.http_credentials_file" "target.host" "target.tags" "target.forget_keep_last"
     "target.timeout_seconds" "target.rclone_config" "target.rclone_program" "target.proxy"
+    "target.privacy" "target.privacy_jitter_seconds" "target.privacy_cover_mean_hours"
     "escrow.address" "escrow.cacert" "escrow.mount" "escrow.prefix" "escrow.token_file"
     "escrow.approle_role_id_file" "escrow.approle_secret_id_file" "escrow.approle_mount"
     "escrow.approle_role_name" "escrow.network" "escrow.seal_recipients" "escrow.required"

@@ -8,6 +8,9 @@
 pub mod escrow;
 pub mod net;
 pub mod proxy;
+mod target;
+
+pub use target::{DirTargetConfig, Privacy, ResticTargetConfig, TargetPrivacy};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -264,76 +267,6 @@ pub enum TargetConfig {
 /// Hostname recorded in the restic snapshots unless `host` says otherwise.
 pub const DEFAULT_RESTIC_HOST: &str = "chanvault";
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResticTargetConfig {
-    /// Unique name, used in the journal, logs and `status`.
-    pub name: String,
-    /// `/path`, `rest:https://host:8000/path/`, `rest:http://…` or
-    /// `rclone:REMOTE:path` (restic's own syntax). No credentials in here.
-    pub repository: String,
-    /// File holding the repository password (restic's `--password-file`).
-    pub password_file: PathBuf,
-    /// PEM certificate(s) to trust for a `rest:https://` server (self-signed rest-server).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cacert: Option<PathBuf>,
-    /// File holding `user:password` for the REST server's basic auth (rest-server's htpasswd).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_credentials_file: Option<PathBuf>,
-    /// Hostname recorded in the snapshots; stable so `restic snapshots --host` finds them all.
-    #[serde(default = "default_restic_host")]
-    pub host: String,
-    /// Extra tags on every snapshot (besides `chanvault`, `channels:N`, `fp:…`, `backup:…`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// Opt-in retention: after each backup, forget all but the newest N chanvault
-    /// snapshots of this host. Never prunes (prune from a trusted host); off by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forget_keep_last: Option<u32>,
-    /// Per HTTP request to a `rest:` server (connect, send, answer).
-    #[serde(default = "default_request_timeout")]
-    pub timeout_seconds: u64,
-    /// `rclone:` repositories: the rclone.conf that defines the remote
-    /// (given to rclone as `RCLONE_CONFIG`, as restic users do); rclone's
-    /// own default when unset. Owner-readable only: it holds the remote's
-    /// credentials.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rclone_config: Option<PathBuf>,
-    /// `rclone:` repositories: the rclone binary (`rclone` on `PATH` when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rclone_program: Option<PathBuf>,
-    /// `socks5h://HOST:PORT` on loopback (Tor): every connection to a `rest:`
-    /// server, or rclone's to an `rclone:` remote, goes through it, never direct.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<String>,
-    /// Not a setting: `state_dir/restic-locks`, where the lock files this
-    /// target writes are recorded (filled in when the config is loaded), so
-    /// that only those are ever removed as stale.
-    /// (A `Box<Path>`: two words, keeping `TargetConfig`'s variants near in size.)
-    #[serde(skip)]
-    pub lock_records: Option<Box<Path>>,
-}
-
-impl ResticTargetConfig {
-    /// True for `rest:` repositories.
-    pub fn is_rest(&self) -> bool {
-        self.repository.starts_with("rest:")
-    }
-
-    /// `REMOTE:path` of an `rclone:` repository.
-    pub fn rclone_remote(&self) -> Option<&str> {
-        self.repository.strip_prefix("rclone:")
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirTargetConfig {
-    /// Unique name, used in the journal, logs and `status`.
-    pub name: String,
-    pub path: PathBuf,
-}
-
 impl TargetConfig {
     pub fn name(&self) -> &str {
         match self {
@@ -343,9 +276,6 @@ impl TargetConfig {
     }
 }
 
-fn default_restic_host() -> String {
-    DEFAULT_RESTIC_HOST.to_string()
-}
 fn default_schedule() -> String {
     DEFAULT_SCHEDULE.to_string()
 }
@@ -366,9 +296,6 @@ fn default_min_interval() -> u64 {
 }
 fn default_shutdown_grace() -> u64 {
     DEFAULT_SHUTDOWN_GRACE_SECONDS
-}
-fn default_request_timeout() -> u64 {
-    DEFAULT_REQUEST_TIMEOUT_SECONDS
 }
 fn default_pin_mismatch_exit_after() -> u32 {
     5
@@ -542,6 +469,8 @@ impl Config {
             if !names.insert(name) {
                 return Err(self.invalid(key, format!("duplicate target name {name:?}")));
             }
+            t.check_privacy()
+                .map_err(|(k, m)| self.invalid(format!("target[{i}].{k}"), m))?;
             if let TargetConfig::Restic(r) = t {
                 validate_rclone(r).map_err(|(k, m)| self.invalid(format!("target[{i}].{k}"), m))?;
                 validate_restic(r).map_err(|(k, m)| self.invalid(format!("target[{i}].{k}"), m))?;

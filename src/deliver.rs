@@ -251,6 +251,9 @@ pub struct Pacing {
     /// At shutdown, how long the worker may spend delivering what is still
     /// pending (without pacing) before it gives up and says what stays behind.
     pub flush_grace: Duration,
+    /// `privacy = "padded"`: the most a delivery waits, chosen at random,
+    /// once new work is seen (zero: no wait). Shutdown cuts the wait short.
+    pub jitter: Duration,
 }
 
 /// The long-running worker of one target.
@@ -267,7 +270,12 @@ pub async fn run_worker(
         timeout,
         min_interval,
         flush_grace,
+        jitter,
     } = pacing;
+    // When the randomly delayed delivery of the work seen may start; set
+    // when work is first seen, cleared when it is delivered, so that a
+    // stream of new backups cannot push the delivery back forever.
+    let mut jitter_until: Option<tokio::time::Instant> = None;
     let name = target.name().to_string();
     let mut last_error: Option<String> = None;
     let mut last_start: Option<tokio::time::Instant> = None;
@@ -297,6 +305,18 @@ pub async fn run_worker(
                 _ = shutdown.changed() => break,
             }
         }
+        if !jitter.is_zero() {
+            let due = *jitter_until.get_or_insert_with(|| {
+                tokio::time::Instant::now()
+                    + crate::privacy::jitter(jitter, &mut rand::thread_rng())
+            });
+            if due > tokio::time::Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
+        }
         last_start = Some(tokio::time::Instant::now());
         match deliver_one(&target, &spool, &metrics, next, timeout, &mut slot).await {
             Ok(receipt) => {
@@ -312,6 +332,7 @@ pub async fn run_worker(
                     "delivered"
                 );
                 backoff.reset();
+                jitter_until = None;
             }
             Err(e) => {
                 let e = e.to_string();

@@ -21,6 +21,7 @@ mod inspect;
 pub mod lnd;
 pub mod metrics;
 pub mod pipeline;
+pub mod privacy;
 pub mod progress;
 pub mod restore;
 mod rotate;

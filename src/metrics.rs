@@ -377,7 +377,8 @@ impl Metrics {
             self.target_pending
                 .get_or_create(&label)
                 .set(j.pending_for(t).len() as i64);
-            let up = j.last_good.is_some() && st.is_some_and(|s| s.current == j.last_good);
+            let due = j.due_for(t).map(|d| d.id.as_str());
+            let up = due.is_some() && st.is_some_and(|s| s.current.as_deref() == due);
             self.target_up_to_date
                 .get_or_create(&label)
                 .set(i64::from(up));

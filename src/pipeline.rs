@@ -12,8 +12,11 @@ use crate::chanbackup::BackupKey;
 use crate::lnd::{LndClient, LndError};
 use crate::metrics::{Metrics, SnapshotOutcome};
 use crate::scb::{self, ChanPoint, Snapshot};
-use crate::seal::{self, Recipients, SealError};
+use crate::seal::{Recipients, SealError};
 use crate::spool::{BackupRecord, Spool, SpoolError, Stored};
+
+mod cover;
+pub use cover::COVER_SOURCE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -66,6 +69,8 @@ pub struct Pipeline {
     offline_error: Arc<std::sync::Mutex<Option<String>>>,
     /// The node's identity key, signed into every manifest once known.
     node_id: Arc<std::sync::Mutex<NodeId>>,
+    /// The newest multi of the last good state, for cover uploads.
+    remembered: cover::Remembered,
 }
 
 /// What the pipeline knows of the node's identity key.
@@ -100,6 +105,7 @@ impl Pipeline {
             backup_key: None,
             offline_error: Arc::default(),
             node_id: Arc::default(),
+            remembered: cover::Remembered::default(),
         }
     }
 
@@ -221,6 +227,8 @@ impl Pipeline {
             .newest()
             .is_some_and(|n| n.fingerprint == fingerprint)
         {
+            self.remembered
+                .unchanged(&journal, &fingerprint, &snap.multi);
             tracing::debug!(%fingerprint, source, "snapshot unchanged; skipped");
             return Ok(Outcome::Duplicate { fingerprint });
         }
@@ -252,13 +260,9 @@ impl Pipeline {
             seq: 0,
             node: self.node_id(lnd).await,
             signed: None,
+            cover_for: Vec::new(),
         };
-        let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
-        let stored = blocking(move || -> Result<Stored, PipelineError> {
-            let sealed = seal::seal(&recipients, &snap.multi)?;
-            Ok(spool.store(record, &sealed)?)
-        })
-        .await??;
+        let stored = self.seal_and_store(record, snap.multi).await?;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             verify_ms = ms(t_verify),

@@ -146,6 +146,11 @@ pub struct BackupRecord {
     /// The signature targets publish (see `signing`), set when stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<Signed>,
+    /// A cover upload (`privacy = "padded"`): the last good state re-sealed
+    /// for these targets only. The others keep the backup it re-seals as
+    /// their current one ([`Journal::due_for`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cover_for: Vec<String>,
 }
 
 /// What the spool's manifest key added to a record when it was stored.
@@ -286,6 +291,24 @@ impl Journal {
         self.last_good.as_deref().and_then(|id| self.get(id))
     }
 
+    /// The backup `target` should hold as its current one: the last good,
+    /// unless that is a cover upload for other targets; then the good backup
+    /// of the same channel state it covers, if the spool still keeps it.
+    pub fn due_for(&self, target: &str) -> Option<&BackupRecord> {
+        let good = self.last_good()?;
+        let mut i = self.backups.iter().position(|b| b.id == good.id)?;
+        loop {
+            let b = &self.backups[i];
+            if b.cover_for.is_empty() || b.cover_for.iter().any(|t| t == target) {
+                return Some(b);
+            }
+            match self.backups[..i].iter().rposition(|p| !p.is_suspect()) {
+                Some(j) if self.backups[j].fingerprint == good.fingerprint => i = j,
+                _ => return Some(b),
+            }
+        }
+    }
+
     /// The highest sequence number this journal has given out.
     pub fn max_seq(&self) -> u64 {
         let listed = self.backups.iter().map(|b| b.seq).max().unwrap_or(0);
@@ -305,9 +328,10 @@ impl Journal {
         let mut out = vec![];
         let mut after = 0;
         if let Some(good) = self.last_good() {
-            if !done(&good.id) {
+            let due = self.due_for(target).unwrap_or(good);
+            if !done(&due.id) {
                 out.push(Pending {
-                    record: good.clone(),
+                    record: due.clone(),
                     current: true,
                     known_seq: self.max_seq(),
                 });

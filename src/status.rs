@@ -80,7 +80,9 @@ impl Status {
                 TargetStatus {
                     name: name.to_string(),
                     kind: crate::sink::build(t).kind(),
-                    up_to_date: j.last_good.is_some() && st.current == j.last_good,
+                    up_to_date: j
+                        .due_for(name)
+                        .is_some_and(|d| st.current.as_deref() == Some(d.id.as_str())),
                     current: current.map(BackupSummary::from),
                     last_success: st.last_success,
                     pending: j.pending_for(name).len(),

@@ -296,7 +296,16 @@ impl Agent {
         workers_stop: &watch::Receiver<bool>,
     ) -> Result<JoinSet<()>, AgentError> {
         let mut workers = JoinSet::new();
-        for t in &self.targets {
+        for (t, c) in self.targets.iter().zip(&self.cfg.targets) {
+            let privacy = c.privacy();
+            if let Some(mean) = privacy.cover_mean {
+                workers.spawn(cover_loop(
+                    self.pipeline.clone(),
+                    t.name().to_owned(),
+                    mean,
+                    workers_stop.clone(),
+                ));
+            }
             workers.spawn(deliver::run_worker(
                 t.clone(),
                 self.spool().clone(),
@@ -308,6 +317,7 @@ impl Agent {
                     timeout: self.delivery_timeout(),
                     min_interval: Duration::from_millis(self.cfg.delivery.min_interval_ms),
                     flush_grace: self.shutdown_grace(),
+                    jitter: privacy.jitter,
                 },
             ));
         }
@@ -567,6 +577,37 @@ impl LinkState {
         self.last_error = Some(error.to_string());
         if let Some(m) = &self.metrics {
             m.set_lnd_connected(false);
+        }
+    }
+}
+
+/// The cover uploads of one padded target: at exponentially distributed
+/// gaps, the last good state re-sealed for it alone (`pipeline::cover`).
+/// Stops with the workers; a cover still pending then goes out in the flush
+/// like any backup.
+async fn cover_loop(
+    pipeline: Pipeline,
+    target: String,
+    mean: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let gap = crate::privacy::cover_gap(mean, &mut rand::thread_rng());
+        tokio::select! {
+            _ = tokio::time::sleep(gap) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match pipeline.cover(std::slice::from_ref(&target)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::debug!(target = %target, "no cover upload: no last good state from LND in this process yet")
+            }
+            Err(e) => {
+                tracing::warn!(target = %target, error = %e, "cannot store a cover upload")
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! PATH/channel.backup.age     newest good backup, replaced atomically
 //! PATH/channel.backup.json    its manifest
+//! PATH/channel.backup.pad     `privacy = "padded"` only: random bytes, the three up to a size bucket
 //! PATH/history/<UTC time>-<fingerprint[..12]>[-suspect].age (+ .json)
 //! ```
 //! Suspect backups only ever go to `history/`. Every write holds an
@@ -25,6 +26,8 @@ use crate::sink::{BlockingTarget, Delivery, ErrorKind, Held, Manifest, Receipt, 
 
 pub const CURRENT_FILE: &str = "channel.backup.age";
 pub const CURRENT_MANIFEST: &str = "channel.backup.json";
+/// On a padded target: random bytes that bring the current files to their size bucket.
+pub const CURRENT_PADDING: &str = "channel.backup.pad";
 pub const HISTORY_DIR: &str = "history";
 /// Held (flock) by whichever process writes this target; never a backup.
 pub const LOCK_FILE: &str = ".chanvault.lock";
@@ -40,6 +43,7 @@ pub const MAX_BACKUP_BYTES: u64 = 128 * 1024 * 1024;
 pub struct DirTarget {
     name: String,
     path: PathBuf,
+    padded: bool,
 }
 
 impl DirTarget {
@@ -47,7 +51,14 @@ impl DirTarget {
         Self {
             name: name.to_string(),
             path: path.to_path_buf(),
+            padded: false,
         }
+    }
+
+    /// Write [`CURRENT_PADDING`] next to the current files (`privacy = "padded"`).
+    pub fn padded(mut self, padded: bool) -> Self {
+        self.padded = padded;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -193,6 +204,12 @@ impl DirTarget {
         let cur_json = self.path.join(CURRENT_MANIFEST);
         fsutil::write_atomic(&cur, &d.sealed, FILE_MODE).map_err(|e| io("write", &cur, e))?;
         fsutil::write_atomic(&cur_json, &json, FILE_MODE).map_err(|e| io("write", &cur_json, e))?;
+        if self.padded {
+            let pad = self.path.join(CURRENT_PADDING);
+            let n = crate::privacy::padding_len((d.sealed.len() + json.len()) as u64);
+            fsutil::write_atomic(&pad, &crate::privacy::padding(n), FILE_MODE)
+                .map_err(|e| io("write", &pad, e))?;
+        }
         Ok(Receipt {
             location: cur.display().to_string(),
         })
@@ -324,6 +341,7 @@ mod tests {
                 seq: 0,
                 node: None,
                 signed: None,
+                cover_for: Vec::new(),
             },
             sealed: Arc::new(bytes.to_vec()),
             current,

@@ -362,7 +362,9 @@ fn thread_name(target: &str) -> String {
 /// Build the target a config entry describes.
 pub fn build(cfg: &TargetConfig) -> Arc<dyn Target> {
     match cfg {
-        TargetConfig::Dir(d) => Arc::new(dir::DirTarget::new(&d.name, &d.path)),
+        TargetConfig::Dir(d) => {
+            Arc::new(dir::DirTarget::new(&d.name, &d.path).padded(cfg.privacy().padded))
+        }
         TargetConfig::Restic(r) => Arc::new(restic::ResticTarget::new(r)),
     }
 }

@@ -16,6 +16,7 @@ fn rec(fp: &str, suspect: bool) -> BackupRecord {
         seq: 0,
         node: None,
         signed: None,
+        cover_for: Vec::new(),
     }
 }
 
@@ -44,6 +45,34 @@ fn a_reseal_of_the_same_state_bypasses_dedupe_and_becomes_last_good() {
     assert_eq!(j.newest().unwrap().source, "reseal");
     assert_eq!(s.read(&again.id).unwrap(), b"sealed-new");
     assert_eq!(s.pending_for("t").unwrap()[0].record.id, again.id);
+}
+
+#[test]
+fn a_cover_is_due_to_its_targets_only_and_others_keep_the_state_it_covers() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    let real = stored(s.store(rec("fp", false), b"sealed-real").unwrap());
+    s.mark_delivered("plain", &real.id, true).unwrap();
+    s.mark_delivered("padded", &real.id, true).unwrap();
+    let mut c = rec("fp", false);
+    c.source = "cover".into();
+    c.cover_for = vec!["padded".into()];
+    let cover = s.store_reseal(c, b"sealed-cover").unwrap();
+    assert!(cover.seq > real.seq && cover.signed.is_some());
+    let j = s.journal().unwrap();
+    assert_eq!(j.last_good.as_deref(), Some(cover.id.as_str()));
+    assert_eq!(j.due_for("padded").unwrap().id, cover.id);
+    assert_eq!(j.due_for("plain").unwrap().id, real.id);
+    assert!(
+        s.pending_for("plain").unwrap().is_empty(),
+        "no extra upload"
+    );
+    assert_eq!(s.pending_for("padded").unwrap()[0].record.id, cover.id);
+    // A target that holds nothing yet gets the state: the real backup.
+    assert_eq!(s.pending_for("new").unwrap()[0].record.id, real.id);
+    // A real change after the cover is due everywhere.
+    let next = stored(s.store(rec("fp2", false), b"sealed-next").unwrap());
+    assert_eq!(s.pending_for("plain").unwrap()[0].record.id, next.id);
 }
 
 #[test]

@@ -32,7 +32,7 @@ pub(super) async fn check(
             }
         }
     }
-    let good = journal.and_then(Journal::last_good);
+    let good = journal.and_then(|j| j.due_for(name));
     let good_seq = good.filter(|g| g.signed.is_some()).map(|g| g.seq);
     let Some(Some(m)) = checked else {
         match good_seq {

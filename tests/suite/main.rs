@@ -29,6 +29,7 @@ mod lnd_sim;
 mod lnd_sim_wallet;
 mod many_nodes;
 mod no_leaks;
+mod privacy;
 mod rclone_target;
 mod recovery_stock_tools;
 mod restic_target;

@@ -226,6 +226,7 @@ fn record(created: chrono::DateTime<Utc>, fp: &str) -> BackupRecord {
         seq: 0,
         node: None,
         signed: None,
+        cover_for: Vec::new(),
     }
 }
 

@@ -11,6 +11,7 @@
 //!   /chanvault/                      (dir, 0700)
 //!   /chanvault/channel.backup.age    the age ciphertext from the spool, byte for byte
 //!   /chanvault/channel.backup.json   its signed manifest (`sink::Manifest`, as the dir target's)
+//!   /chanvault/padding               `privacy = "padded"` only: random bytes up to the size bucket
 //! ```
 //! The tags are for people and for ordering; what restore believes is the
 //! signed manifest (the `seq:` tag only says which snapshot to check first).
@@ -70,6 +71,8 @@ pub const SNAPSHOT_DIR: &str = "/chanvault";
 pub const SNAPSHOT_FILE: &str = "/chanvault/channel.backup.age";
 /// Its signed manifest, next to it.
 pub const SNAPSHOT_MANIFEST: &str = "/chanvault/channel.backup.json";
+/// On a padded target: random bytes that bring the snapshot to its size bucket.
+pub const SNAPSHOT_PADDING: &str = "/chanvault/padding";
 /// The tag on every chanvault snapshot.
 pub const TAG: &str = "chanvault";
 
@@ -173,7 +176,8 @@ impl ResticTarget {
     /// The snapshot that already holds this backup, if any: the same backup
     /// (a retry), or the same channel set as the newest snapshot (unless it
     /// is a re-seal to new recipients after an identity rotation: the newest
-    /// snapshot must then be the one the new identity opens).
+    /// snapshot must then be the one the new identity opens; or a cover
+    /// upload, which exists to be uploaded).
     fn already_there<'a>(
         &'a self,
         snaps: &'a [SnapshotFile],
@@ -184,7 +188,7 @@ impl ResticTarget {
         if let Some(s) = self.ours(snaps).find(|s| s.tags.contains(&backup_tag)) {
             return Some(s);
         }
-        if r.source == "reseal" {
+        if r.source == "reseal" || r.source == crate::pipeline::COVER_SOURCE {
             return None;
         }
         self.ours(snaps)
@@ -310,16 +314,24 @@ impl ResticTarget {
             .parent_opts(ParentOptions::default().force(true));
         let manifest = serde_json::to_vec_pretty(&crate::sink::Manifest::of(&d.record))
             .map_err(|e| self.err(format!("cannot encode the manifest: {e}")))?;
+        let content = (d.sealed.len() + manifest.len()) as u64;
+        let padding = if self.cfg.privacy == crate::config::Privacy::Padded {
+            crate::privacy::padding(crate::privacy::padding_len(content))
+        } else {
+            Vec::new()
+        };
+        let expected = if padding.is_empty() { 2 } else { 3 };
         let src = SealedSource {
             bytes: d.sealed.to_vec(),
             manifest,
+            padding,
             mtime: time,
         };
         let snap = repo
             .archive(&opts, &src, snap, &[PathBuf::from(SNAPSHOT_DIR)])
             .map_err(|e| self.rustic_err("backup to", &e))?;
         let files = snap.summary.as_ref().map_or(0, |s| s.total_files_processed);
-        if files != 2 {
+        if files != expected {
             // Never leave a snapshot without the backup as `latest`.
             let removed = repo.delete_snapshots(&[snap.id]).is_ok();
             return Err(self.err(format!(

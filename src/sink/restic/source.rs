@@ -1,5 +1,6 @@
 //! The in-memory source rustic archives: the sealed backup and its signed
-//! manifest, two files in one directory.
+//! manifest, two files in one directory, and on a padded target a third,
+//! random bytes that bring the snapshot up to its size bucket.
 
 use std::ffi::OsStr;
 use std::io::Cursor;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rustic_core::repofile::{Metadata, Node, NodeType};
 use rustic_core::{ReadSource, ReadSourceEntry, RusticResult};
 
-use super::{SNAPSHOT_DIR, SNAPSHOT_FILE, SNAPSHOT_MANIFEST};
+use super::{SNAPSHOT_DIR, SNAPSHOT_FILE, SNAPSHOT_MANIFEST, SNAPSHOT_PADDING};
 
 /// Go's `os.ModeDir`, which restic stores in a node's mode.
 pub(super) const GO_MODE_DIR: u32 = 1 << 31;
@@ -19,6 +20,8 @@ pub(super) struct SealedSource {
     pub(super) bytes: Vec<u8>,
     /// The manifest's JSON; written after the backup (names sort so).
     pub(super) manifest: Vec<u8>,
+    /// Random bytes (`crate::privacy::padding`); empty: no padding file.
+    pub(super) padding: Vec<u8>,
     pub(super) mtime: rustic_core::jiff::Timestamp,
 }
 
@@ -42,7 +45,9 @@ impl ReadSource for SealedSource {
     type Iter = std::vec::IntoIter<Entry>;
 
     fn size(&self) -> RusticResult<Option<u64>> {
-        Ok(Some((self.bytes.len() + self.manifest.len()) as u64))
+        Ok(Some(
+            (self.bytes.len() + self.manifest.len() + self.padding.len()) as u64,
+        ))
     }
 
     fn entries(&self) -> Self::Iter {
@@ -52,7 +57,7 @@ impl ReadSource for SealedSource {
         let file_name = Path::new(SNAPSHOT_FILE)
             .file_name()
             .unwrap_or(OsStr::new("channel.backup.age"));
-        vec![
+        let mut entries = vec![
             Ok(ReadSourceEntry {
                 path: PathBuf::from(SNAPSHOT_DIR),
                 node: Node::new_node(dir_name, NodeType::Dir, self.meta(GO_MODE_DIR | 0o700, 0)),
@@ -78,7 +83,18 @@ impl ReadSource for SealedSource {
                 ),
                 open: Some(Cursor::new(self.manifest.clone())),
             }),
-        ]
-        .into_iter()
+        ];
+        if !self.padding.is_empty() {
+            entries.push(Ok(ReadSourceEntry {
+                path: PathBuf::from(SNAPSHOT_PADDING),
+                node: Node::new_node(
+                    OsStr::new("padding"),
+                    NodeType::File,
+                    self.meta(0o600, self.padding.len() as u64),
+                ),
+                open: Some(Cursor::new(self.padding.clone())),
+            }));
+        }
+        entries.into_iter()
     }
 }

@@ -35,6 +35,7 @@ fn source_yields_the_directory_before_the_file() {
     let src = SealedSource {
         bytes: b"age".to_vec(),
         manifest: b"{}".to_vec(),
+        padding: Vec::new(),
         mtime: rustic_core::jiff::Timestamp::now(),
     };
     let e: Vec<_> = src.entries().map(|e| e.unwrap()).collect();
