@@ -166,17 +166,15 @@ async fn put_one(
     let t0 = std::time::Instant::now();
     let id = p.record.id.clone();
     let sp = spool.clone();
-    // The journal's newest sequence number as of now, not as of when the
-    // work was queued: another process may have stored a newer backup since.
-    let (sealed, known_seq) = blocking(move || -> Result<_, crate::spool::SpoolError> {
-        Ok((sp.read(&id)?, sp.journal()?.max_seq()))
-    })
-    .await??;
+    let sealed = blocking(move || sp.read(&id)).await??;
+    // `p` was read from the journal just now (every caller reads what is
+    // pending right before it delivers, and again after any wait), so its
+    // `known_seq` is current without a second read of the journal.
     let delivery = Delivery {
         record: p.record.clone(),
         sealed: Arc::new(sealed),
         current: p.current,
-        known_seq: known_seq.max(p.known_seq),
+        known_seq: p.known_seq,
     };
     let t_read = t0.elapsed();
     let (started, since) = (Utc::now(), tokio::time::Instant::now());

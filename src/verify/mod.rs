@@ -45,6 +45,8 @@ struct Context<'a> {
     /// `[lnd] backup_key_file` and the escrowed aezeed / lnd-backup-key:
     /// lnd's layer is read without LND too.
     scb_keys: Vec<crate::restore::NodeKey>,
+    /// The manifest keys `signed` believes, read once for every target.
+    trusted: Result<crate::signing::Trusted, RestoreError>,
 }
 
 /// What the drill is asked to do.
@@ -112,6 +114,7 @@ pub async fn verify(cfg: &Config, opts: &Options, progress: &dyn Progress) -> Re
         expected,
         drill,
         scb_keys,
+        trusted: restore::trusted_keys(cfg),
     };
     let mut warnings = Vec::new();
     for (name, listing) in listings {
@@ -139,9 +142,9 @@ async fn check_target(
     let Some(newest) = checks::newest_present(name, listing, ctx.expected.as_ref(), rows) else {
         return;
     };
-    match restore::trusted_keys(ctx.cfg) {
+    match &ctx.trusted {
         Ok(trusted) => {
-            if !signed::check(ctx.cfg, name, &newest, ctx.journal.as_ref(), &trusted, rows).await {
+            if !signed::check(ctx.cfg, name, &newest, ctx.journal.as_ref(), trusted, rows).await {
                 return;
             }
         }
