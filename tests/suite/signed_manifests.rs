@@ -24,6 +24,14 @@ fn run(f: &Fixture, argv: &[&str]) -> std::process::Output {
         .expect("binary runs")
 }
 
+/// `restore fetch` with the fixture's identity into `out`, plus `extra` options.
+fn fetch(f: &Fixture, extra: &[&str], out: &Path) -> std::process::Output {
+    let (id, out) = (f.identity.display().to_string(), out.display().to_string());
+    let mut argv = vec!["restore", "fetch", "--identity", &id, "--out", &out];
+    argv.extend_from_slice(extra);
+    run(f, &argv)
+}
+
 /// pbs and nfs (dir) and repo (restic), three backups of a growing node.
 async fn three_backups() -> Fixture {
     let f = Fixture::new().await;
@@ -136,18 +144,7 @@ async fn a_replayed_or_re_signed_old_backup_never_becomes_latest() {
         &format!("[seal]\nmanifest_public_keys = [\"{public}\"]\n"),
     );
     let out_file = f.path().join("restored.backup");
-    let id = f.identity.display().to_string();
-    let out = run(
-        &f,
-        &[
-            "restore",
-            "fetch",
-            "--identity",
-            &id,
-            "--out",
-            out_file.to_str().unwrap(),
-        ],
-    );
+    let out = fetch(&f, &[], &out_file);
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -170,19 +167,7 @@ async fn a_replayed_or_re_signed_old_backup_never_becomes_latest() {
     // pbs alone still holds the honest newest in its history: found by
     // sequence number, past its forged current file.
     let pbs_out = f.path().join("from-pbs.backup");
-    let out = run(
-        &f,
-        &[
-            "restore",
-            "fetch",
-            "--target",
-            "pbs",
-            "--identity",
-            &id,
-            "--out",
-            pbs_out.to_str().unwrap(),
-        ],
-    );
+    let out = fetch(&f, &["--target", "pbs"], &pbs_out);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(std::fs::read(&pbs_out).unwrap(), want.expose());
 
@@ -190,17 +175,7 @@ async fn a_replayed_or_re_signed_old_backup_never_becomes_latest() {
     // an error that says so, never a guess.
     f.edit_config(&format!("manifest_public_keys = [\"{public}\"]\n"), "");
     let none = f.path().join("never-written.backup");
-    let out = run(
-        &f,
-        &[
-            "restore",
-            "fetch",
-            "--identity",
-            &id,
-            "--out",
-            none.to_str().unwrap(),
-        ],
-    );
+    let out = fetch(&f, &[], &none);
     assert_eq!(out.status.code(), Some(11), "{}", text(&out));
     assert!(
         text(&out).contains("targets disagree about the key"),
