@@ -144,6 +144,13 @@ impl Pipeline {
         self
     }
 
+    /// Keep the newest multi of the last good state in memory, for cover
+    /// uploads (`privacy = "padded"`); without a padded target nothing is kept.
+    pub fn with_covers(mut self) -> Self {
+        self.remembered = cover::Remembered::enabled();
+        self
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

@@ -98,6 +98,9 @@ impl Agent {
         let spool = Spool::open(&cfg.state_dir, cfg.backup.keep)?;
         let targets = cfg.targets.iter().map(sink::build).collect();
         let mut pipeline = Pipeline::new(Arc::new(spool), Arc::new(recipients));
+        if cfg.targets.iter().any(|t| t.privacy().cover_mean.is_some()) {
+            pipeline = pipeline.with_covers();
+        }
         if let Some(file) = &cfg.lnd.backup_key_file {
             let key = crate::chanbackup::BackupKey::from_file(file).map_err(|message| {
                 AgentError::BackupKey {

@@ -22,13 +22,22 @@ pub const COVER_SOURCE: &str = "cover";
 /// A multi and the fingerprint of the channel set it holds.
 type State = (String, Arc<SecretBytes>);
 
-/// The newest multi of the last good state.
+/// The newest multi of the last good state; `None` (nothing kept, nothing
+/// copied) unless a target makes cover uploads.
 #[derive(Clone, Default)]
-pub(super) struct Remembered(Arc<Mutex<Option<State>>>);
+pub(super) struct Remembered(Option<Arc<Mutex<Option<State>>>>);
 
 impl Remembered {
+    /// One that keeps the multi, for a pipeline whose targets get covers.
+    pub(super) fn enabled() -> Self {
+        Self(Some(Arc::default()))
+    }
+
     fn set(&self, fingerprint: &str, multi: &[u8]) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(kept) = &self.0 else {
+            return;
+        };
+        let mut g = kept.lock().unwrap_or_else(|e| e.into_inner());
         *g = Some((
             fingerprint.to_owned(),
             Arc::new(SecretBytes::new(multi.to_vec())),
@@ -60,7 +69,8 @@ impl Remembered {
     }
 
     fn get(&self) -> Option<State> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let kept = self.0.as_ref()?;
+        kept.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
