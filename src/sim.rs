@@ -408,6 +408,14 @@ impl Simulator {
         self.inner.shared.churn(events)
     }
 
+    /// When the first snapshot since the last call and the newest one went
+    /// to the backup stream's subscribers (`None`: none did). The latency
+    /// bench's t0: what LND does before it hands a snapshot over is LND's
+    /// time, not chanvault's.
+    pub fn take_handoff(&self) -> Option<(std::time::Instant, std::time::Instant)> {
+        self.inner.shared.take_handoff()
+    }
+
     /// lnd#4377: the channel DB loses every channel without close records;
     /// one (empty) snapshot goes out. Returns how many channels were lost.
     pub fn lose_channel_db(&self) -> usize {

@@ -346,7 +346,7 @@ impl proto::lightning_server::Lightning for SimService {
             }
         }
         if restored > 0 {
-            self.shared.save(&st);
+            self.shared.save(st);
         }
         Ok(Response::new(proto::RestoreBackupResponse {
             num_restored: if self.shared.verify_returns_chan_points {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -76,6 +76,12 @@ pub(super) struct State {
     pub(super) fail_next: HashMap<Rpc, VecDeque<Status>>,
     pub(super) delays: HashMap<Rpc, Duration>,
     pub(super) calls: HashMap<Rpc, usize>,
+    /// When the first snapshot since the last `take_handoff` went to a
+    /// subscriber, and when the newest did (for the latency bench's t0).
+    pub(super) handoff: Option<(Instant, Instant)>,
+    /// Bumped by every state change that is saved, so that saves made
+    /// outside the lock never put an older state over a newer one.
+    pub(super) generation: u64,
 }
 
 /// The node: keys, channel state, subscribers and test hooks.
@@ -84,6 +90,8 @@ pub(crate) struct Shared {
     pub(super) verify_returns_chan_points: bool,
     pub(super) state_path: PathBuf,
     pub(super) state: Mutex<State>,
+    /// The generation last written to `state_path`; held while writing.
+    pub(super) saved: Mutex<u64>,
 }
 
 pub(super) fn display_hex(bytes: &[u8; 32]) -> String {
@@ -161,6 +169,8 @@ impl Shared {
             fail_next: HashMap::new(),
             delays: HashMap::new(),
             calls: HashMap::new(),
+            handoff: None,
+            generation: 0,
         };
         match std::fs::read(&state_path) {
             Ok(bytes) => {
@@ -207,6 +217,7 @@ impl Shared {
             verify_returns_chan_points,
             state_path,
             state: Mutex::new(state),
+            saved: Mutex::new(0),
         })
     }
 
@@ -219,7 +230,10 @@ impl Shared {
     }
 
     /// Write the channel state durably; a failure is logged, not fatal.
-    pub(super) fn save(&self, st: &State) {
+    /// The file is written after the state lock is let go, as lnd writes
+    /// channel.backup without holding up its RPCs: a `VerifyChanBackup`
+    /// that arrives meanwhile is not made to wait for the fsync.
+    pub(super) fn save(&self, mut st: MutexGuard<'_, State>) {
         let mut channels = vec![];
         for c in st.channels.values() {
             match c.single.serialize() {
@@ -237,12 +251,28 @@ impl Shared {
             closed: st.closed.iter().map(|(_, r)| r.clone()).collect(),
             restored: st.restored.iter().map(ToString::to_string).collect(),
         };
+        st.generation += 1;
+        let generation = st.generation;
+        drop(st);
+        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
+        if *saved > generation {
+            return; // a newer state is already on disk
+        }
         let result = serde_json::to_vec_pretty(&p)
             .map_err(std::io::Error::other)
             .and_then(|bytes| crate::fsutil::write_atomic(&self.state_path, &bytes, 0o600));
-        if let Err(e) = result {
-            tracing::warn!(path = %self.state_path.display(), error = %e, "lnd-sim: cannot save state");
+        match result {
+            Ok(()) => *saved = generation,
+            Err(e) => {
+                tracing::warn!(path = %self.state_path.display(), error = %e, "lnd-sim: cannot save state")
+            }
         }
+    }
+
+    /// When the first snapshot since the last call and the newest one were
+    /// handed to a subscriber; `None` when none was.
+    pub(crate) fn take_handoff(&self) -> Option<(Instant, Instant)> {
+        self.lock().handoff.take()
     }
 
     /// A full snapshot as lnd's `createBackupSnapshot` builds it: singles and
@@ -287,6 +317,9 @@ impl Shared {
                 Ok(snap) => {
                     if tx.send(Ok(snap)).is_ok() {
                         st.subscribers.push(tx);
+                        let now = Instant::now();
+                        let first = st.handoff.map_or(now, |(first, _)| first);
+                        st.handoff = Some((first, now));
                     }
                 }
                 // lnd's handler returns the error, which ends that stream.
@@ -331,12 +364,16 @@ impl Shared {
         confirm: bool,
         kind: Option<ChannelKind>,
     ) -> Vec<ChanPoint> {
-        let mut st = self.lock();
+        // The lock is let go between events, as lnd's RPCs run between its
+        // channel notifications.
         let mut opened = Vec::with_capacity(n);
         for _ in 0..n {
+            let mut st = self.lock();
             let cp = self.add_channel(&mut st, true, kind);
             self.emit(&mut st); // PendingOpenChannelEvent
+            drop(st);
             if confirm {
+                let mut st = self.lock();
                 if let Some(c) = st.channels.get_mut(&cp) {
                     c.pending = false;
                 }
@@ -344,7 +381,7 @@ impl Shared {
             }
             opened.push(cp);
         }
-        self.save(&st);
+        self.save(self.lock());
         opened
     }
 
@@ -357,7 +394,7 @@ impl Shared {
         }
         st.block_height += 1;
         self.emit(&mut st);
-        self.save(&st);
+        self.save(st);
         true
     }
 
@@ -368,8 +405,10 @@ impl Shared {
             return false;
         }
         self.emit(&mut st); // ClosedChannelEvent
+        drop(st);
+        let mut st = self.lock();
         self.emit(&mut st); // FullyResolvedChannelEvent
-        self.save(&st);
+        self.save(st);
         true
     }
 
@@ -382,7 +421,7 @@ impl Shared {
             self.add_channel(&mut st, false, None);
         }
         self.emit(&mut st);
-        self.save(&st);
+        self.save(st);
     }
 
     /// A burst: `events` channel events back to back, alternately a channel
@@ -402,7 +441,7 @@ impl Shared {
             }
             self.emit(&mut st);
         }
-        self.save(&st);
+        self.save(st);
     }
 
     /// Remove an open channel and keep its close record (for ClosedChannels).
@@ -434,7 +473,7 @@ impl Shared {
         let lost = st.channels.len();
         st.channels.clear();
         self.emit(&mut st);
-        self.save(&st);
+        self.save(st);
         lost
     }
 
