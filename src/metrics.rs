@@ -147,6 +147,20 @@ pub struct Metrics {
     snapshot_to_spool: Histogram,
     delivery_seconds: Latencies<TargetLabel>,
     lnd_rpc: Latencies<RpcLabel>,
+    milestones: tokio::sync::watch::Sender<Milestones>,
+}
+
+/// The moments the agent last stored a backup and last committed one on a
+/// target, for an observer in the same process (the latency bench) that
+/// must not poll the exposition to learn them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Milestones {
+    /// Backups stored (good or suspect) since start.
+    pub stored: u64,
+    pub stored_at: Option<std::time::Instant>,
+    /// Successful deliveries, over all targets, since start.
+    pub delivered: u64,
+    pub delivered_at: Option<std::time::Instant>,
 }
 
 impl Default for Metrics {
@@ -179,6 +193,7 @@ impl Metrics {
             snapshot_to_spool: latency_histogram(),
             delivery_seconds: Family::new_with_constructor(latency_histogram),
             lnd_rpc: Family::new_with_constructor(latency_histogram),
+            milestones: tokio::sync::watch::Sender::new(Milestones::default()),
             registry: Registry::default(),
         };
         registry.register(
@@ -324,7 +339,19 @@ impl Metrics {
         self.lnd_connected.get() == 1
     }
 
+    /// Changes when a backup is stored or delivered (see [`Milestones`]).
+    pub fn milestones(&self) -> tokio::sync::watch::Receiver<Milestones> {
+        self.milestones.subscribe()
+    }
+
     pub fn snapshot(&self, outcome: SnapshotOutcome) {
+        if matches!(outcome, SnapshotOutcome::Stored | SnapshotOutcome::Suspect) {
+            let now = std::time::Instant::now();
+            self.milestones.send_modify(|m| {
+                m.stored += 1;
+                m.stored_at = Some(now);
+            });
+        }
         self.last_snapshot.set(chrono::Utc::now().timestamp());
         self.snapshots
             .get_or_create(&OutcomeLabel {
@@ -348,6 +375,13 @@ impl Metrics {
             target: target.to_string(),
         };
         self.attempts.get_or_create(&label).inc();
+        if failure.is_none() {
+            let now = std::time::Instant::now();
+            self.milestones.send_modify(|m| {
+                m.delivered += 1;
+                m.delivered_at = Some(now);
+            });
+        }
         if let Some(reason) = failure {
             self.failures
                 .get_or_create(&FailureLabels {
@@ -598,6 +632,24 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line}: {text}");
         }
+    }
+
+    #[test]
+    fn milestones_move_on_stored_backups_and_successful_deliveries_only() {
+        let m = Metrics::new();
+        let mut seen = m.milestones();
+        m.snapshot(SnapshotOutcome::Duplicate);
+        m.snapshot(SnapshotOutcome::Rejected);
+        m.delivery("pbs", Some("timeout"));
+        assert!(!seen.has_changed().unwrap());
+        let before = std::time::Instant::now();
+        m.snapshot(SnapshotOutcome::Stored);
+        m.snapshot(SnapshotOutcome::Suspect);
+        m.delivery("pbs", None);
+        let now = *seen.borrow_and_update();
+        assert_eq!((now.stored, now.delivered), (2, 1));
+        assert!(now.stored_at.is_some_and(|t| t >= before));
+        assert!(now.delivered_at >= now.stored_at);
     }
 
     #[test]
