@@ -193,15 +193,33 @@ impl Pipeline {
         source: &str,
     ) -> Result<Outcome, PipelineError> {
         let t0 = std::time::Instant::now();
+        let multi = Arc::new(snap.multi);
+        // While LND verifies: read the journal and seal. The seal is skipped
+        // when LND lists the channel set of the newest stored backup, as for
+        // the second snapshot of most events: that one is a duplicate.
+        let early = {
+            let (spool, recipients, multi) =
+                (self.spool.clone(), self.recipients.clone(), multi.clone());
+            let listed = scb::fingerprint(&snap.chan_points);
+            tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+                let journal = spool.journal()?;
+                let unchanged = journal.newest().is_some_and(|n| n.fingerprint == listed);
+                let sealed = match unchanged {
+                    true => None,
+                    false => Some(crate::seal::seal(&recipients, &multi)?),
+                };
+                Ok((journal, sealed))
+            })
+        };
         // 1. Verify: LND must be able to read what we are about to keep.
-        let verified = lnd.verify_multi(&snap.multi).await.map_err(|e| match e {
+        let verified = lnd.verify_multi(&multi).await.map_err(|e| match e {
             LndError::Rpc {
                 rpc: "VerifyChanBackup",
                 message,
             } => PipelineError::Rejected(message),
             e => PipelineError::Lnd(e),
         })?;
-        let offline = self.read_offline(&snap.multi).await;
+        let offline = self.read_offline(&multi).await;
         let points = match verified {
             Some(v) => {
                 if v != snap.chan_points {
@@ -228,14 +246,12 @@ impl Pipeline {
         let t_verify = t0.elapsed();
         // 2. Fingerprint and dedupe against the newest stored backup.
         let fingerprint = scb::fingerprint(&points);
-        let spool = self.spool.clone();
-        let journal = blocking(move || spool.journal()).await??;
+        let (journal, sealed) = early.await??;
         if journal
             .newest()
             .is_some_and(|n| n.fingerprint == fingerprint)
         {
-            self.remembered
-                .unchanged(&journal, &fingerprint, &snap.multi);
+            self.remembered.unchanged(&journal, &fingerprint, &multi);
             tracing::debug!(%fingerprint, source, "snapshot unchanged; skipped");
             return Ok(Outcome::Duplicate { fingerprint });
         }
@@ -259,7 +275,7 @@ impl Pipeline {
             channels: points.len(),
             chan_points: points.iter().map(ToString::to_string).collect(),
             fingerprint: fingerprint.clone(),
-            blob_sha256: scb::sha256_hex(&snap.multi),
+            blob_sha256: scb::sha256_hex(&multi),
             sealed_len: 0,
             recipients: self.recipients.public_keys().to_vec(),
             suspect,
@@ -269,13 +285,13 @@ impl Pipeline {
             signed: None,
             cover_for: Vec::new(),
         };
-        let stored = self.seal_and_store(record, snap.multi).await?;
+        let stored = self.seal_and_store(record, multi, sealed).await?;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             verify_ms = ms(t_verify),
             journal_ms = ms(t_journal - t_verify),
             guard_ms = ms(t_guard - t_journal),
-            seal_and_spool_ms = ms(t0.elapsed() - t_guard),
+            spool_ms = ms(t0.elapsed() - t_guard),
             "pipeline stage times"
         );
         match stored {
@@ -379,9 +395,9 @@ fn log_change(
 impl Pipeline {
     /// The channel set the backup key reads in `multi`; `None` without a
     /// key or when it cannot (logged once per change of the reason).
-    async fn read_offline(&self, multi: &[u8]) -> Option<BTreeSet<ChanPoint>> {
+    async fn read_offline(&self, multi: &Arc<Vec<u8>>) -> Option<BTreeSet<ChanPoint>> {
         let key = self.backup_key.clone()?;
-        let multi = multi.to_vec();
+        let multi = multi.clone();
         let read = blocking(move || crate::chanbackup::open_multi(&key, &multi)).await;
         let result = match read {
             Ok(Ok(m)) => Ok(m.singles.iter().map(|s| s.chan_point()).collect()),

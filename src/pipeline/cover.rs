@@ -76,15 +76,20 @@ impl Remembered {
 
 impl Pipeline {
     /// Seal `multi`, store it, and remember it if it is the new last good state.
+    /// `sealed`: `multi` already sealed, if it was.
     pub(super) async fn seal_and_store(
         &self,
         record: BackupRecord,
-        multi: Vec<u8>,
+        multi: Arc<Vec<u8>>,
+        sealed: Option<Vec<u8>>,
     ) -> Result<Stored, PipelineError> {
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
         let remembered = self.remembered.clone();
         blocking(move || -> Result<Stored, PipelineError> {
-            let sealed = crate::seal::seal(&recipients, &multi)?;
+            let sealed = match sealed {
+                Some(s) => s,
+                None => crate::seal::seal(&recipients, &multi)?,
+            };
             Ok(remembered.store(&spool, record, &sealed, &multi)?)
         })
         .await?
