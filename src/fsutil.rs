@@ -157,11 +157,20 @@ pub fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
 
 /// Second half: rename the temp file over `path` and make the rename durable.
 pub fn commit_temp(tmp: &Path, path: &Path) -> io::Result<()> {
+    replace_with_temp(tmp, path)?;
+    sync_dir(&parent_of(path))
+}
+
+/// Rename the (fsynced) temp file over `path` without waiting for the
+/// rename to reach the disk: after a power loss `path` holds either the old
+/// or the new content, each complete. Only for a change that may be lost,
+/// such as a record that a delivery happened (it is made again).
+pub fn replace_with_temp(tmp: &Path, path: &Path) -> io::Result<()> {
     if let Err(e) = fs::rename(tmp, path) {
         let _ = fs::remove_file(tmp);
         return Err(e);
     }
-    sync_dir(&parent_of(path))
+    Ok(())
 }
 
 /// Remove leftover temp files in `dir` (after a crash). Returns how many.

@@ -505,6 +505,13 @@ impl Spool {
     }
 
     fn save(&self, j: &Journal) -> Result<(), SpoolError> {
+        self.save_with(j, true)
+    }
+
+    /// `durable`: wait until the rename is on disk. Without it a power loss
+    /// may bring back the journal as it was, complete (see
+    /// [`fsutil::replace_with_temp`]): only for changes that may be lost.
+    fn save_with(&self, j: &Journal, durable: bool) -> Result<(), SpoolError> {
         let path = self.journal_path();
         let io_err = |op, source| SpoolError::Io {
             op,
@@ -515,15 +522,27 @@ impl Spool {
             serde_json::to_vec_pretty(j).map_err(|e| io_err("encode", io::Error::other(e)))?;
         let tmp = fsutil::write_temp(&path, &bytes, 0o600).map_err(|e| io_err("write", e))?;
         self.crash_at(CrashPoint::JournalTempWritten)?;
-        fsutil::commit_temp(&tmp, &path).map_err(|e| io_err("rename into", e))
+        match durable {
+            true => fsutil::commit_temp(&tmp, &path),
+            false => fsutil::replace_with_temp(&tmp, &path),
+        }
+        .map_err(|e| io_err("rename into", e))
     }
 
     /// Read-modify-write the journal under the lock.
     fn update<T>(&self, f: impl FnOnce(&mut Journal) -> T) -> Result<T, SpoolError> {
+        self.update_with(true, f)
+    }
+
+    fn update_with<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut Journal) -> T,
+    ) -> Result<T, SpoolError> {
         let _lock = self.lock()?;
         let mut j = self.load()?;
         let out = f(&mut j);
-        self.save(&j)?;
+        self.save_with(&j, durable)?;
         Ok(out)
     }
 
@@ -707,9 +726,12 @@ impl Spool {
         Ok(self.journal()?.pending_for(target))
     }
 
+    /// Record a delivery. The record may be lost to a power cut (the
+    /// journal comes back as it was, and the backup is delivered again:
+    /// targets take a repeat), so this does not wait for the directory.
     pub fn mark_delivered(&self, target: &str, id: &str, current: bool) -> Result<(), SpoolError> {
         let now = Utc::now();
-        self.update(|j| {
+        self.update_with(false, |j| {
             if j.get(id).is_none() {
                 // Pruned meanwhile; nothing to record.
                 return;
