@@ -19,6 +19,11 @@ use support::{
     wait_final_on_target, wait_until,
 };
 
+/// Counts every allocation of the process (chanvault and the simulated LND
+/// alike) for the per-event allocation figures.
+#[global_allocator]
+static ALLOC: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
 const IDLE_SAMPLE: Duration = Duration::from_secs(10);
 /// `delivery.min_interval_ms`, left at its default in the bench config.
 const MIN_INTERVAL: Duration = Duration::from_millis(chanvault::config::DEFAULT_MIN_INTERVAL_MS);
@@ -37,6 +42,10 @@ struct Row {
     /// snapshot and state save run beside chanvault's work).
     lnd_before_p50: f64,
     lnd_call_p50: f64,
+    /// p50 bytes and allocations per event, hand-off to delivered, whole
+    /// process.
+    alloc_bytes_p50: f64,
+    allocs_p50: f64,
 }
 
 async fn run_size(
@@ -70,10 +79,13 @@ async fn run_size(
     let mut offsite = Vec::new();
     let mut lnd_before = Vec::new();
     let mut lnd_call = Vec::new();
+    let mut alloc_bytes = Vec::new();
+    let mut allocs = Vec::new();
     let mut seen = metrics.milestones();
     for i in 0..reps {
         let before = *seen.borrow_and_update();
         let _ = s.sim.take_handoff();
+        let region = stats_alloc::Region::new(ALLOC);
         let start = Instant::now();
         // Alternate open/close so the set stays at `channels`.
         if i % 2 == 0 {
@@ -94,6 +106,9 @@ async fn run_size(
             m.stored > before.stored && m.delivered > before.delivered
         })
         .await?;
+        let used = region.change();
+        alloc_bytes.push((used.bytes_allocated as f64) + used.bytes_reallocated.max(0) as f64);
+        allocs.push(used.allocations as f64 + used.reallocations as f64);
         let at = |i: Option<Instant>| i.map_or(f64::NAN, |i| ms(i.saturating_duration_since(t0)));
         spooled.push(at(m.stored_at));
         offsite.push(at(m.delivered_at));
@@ -123,6 +138,8 @@ async fn run_size(
         sealed_kib: sealed.len() as f64 / 1024.0,
         lnd_before_p50: pct(&mut lnd_before, 0.5),
         lnd_call_p50: pct(&mut lnd_call, 0.5),
+        alloc_bytes_p50: pct(&mut alloc_bytes, 0.5),
+        allocs_p50: pct(&mut allocs, 0.5),
     })
 }
 
@@ -247,6 +264,14 @@ async fn run() -> BenchResult<()> {
             "{:>8} (the simulated LND, not counted: {:.2}ms p50 before it hands the snapshot over; \
              {:.2}ms p50 for its whole event, beside chanvault's work)",
             "", r.lnd_before_p50, r.lnd_call_p50
+        );
+        println!(
+            "{:>8} (allocated per event, whole process with the simulated LND: p50 {:.1} MiB in {:.0} \
+             allocations, {:.1}x the sealed size)",
+            "",
+            r.alloc_bytes_p50 / 1048576.0,
+            r.allocs_p50,
+            r.alloc_bytes_p50 / (r.sealed_kib * 1024.0)
         );
         rows.push(r);
         if (100..=1000).contains(&channels)
