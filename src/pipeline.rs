@@ -194,7 +194,7 @@ impl Pipeline {
     ) -> Result<Outcome, PipelineError> {
         let t0 = std::time::Instant::now();
         let multi = Arc::new(snap.multi);
-        // While LND verifies: read the journal and seal. The seal is skipped
+        // While LND verifies: read the journal, seal and hash. Both are skipped
         // when LND lists the channel set of the newest stored backup, as for
         // the second snapshot of most events: that one is a duplicate.
         let early = {
@@ -206,7 +206,10 @@ impl Pipeline {
                 let unchanged = journal.newest().is_some_and(|n| n.fingerprint == listed);
                 let sealed = match unchanged {
                     true => None,
-                    false => Some(crate::seal::seal(&recipients, &multi)?),
+                    false => Some((
+                        crate::seal::seal(&recipients, &multi)?,
+                        scb::sha256_hex(&multi),
+                    )),
                 };
                 Ok((journal, sealed))
             })
@@ -275,7 +278,10 @@ impl Pipeline {
             channels: points.len(),
             chan_points: points.iter().map(ToString::to_string).collect(),
             fingerprint: fingerprint.clone(),
-            blob_sha256: scb::sha256_hex(&multi),
+            blob_sha256: match &sealed {
+                Some((_, digest)) => digest.clone(),
+                None => scb::sha256_hex(&multi),
+            },
             sealed_len: 0,
             recipients: self.recipients.public_keys().to_vec(),
             suspect,
@@ -285,6 +291,7 @@ impl Pipeline {
             signed: None,
             cover_for: Vec::new(),
         };
+        let sealed = sealed.map(|(bytes, _)| bytes);
         let stored = self.seal_and_store(record, multi, sealed).await?;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
