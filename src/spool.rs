@@ -210,6 +210,29 @@ impl BackupRecord {
         }
     }
 
+    /// A copy for a delivery: without the channel points, which never go
+    /// to a target and are the bulk of a record (1,000 strings at 1,000
+    /// channels, once per look at what is pending).
+    pub fn for_delivery(&self) -> BackupRecord {
+        BackupRecord {
+            id: self.id.clone(),
+            created: self.created,
+            source: self.source.clone(),
+            channels: self.channels,
+            chan_points: Vec::new(),
+            fingerprint: self.fingerprint.clone(),
+            blob_sha256: self.blob_sha256.clone(),
+            sealed_len: self.sealed_len,
+            recipients: self.recipients.clone(),
+            suspect: self.suspect.clone(),
+            suspect_channels: Vec::new(),
+            seq: self.seq,
+            node: self.node.clone(),
+            signed: self.signed.clone(),
+            cover_for: self.cover_for.clone(),
+        }
+    }
+
     /// The channel points recorded for this backup, parsed; an entry that
     /// does not parse (a journal edited by hand) is left out.
     pub fn chan_point_set(&self) -> std::collections::BTreeSet<crate::scb::ChanPoint> {
@@ -331,7 +354,7 @@ impl Journal {
             let due = self.due_for(target).unwrap_or(good);
             if !done(&due.id) {
                 out.push(Pending {
-                    record: due.clone(),
+                    record: due.for_delivery(),
                     current: true,
                     known_seq: self.max_seq(),
                 });
@@ -345,7 +368,7 @@ impl Journal {
         for b in &self.backups[after..] {
             if b.is_suspect() && !done(&b.id) {
                 out.push(Pending {
-                    record: b.clone(),
+                    record: b.for_delivery(),
                     current: false,
                     known_seq: self.max_seq(),
                 });

@@ -102,6 +102,15 @@ fn channel_points_are_kept_from_the_last_good_backup_on() {
     );
     assert_eq!(j.last_good().unwrap().chan_points.len(), 1);
     assert!(suspect.is_suspect());
+    // What a delivery gets carries none: they never go to a target.
+    let pending = j.pending_for("t");
+    assert_eq!(pending.len(), 2, "last good and the suspect");
+    for p in &pending {
+        assert!(p.record.chan_points.is_empty() && p.record.suspect_channels.is_empty());
+        let full = j.get(&p.record.id).unwrap();
+        assert_eq!(p.record.fingerprint, full.fingerprint);
+        assert_eq!(p.record.signed, full.signed);
+    }
     // The next good backup clears everything older, the suspect included.
     s.store(with_points("f5", false), b"f5").unwrap();
     assert_eq!(
