@@ -76,9 +76,6 @@ pub(super) struct State {
     pub(super) fail_next: HashMap<Rpc, VecDeque<Status>>,
     pub(super) delays: HashMap<Rpc, Duration>,
     pub(super) calls: HashMap<Rpc, usize>,
-    /// When the first snapshot since the last `take_handoff` went to a
-    /// subscriber, and when the newest did (for the latency bench's t0).
-    pub(super) handoff: Option<(Instant, Instant)>,
     /// Bumped by every state change that is saved, so that saves made
     /// outside the lock never put an older state over a newer one.
     pub(super) generation: u64,
@@ -92,6 +89,12 @@ pub(crate) struct Shared {
     pub(super) state: Mutex<State>,
     /// The generation last written to `state_path`; held while writing.
     pub(super) saved: Mutex<u64>,
+    /// Held while a snapshot is built and sent outside the state lock, so
+    /// that snapshots still leave in the order of their events.
+    pub(super) emitting: Mutex<()>,
+    /// When the first snapshot since the last `take_handoff` went to a
+    /// subscriber, and when the newest did (for the latency bench's t0).
+    pub(super) handoff: Mutex<Option<(Instant, Instant)>>,
 }
 
 pub(super) fn display_hex(bytes: &[u8; 32]) -> String {
@@ -169,7 +172,6 @@ impl Shared {
             fail_next: HashMap::new(),
             delays: HashMap::new(),
             calls: HashMap::new(),
-            handoff: None,
             generation: 0,
         };
         match std::fs::read(&state_path) {
@@ -218,6 +220,8 @@ impl Shared {
             state_path,
             state: Mutex::new(state),
             saved: Mutex::new(0),
+            emitting: Mutex::new(()),
+            handoff: Mutex::new(None),
         })
     }
 
@@ -272,15 +276,31 @@ impl Shared {
     /// When the first snapshot since the last call and the newest one were
     /// handed to a subscriber; `None` when none was.
     pub(crate) fn take_handoff(&self) -> Option<(Instant, Instant)> {
-        self.lock().handoff.take()
+        self.handoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn handed_off(&self) {
+        let now = Instant::now();
+        let mut h = self.handoff.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = h.map_or(now, |(first, _)| first);
+        *h = Some((first, now));
     }
 
     /// A full snapshot as lnd's `createBackupSnapshot` builds it: singles and
     /// the multi's channel points share one random order; the Singles inside
     /// the encrypted multi are shuffled independently.
     pub(super) fn snapshot(&self, st: &State) -> Result<proto::ChanBackupSnapshot, String> {
+        self.pack_snapshot(st.channels.values().map(|c| &c.single).collect())
+    }
+
+    fn pack_snapshot(
+        &self,
+        mut singles: Vec<&Single>,
+    ) -> Result<proto::ChanBackupSnapshot, String> {
         let key = &self.keys.backup_key;
-        let mut singles: Vec<&Single> = st.channels.values().map(|c| &c.single).collect();
         singles.shuffle(&mut rand::thread_rng());
         let mut chan_backups = Vec::with_capacity(singles.len());
         for s in &singles {
@@ -317,9 +337,7 @@ impl Shared {
                 Ok(snap) => {
                     if tx.send(Ok(snap)).is_ok() {
                         st.subscribers.push(tx);
-                        let now = Instant::now();
-                        let first = st.handoff.map_or(now, |(first, _)| first);
-                        st.handoff = Some((first, now));
+                        self.handed_off();
                     }
                 }
                 // lnd's handler returns the error, which ends that stream.
@@ -327,6 +345,45 @@ impl Shared {
                     let _ = tx.send(Err(Status::unknown(e)));
                 }
             }
+        }
+    }
+
+    /// [`Shared::emit`] for one event, with the snapshots packed after the
+    /// state lock is let go: lnd packs them in its channel notifier, and
+    /// its RPCs (a `VerifyChanBackup` of the previous snapshot) do not
+    /// wait for that.
+    pub(super) fn emit_released(&self, st: MutexGuard<'_, State>) {
+        // Taken before the state lock is let go (and never the other way
+        // round while packing): events leave in order.
+        let order = self.emitting.lock().unwrap_or_else(PoisonError::into_inner);
+        let subscribers: Vec<SnapshotSender> = st
+            .subscribers
+            .iter()
+            .filter(|s| !s.is_closed())
+            .cloned()
+            .collect();
+        let singles: Vec<Single> = st.channels.values().map(|c| c.single.clone()).collect();
+        drop(st);
+        let mut failed = vec![];
+        for tx in subscribers {
+            match self.pack_snapshot(singles.iter().collect()) {
+                Ok(snap) => {
+                    if tx.send(Ok(snap)).is_ok() {
+                        self.handed_off();
+                    }
+                }
+                // lnd's handler returns the error, which ends that stream.
+                Err(e) => {
+                    let _ = tx.send(Err(Status::unknown(e)));
+                    failed.push(tx);
+                }
+            }
+        }
+        drop(order);
+        if !failed.is_empty() {
+            self.lock()
+                .subscribers
+                .retain(|s| !s.is_closed() && !failed.iter().any(|f| f.same_channel(s)));
         }
     }
 
@@ -370,14 +427,13 @@ impl Shared {
         for _ in 0..n {
             let mut st = self.lock();
             let cp = self.add_channel(&mut st, true, kind);
-            self.emit(&mut st); // PendingOpenChannelEvent
-            drop(st);
+            self.emit_released(st); // PendingOpenChannelEvent
             if confirm {
                 let mut st = self.lock();
                 if let Some(c) = st.channels.get_mut(&cp) {
                     c.pending = false;
                 }
-                self.emit(&mut st); // OpenChannelEvent
+                self.emit_released(st); // OpenChannelEvent
             }
             opened.push(cp);
         }
@@ -404,11 +460,9 @@ impl Shared {
         if !self.record_close(&mut st, cp) {
             return false;
         }
-        self.emit(&mut st); // ClosedChannelEvent
-        drop(st);
-        let mut st = self.lock();
-        self.emit(&mut st); // FullyResolvedChannelEvent
-        self.save(st);
+        self.emit_released(st); // ClosedChannelEvent
+        self.emit_released(self.lock()); // FullyResolvedChannelEvent
+        self.save(self.lock());
         true
     }
 
