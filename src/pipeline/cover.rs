@@ -79,7 +79,7 @@ impl Pipeline {
     pub(super) async fn seal_and_store(
         &self,
         record: BackupRecord,
-        multi: Vec<u8>,
+        multi: bytes::Bytes,
     ) -> Result<Stored, PipelineError> {
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
         let remembered = self.remembered.clone();
