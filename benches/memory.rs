@@ -10,7 +10,10 @@
 //! tunables), so the table shows what the shipped unit changes.
 //!
 //! `CHANVAULT_BENCH_SIZES=10000` runs only that row; `CHANVAULT_BENCH_PROBE=1`
-//! also prints where the after-burst memory is (see `probe`; needs gdb).
+//! also prints where the after-burst memory is (see `probe`; needs gdb);
+//! `CHANVAULT_BENCH_HOW=unit` (or `by hand`) runs only that way of starting
+//! it; `CHANVAULT_BENCH_WRAP="heaptrack -o /tmp/watch"` starts `watch` under
+//! a profiler (the figures are then the profiled process's).
 
 mod support;
 
@@ -59,13 +62,30 @@ async fn measure(channels: usize, env: &[(String, String)]) -> BenchResult<Row> 
         .map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let watch = WatchProcess::start_with(&s, env).await?;
-    wait_final_on_target(&s, started, SETTLE_LIMIT)
+    if wait_final_on_target(&s, started, SETTLE_LIMIT)
         .await?
-        .ok_or("the baseline never reached the target")?;
+        .is_none()
+    {
+        let log = std::fs::read_to_string(&watch.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "the baseline never reached the target; watch's log ends:\n{}",
+            tail.join("\n")
+        ));
+    }
     tokio::time::sleep(IDLE_WAIT).await;
     let (fresh_rss, start_peak) = watch.rss_kib();
 
     let (t0, _) = churn_burst(&s).await?;
+    // The burst opens and closes channels in pairs, so its final channel set
+    // is the one before it, which recurs after every pair: one more open
+    // makes the final state one that only the last snapshot has, and the
+    // wait below then ends only when `watch` has read the whole burst.
+    let sim = s.sim.clone();
+    tokio::task::spawn_blocking(move || sim.open_channels(1))
+        .await
+        .map_err(|e| e.to_string())?;
     let burst_settle = wait_final_on_target(&s, t0, SETTLE_LIMIT).await?;
     tokio::time::sleep(IDLE_WAIT).await;
     let (after_rss, peak) = watch.rss_kib();
@@ -125,7 +145,11 @@ async fn run() -> BenchResult<()> {
         if only.as_ref().is_some_and(|o| !o.contains(&channels)) {
             continue;
         }
+        let how = std::env::var("CHANVAULT_BENCH_HOW").ok();
         for (label, env) in [("by hand", &[][..]), ("unit", &unit[..])] {
+            if how.as_deref().is_some_and(|h| h != label) {
+                continue;
+            }
             let r = measure(channels, env).await?;
             println!(
                 "{:>8} {label:>9} | {:>7.1} MiB {:>7.1} MiB | {:>11} {:>10.1} MiB | {:>5.1} MiB",

@@ -19,6 +19,7 @@ pub mod fsutil;
 mod init;
 mod inspect;
 pub mod lnd;
+pub mod malloc_env;
 pub mod metrics;
 pub mod pipeline;
 pub mod privacy;

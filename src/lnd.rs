@@ -47,7 +47,58 @@ pub use stream::{BackupStream, NewestSnapshot};
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MultiOnlySnapshot {
     #[prost(message, optional, tag = "2")]
-    pub multi_chan_backup: Option<proto::MultiChanBackup>,
+    pub multi_chan_backup: Option<SharedMultiBackup>,
+}
+
+/// lnd's `MultiChanBackup` with the blob as [`bytes::Bytes`]: decoded as a
+/// view into the received message, not copied out of it. tonic keeps the
+/// buffer a stream receives into for the stream's life and reuses it while
+/// it holds the only reference; copied out of it, the blob left that buffer
+/// to grow with the messages (24 MB at 10,000 channels, docs/benchmarks.md).
+/// Viewed, each message keeps its own buffer until its snapshot is dropped.
+/// `VerifyChanBackup`'s request sends the same view, not a copy.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SharedMultiBackup {
+    #[prost(message, repeated, tag = "1")]
+    pub chan_points: Vec<proto::ChannelPoint>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub multi_chan_backup: bytes::Bytes,
+}
+
+impl From<proto::MultiChanBackup> for SharedMultiBackup {
+    fn from(m: proto::MultiChanBackup) -> Self {
+        Self {
+            chan_points: m.chan_points,
+            multi_chan_backup: m.multi_chan_backup.into(),
+        }
+    }
+}
+
+/// `VerifyChanBackup`'s request: a `ChanBackupSnapshot` with only the multi.
+type VerifyMultiRequest = MultiOnlySnapshot;
+
+/// A multi backup to verify: a snapshot's shared buffer is sent as it is,
+/// other bytes are copied once.
+pub trait MultiBlob {
+    fn into_shared(self) -> bytes::Bytes;
+}
+
+impl MultiBlob for &bytes::Bytes {
+    fn into_shared(self) -> bytes::Bytes {
+        self.clone()
+    }
+}
+
+impl MultiBlob for &[u8] {
+    fn into_shared(self) -> bytes::Bytes {
+        bytes::Bytes::copy_from_slice(self)
+    }
+}
+
+impl MultiBlob for &Vec<u8> {
+    fn into_shared(self) -> bytes::Bytes {
+        bytes::Bytes::copy_from_slice(self)
+    }
 }
 
 type Authed = InterceptedService<Channel, MacaroonAuth>;
@@ -383,34 +434,35 @@ impl LndClient {
     /// `None` from older versions, which answer with an empty message.
     pub async fn verify_multi(
         &self,
-        multi: &[u8],
+        multi: impl MultiBlob,
     ) -> Result<Option<BTreeSet<ChanPoint>>, LndError> {
-        let mut rpc = self.rpc.clone();
+        let multi = multi.into_shared();
+        let kib = multi.len().div_ceil(1024);
+        let timeout = verify_timeout(self.settings.timeout, multi.len());
         // Only the multi field: lnd refuses a snapshot with both set.
-        let req = proto::ChanBackupSnapshot {
-            single_chan_backups: None,
-            multi_chan_backup: Some(proto::MultiChanBackup {
+        let req = VerifyMultiRequest {
+            multi_chan_backup: Some(SharedMultiBackup {
                 chan_points: vec![],
-                multi_chan_backup: multi.to_vec(),
+                multi_chan_backup: multi,
             }),
         };
-        let timeout = verify_timeout(self.settings.timeout, multi.len());
-        let reply = self
-            .unary_within(
-                timeout,
-                "VerifyChanBackup",
-                "offchain:read",
-                rpc.verify_chan_backup(req),
+        let mut grpc = self.grpc.clone();
+        let call = async move {
+            ready(&mut grpc).await?;
+            grpc.unary(
+                tonic::Request::new(req),
+                PathAndQuery::from_static("/lnrpc.Lightning/VerifyChanBackup"),
+                tonic_prost::ProstCodec::<VerifyMultiRequest, proto::VerifyChanBackupResponse>::default(),
             )
+            .await
+        };
+        let reply = self
+            .unary_within(timeout, "VerifyChanBackup", "offchain:read", call)
             .await
             .map_err(|e| match e {
                 // The stream and the connection are fine (keepalives watch
                 // those); LND is busy reading a large backup.
-                LndError::Timeout { rpc, secs } => LndError::Slow {
-                    rpc,
-                    secs,
-                    kib: multi.len().div_ceil(1024),
-                },
+                LndError::Timeout { rpc, secs } => LndError::Slow { rpc, secs, kib },
                 e => e,
             })?;
         if reply.chan_points.is_empty() {
@@ -505,7 +557,7 @@ pub fn snapshot_from_proto(
     rpc: &'static str,
     s: proto::ChanBackupSnapshot,
 ) -> Result<Snapshot, LndError> {
-    snapshot_from_multi(rpc, s.multi_chan_backup)
+    snapshot_from_multi(rpc, s.multi_chan_backup.map(Into::into))
 }
 
 /// The ready check the generated client does before each call; a
@@ -525,7 +577,7 @@ where
 
 fn snapshot_from_multi(
     rpc: &'static str,
-    multi: Option<proto::MultiChanBackup>,
+    multi: Option<SharedMultiBackup>,
 ) -> Result<Snapshot, LndError> {
     let multi = multi.ok_or(LndError::BadReply {
         rpc,
@@ -681,12 +733,34 @@ mod tests {
             multi_chan_backup: Some(multi.clone()),
         };
         let slim = MultiOnlySnapshot::decode(full.encode_to_vec().as_slice()).unwrap();
-        assert_eq!(slim.multi_chan_backup, Some(multi));
+        assert_eq!(slim.multi_chan_backup, Some(multi.into()));
         // Nothing of the singles is kept: re-encoded, only the multi is left.
         assert_eq!(
             slim.encoded_len(),
             full.encoded_len() - full.single_chan_backups.unwrap().encoded_len() - 3
         );
+    }
+
+    #[test]
+    fn the_multi_is_a_view_into_the_received_message() {
+        use prost::Message;
+        let full = proto::ChanBackupSnapshot {
+            single_chan_backups: None,
+            multi_chan_backup: Some(proto::MultiChanBackup {
+                chan_points: vec![],
+                multi_chan_backup: vec![7; 4096],
+            }),
+        };
+        // tonic hands the decoder its receive buffer, a BytesMut.
+        let mut received = bytes::BytesMut::from(full.encode_to_vec().as_slice());
+        let start = received.as_ptr() as usize;
+        let end = start + received.len();
+        let slim = MultiOnlySnapshot::decode(&mut received).unwrap();
+        let snap = snapshot_from_multi("test", slim.multi_chan_backup).unwrap();
+        assert_eq!(&snap.multi[..], &[7; 4096][..]);
+        // Not a copy: the blob lies inside the buffer it was received in.
+        let at = snap.multi.as_ptr() as usize;
+        assert!(start <= at && at + snap.multi.len() <= end);
     }
 
     #[test]

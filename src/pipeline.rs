@@ -193,7 +193,7 @@ impl Pipeline {
         source: &str,
     ) -> Result<Outcome, PipelineError> {
         let t0 = std::time::Instant::now();
-        let multi = Arc::new(snap.multi);
+        let multi = snap.multi;
         // While LND verifies: read the journal, seal and hash. Both are skipped
         // when LND lists the channel set of the newest stored backup, as for
         // the second snapshot of most events: that one is a duplicate.
@@ -402,7 +402,7 @@ fn log_change(
 impl Pipeline {
     /// The channel set the backup key reads in `multi`; `None` without a
     /// key or when it cannot (logged once per change of the reason).
-    async fn read_offline(&self, multi: &Arc<Vec<u8>>) -> Option<BTreeSet<ChanPoint>> {
+    async fn read_offline(&self, multi: &bytes::Bytes) -> Option<BTreeSet<ChanPoint>> {
         let key = self.backup_key.clone()?;
         let multi = multi.clone();
         let read = blocking(move || crate::chanbackup::open_multi(&key, &multi)).await;

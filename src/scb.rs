@@ -92,8 +92,10 @@ impl FromStr for ChanPoint {
 /// One snapshot of all channel backups as lnd hands it out.
 #[derive(Clone)]
 pub struct Snapshot {
-    /// The packed, lnd-encrypted multi-channel backup (the `channel.backup` file).
-    pub multi: Vec<u8>,
+    /// The packed, lnd-encrypted multi-channel backup (the `channel.backup`
+    /// file). Shared, not copied, by `VerifyChanBackup`'s request: it is
+    /// megabytes at thousands of channels.
+    pub multi: bytes::Bytes,
     /// The channels it covers, as lnd listed them next to the blob.
     pub chan_points: BTreeSet<ChanPoint>,
 }

@@ -291,10 +291,16 @@ pub async fn wait_final_on_target(
     limit: Duration,
 ) -> BenchResult<Option<f64>> {
     let final_fp = chanvault::scb::fingerprint(&s.sim.channels());
-    let want_tag = format!("fp:{}", &final_fp[..12]);
     let start = Instant::now();
     let mut last = String::new();
     loop {
+        // Targets publish the fingerprint keyed with the state dir's key
+        // (written by `watch` at start), so it is read each time until there.
+        let keyed = chanvault::signing::ManifestKeys::load(&s.dir.path().join("state"))
+            .ok()
+            .flatten()
+            .map(|k| k.keyed_fingerprint(&final_fp));
+        let want_tag = format!("fp:{}", &keyed.as_deref().unwrap_or(&final_fp)[..12]);
         let rt = s.restic_target()?;
         let latest = tokio::task::spawn_blocking(move || rt.latest_blocking())
             .await
@@ -329,7 +335,20 @@ impl WatchProcess {
     /// [`WatchProcess::start`] with extra environment variables.
     pub async fn start_with(s: &Setup, env: &[(String, String)]) -> BenchResult<Self> {
         let log = s.dir.path().join("watch.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
+        // `CHANVAULT_BENCH_WRAP="heaptrack -o /tmp/watch"`: start `watch`
+        // under that command (a profiler); the RSS figures are then the
+        // wrapper's, not the binary's.
+        let wrap = std::env::var("CHANVAULT_BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(prog) => {
+                let mut c = Command::new(prog);
+                c.args(words).arg(env!("CARGO_BIN_EXE_chanvault"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_chanvault")),
+        };
+        let child = command
             .args(["watch", "--config"])
             .arg(&s.config)
             .env_remove("RUST_LOG")
@@ -349,8 +368,18 @@ impl WatchProcess {
         Ok(w)
     }
 
+    /// The `watch` process: the child, or under `CHANVAULT_BENCH_WRAP` the
+    /// wrapper's child that runs the binary.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        let pid = self.child.as_ref().map_or(0, Child::id);
+        let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_chanvault")).ok();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .find(|c| std::fs::read_link(format!("/proc/{c}/exe")).ok() == exe)
+            .unwrap_or(pid)
     }
 
     /// Wait until the log contains `what`.
@@ -378,9 +407,14 @@ impl WatchProcess {
 
     /// SIGTERM, then wait for the exit.
     pub fn stop(mut self) {
+        let pid = self.pid();
         if let Some(mut child) = self.child.take() {
+            // Wrapped: the binary, killed, so that a heap profile's "leaks"
+            // are what it held at the end (no shutdown frees); the wrapper
+            // then writes its output and exits.
+            let signal = if pid == child.id() { "-TERM" } else { "-KILL" };
             let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
+                .args([signal, &pid.to_string()])
                 .status();
             let _ = child.wait();
         }

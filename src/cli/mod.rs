@@ -150,6 +150,9 @@ pub fn main() -> ExitCode {
         _ => "info",
     };
     init_logging(cli.log_level.as_deref(), default_level);
+    if matches!(cli.command, Command::Watch(_)) {
+        crate::malloc_env::tune_for_watch();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

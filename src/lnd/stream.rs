@@ -39,6 +39,11 @@ impl BackupStream {
         let ready = Arc::new(tokio::sync::Notify::new());
         let (s, r) = (slot.clone(), ready.clone());
         let reader = tokio::spawn(async move {
+            // The newest multi, held until the next message is decoded: its
+            // buffer (see `SharedMultiBackup`) is then never tonic's alone, so
+            // tonic receives each message into a new buffer of its size
+            // instead of growing one it keeps for the stream's life.
+            let mut _received: Option<bytes::Bytes> = None;
             loop {
                 let next = self.next().await;
                 let ended = next.is_err();
@@ -46,6 +51,7 @@ impl BackupStream {
                     let mut slot = lock(&s);
                     match next {
                         Ok(snap) => {
+                            _received = Some(snap.multi.clone());
                             if slot.newest.replace(snap).is_some() {
                                 slot.superseded += 1;
                             }

@@ -80,7 +80,7 @@ impl Pipeline {
     pub(super) async fn seal_and_store(
         &self,
         record: BackupRecord,
-        multi: Arc<Vec<u8>>,
+        multi: bytes::Bytes,
         sealed: Option<Vec<u8>>,
     ) -> Result<Stored, PipelineError> {
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());

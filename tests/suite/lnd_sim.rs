@@ -344,7 +344,7 @@ async fn verify_multi_returns_the_set_on_new_lnd_and_none_on_old() {
     assert_eq!(client.verify_multi(&snap.multi).await.unwrap(), None);
     assert_eq!(old.calls("VerifyChanBackup"), 1);
     // Old lnd still refuses a bad blob.
-    let mut bad = snap.multi.clone();
+    let mut bad = snap.multi.to_vec();
     bad[40] ^= 0xff;
     assert!(client.verify_multi(&bad).await.is_err());
     old.stop().await;
@@ -357,7 +357,7 @@ async fn tampered_or_foreign_blobs_are_refused_with_lnds_text() {
     sim.open_channels(2);
     other.open_channels(2);
     let client = connect(&sim, &sim.readonly_macaroon_path()).await;
-    let mut tampered = client.export_all().await.unwrap().multi;
+    let mut tampered = client.export_all().await.unwrap().multi.to_vec();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     let foreign = connect(&other, &other.readonly_macaroon_path())
@@ -368,7 +368,7 @@ async fn tampered_or_foreign_blobs_are_refused_with_lnds_text() {
         .multi;
     for (blob, want) in [
         (
-            tampered,
+            tampered.into(),
             "invalid multi channel backup: chacha20poly1305: message authentication failed",
         ),
         (
@@ -376,7 +376,7 @@ async fn tampered_or_foreign_blobs_are_refused_with_lnds_text() {
             "invalid multi channel backup: chacha20poly1305: message authentication failed",
         ),
         (
-            vec![1u8; 10],
+            vec![1u8; 10].into(),
             "invalid multi channel backup: payload size too small, must be at least 24 bytes",
         ),
     ] {

@@ -27,6 +27,7 @@ mod inspect_escrow;
 mod layout;
 mod lnd_sim;
 mod lnd_sim_wallet;
+mod malloc_env;
 mod many_nodes;
 mod no_leaks;
 mod privacy;

@@ -72,8 +72,10 @@ async fn a_snapshot_lnd_cannot_verify_is_not_stored() {
     let (p, lnd) = pipeline(&f).await;
     f.sim.open_channels(2);
     let mut snap = lnd.export_all().await.unwrap();
-    let last = snap.multi.len() - 1;
-    snap.multi[last] ^= 0x01;
+    let mut multi = snap.multi.to_vec();
+    let last = multi.len() - 1;
+    multi[last] ^= 0x01;
+    snap.multi = multi.into();
     let err = p.process(&lnd, snap, "test").await.unwrap_err();
     assert!(matches!(err, PipelineError::Rejected(_)), "{err:?}");
     assert!(

@@ -322,9 +322,9 @@ impl ResticTarget {
         };
         let expected = if padding.is_empty() { 2 } else { 3 };
         let src = SealedSource {
-            bytes: d.sealed.to_vec(),
-            manifest,
-            padding,
+            bytes: source::Shared(d.sealed.clone()),
+            manifest: manifest.into(),
+            padding: padding.into(),
             mtime: time,
         };
         let snap = repo

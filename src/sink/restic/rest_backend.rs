@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::blocking::{Body, RequestBuilder, Response};
 use reqwest::{Method, StatusCode, Url};
 use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
@@ -259,11 +259,16 @@ impl WriteBackend for RestBackend {
     ) -> RusticResult<()> {
         let path = Self::path(tpe, id);
         let url = self.url(&path)?;
-        // One buffer, so the request has a Content-Length (chanvault's
-        // files are small) and a retry can send it again.
-        let body = Bytes::from(content.slice().concat());
+        // With a Content-Length, and again on a retry; a pack of several
+        // blobs is read through in place rather than joined into one more
+        // buffer of its size (megabytes at thousands of channels).
+        let size = content.size() as u64;
         self.send("writing", &path, false, || {
-            self.request(Method::POST, &url).body(body.clone())
+            let body = match content.slice() {
+                [one] => Body::from(one.clone()),
+                _ => Body::sized(content.clone().reader(), size),
+            };
+            self.request(Method::POST, &url).body(body)
         })?;
         Ok(())
     }
@@ -383,6 +388,11 @@ mod tests {
             let req = rx.recv().unwrap();
             assert!(req.starts_with(&format!("POST /repo/index/{ID} ")), "{req}");
             assert!(req.ends_with("\nabcd"), "{req}");
+            // Read through in place, still with its length (rest-server wants it).
+            assert!(
+                req.to_lowercase().contains("content-length: 4\r\n"),
+                "{req}"
+            );
         }
         let e = be.remove(FileType::Key, &id, false).unwrap_err();
         assert!(

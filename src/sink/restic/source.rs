@@ -5,6 +5,7 @@
 use std::ffi::OsStr;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustic_core::repofile::{Metadata, Node, NodeType};
 use rustic_core::{ReadSource, ReadSourceEntry, RusticResult};
@@ -17,15 +18,44 @@ pub(super) const GO_MODE_DIR: u32 = 1 << 31;
 /// One directory and one file, in the order restic needs: the parent
 /// directory entry first, or restic restores it with a 1901 mtime.
 pub(super) struct SealedSource {
-    pub(super) bytes: Vec<u8>,
+    /// The sealed backup, shared with the delivery: at thousands of channels
+    /// it is megabytes, and rustic reads it through a cursor, not a copy.
+    pub(super) bytes: Shared,
     /// The manifest's JSON; written after the backup (names sort so).
-    pub(super) manifest: Vec<u8>,
+    pub(super) manifest: Shared,
     /// Random bytes (`crate::privacy::padding`); empty: no padding file.
-    pub(super) padding: Vec<u8>,
+    pub(super) padding: Shared,
     pub(super) mtime: rustic_core::jiff::Timestamp,
 }
 
-type Entry = RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>;
+/// Bytes several readers share: each file rustic opens is a cursor over the
+/// one buffer.
+#[derive(Clone, Default)]
+pub(super) struct Shared(pub(super) Arc<Vec<u8>>);
+
+impl From<Vec<u8>> for Shared {
+    fn from(v: Vec<u8>) -> Self {
+        Self(Arc::new(v))
+    }
+}
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Shared {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+type Entry = RusticResult<ReadSourceEntry<Cursor<Shared>>>;
 
 impl SealedSource {
     fn meta(&self, mode: u32, size: u64) -> Metadata {
@@ -41,7 +71,7 @@ impl SealedSource {
 }
 
 impl ReadSource for SealedSource {
-    type Open = Cursor<Vec<u8>>;
+    type Open = Cursor<Shared>;
     type Iter = std::vec::IntoIter<Entry>;
 
     fn size(&self) -> RusticResult<Option<u64>> {

@@ -33,9 +33,9 @@ fn lock_files_round_trip_and_read_restic_compressed_ones() {
 #[test]
 fn source_yields_the_directory_before_the_file() {
     let src = SealedSource {
-        bytes: b"age".to_vec(),
-        manifest: b"{}".to_vec(),
-        padding: Vec::new(),
+        bytes: b"age".to_vec().into(),
+        manifest: b"{}".to_vec().into(),
+        padding: Vec::new().into(),
         mtime: rustic_core::jiff::Timestamp::now(),
     };
     let e: Vec<_> = src.entries().map(|e| e.unwrap()).collect();
