@@ -196,13 +196,9 @@ impl Metrics {
             milestones: tokio::sync::watch::Sender::new(Milestones::default()),
             registry: Registry::default(),
         };
-        registry.register(
-            "build",
-            "chanvault build information",
-            Info::new(VersionLabel {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            }),
-        );
+        let version = env!("CARGO_PKG_VERSION").to_string();
+        let build = Info::new(VersionLabel { version });
+        registry.register("build", "chanvault build information", build);
         registry.register(
             "lnd_connected",
             "1 while the LND backup stream is connected",

@@ -44,6 +44,12 @@ impl PipelineError {
     }
 }
 
+/// The journal as read beside the verify, and the snapshot sealed with
+/// its blob's SHA-256 unless it looked unchanged.
+type EarlyWork = tokio::task::JoinHandle<
+    Result<(crate::spool::Journal, Option<(Vec<u8>, String)>), PipelineError>,
+>;
+
 /// What happened to a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -194,26 +200,7 @@ impl Pipeline {
     ) -> Result<Outcome, PipelineError> {
         let t0 = std::time::Instant::now();
         let multi = snap.multi;
-        // While LND verifies: read the journal, seal and hash. Both are skipped
-        // when LND lists the channel set of the newest stored backup, as for
-        // the second snapshot of most events: that one is a duplicate.
-        let early = {
-            let (spool, recipients, multi) =
-                (self.spool.clone(), self.recipients.clone(), multi.clone());
-            let listed = scb::fingerprint(&snap.chan_points);
-            tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-                let journal = spool.journal()?;
-                let unchanged = journal.newest().is_some_and(|n| n.fingerprint == listed);
-                let sealed = match unchanged {
-                    true => None,
-                    false => Some((
-                        crate::seal::seal(&recipients, &multi)?,
-                        scb::sha256_hex(&multi),
-                    )),
-                };
-                Ok((journal, sealed))
-            })
-        };
+        let early = self.seal_early(&multi, &snap.chan_points);
         // 1. Verify: LND must be able to read what we are about to keep.
         let verified = lnd.verify_multi(&multi).await.map_err(|e| match e {
             LndError::Rpc {
@@ -222,29 +209,7 @@ impl Pipeline {
             } => PipelineError::Rejected(message),
             e => PipelineError::Lnd(e),
         })?;
-        let offline = self.read_offline(&multi).await;
-        let points = match verified {
-            Some(v) => {
-                if v != snap.chan_points {
-                    tracing::warn!(
-                        listed = snap.chan_points.len(),
-                        verified = v.len(),
-                        "LND listed other channel points than the backup contains; using the verified ones"
-                    );
-                }
-                if offline.as_ref().is_some_and(|o| *o != v) {
-                    tracing::warn!(
-                        verified = v.len(),
-                        read = offline.as_ref().map_or(0, BTreeSet::len),
-                        "the backup key reads other channels in the backup than LND's VerifyChanBackup reports; using LND's"
-                    );
-                }
-                v
-            }
-            // lnd < 0.19 answers VerifyChanBackup with an empty message:
-            // what the backup key reads, else what LND listed with it.
-            None => offline.unwrap_or_else(|| snap.chan_points.clone()),
-        };
+        let points = self.channels(verified, &multi, &snap.chan_points).await;
 
         let t_verify = t0.elapsed();
         // 2. Fingerprint and dedupe against the newest stored backup.
@@ -325,6 +290,57 @@ impl Pipeline {
                 Ok(Outcome::Stored(rec))
             }
         }
+    }
+
+    /// While LND verifies: read the journal, seal and hash. Both are skipped
+    /// when LND lists the channel set of the newest stored backup, as for
+    /// the second snapshot of most events: that one is a duplicate.
+    fn seal_early(&self, multi: &bytes::Bytes, listed: &BTreeSet<ChanPoint>) -> EarlyWork {
+        let (spool, recipients, multi) =
+            (self.spool.clone(), self.recipients.clone(), multi.clone());
+        let listed = scb::fingerprint(listed);
+        tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+            let journal = spool.journal()?;
+            let unchanged = journal.newest().is_some_and(|n| n.fingerprint == listed);
+            let sealed = match unchanged {
+                true => None,
+                false => Some((
+                    crate::seal::seal(&recipients, &multi)?,
+                    scb::sha256_hex(&multi),
+                )),
+            };
+            Ok((journal, sealed))
+        })
+    }
+
+    /// The channels of a verified snapshot: what LND's `VerifyChanBackup`
+    /// reports, or for an lnd that answers it empty (< 0.19) what the backup
+    /// key reads, else what LND listed with the snapshot.
+    async fn channels(
+        &self,
+        verified: Option<BTreeSet<ChanPoint>>,
+        multi: &bytes::Bytes,
+        listed: &BTreeSet<ChanPoint>,
+    ) -> BTreeSet<ChanPoint> {
+        let offline = self.read_offline(multi).await;
+        let Some(v) = verified else {
+            return offline.unwrap_or_else(|| listed.clone());
+        };
+        if v != *listed {
+            tracing::warn!(
+                listed = listed.len(),
+                verified = v.len(),
+                "LND listed other channel points than the backup contains; using the verified ones"
+            );
+        }
+        if offline.as_ref().is_some_and(|o| *o != v) {
+            tracing::warn!(
+                verified = v.len(),
+                read = offline.as_ref().map_or(0, BTreeSet::len),
+                "the backup key reads other channels in the backup than LND's VerifyChanBackup reports; using LND's"
+            );
+        }
+        v
     }
 
     /// lnd#4377: after a lost channel.db lnd writes an empty backup. A snapshot
