@@ -30,18 +30,12 @@ fn start(f: &Fixture, tunables: Option<&str>) -> (Child, std::path::PathBuf) {
 
 /// The allocator line of the log, once `watch` is connected; then stop it.
 async fn allocator_line(f: &Fixture, tunables: Option<&str>) -> String {
-    let (mut child, log) = start(f, tunables);
+    let (child, log) = start(f, tunables);
     crate::common::eventually("watch connected", 20, || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("connected to LND"))
     })
     .await;
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = crate::common::terminate(child).await;
     // The pid the test started is the one that exits cleanly: exec, not a child.
     assert_eq!(status.code(), Some(0));
     let text = std::fs::read_to_string(&log).unwrap();

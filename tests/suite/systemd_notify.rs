@@ -32,7 +32,7 @@ async fn watch_notifies_ready_watchdog_and_stopping() {
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let log = f.path().join("watch.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
+    let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
         .args(["watch", "--config", f.config.to_str().unwrap()])
         .env_remove("RUST_LOG")
         .env_remove("WATCHDOG_PID")
@@ -69,13 +69,7 @@ async fn watch_notifies_ready_watchdog_and_stopping() {
     assert!(ready, "no READY=1; got {seen:?}; log:\n{}", text());
     assert!(pings >= 3, "expected watchdog pings, got {pings}");
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = crate::common::terminate(child).await;
     assert_eq!(status.code(), Some(0), "log:\n{}", text());
     let stopping = wait_for(&sock, &mut seen, "STOPPING=1", 5);
     assert!(stopping, "no STOPPING=1; got {seen:?}");
@@ -87,7 +81,7 @@ async fn watch_without_notify_socket_runs_as_before() {
     // nothing is logged about systemd.
     let f = Fixture::new().await;
     let log = f.path().join("watch.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
+    let child = Command::new(env!("CARGO_BIN_EXE_chanvault"))
         .args(["watch", "--config", f.config.to_str().unwrap()])
         .env_remove("RUST_LOG")
         .env_remove("NOTIFY_SOCKET")
@@ -102,13 +96,7 @@ async fn watch_without_notify_socket_runs_as_before() {
         matches!(target.current_manifest(), Ok(Some(_)))
     })
     .await;
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = crate::common::terminate(child).await;
     assert_eq!(status.code(), Some(0));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("systemd"), "{text}");

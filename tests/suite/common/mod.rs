@@ -145,6 +145,18 @@ pub async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// SIGTERM `child` (a clean shutdown, as systemd stops a unit) and wait for
+/// it off the async threads; its exit status.
+pub async fn terminate(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap()
+}
+
 /// `chanvault watch` (the real binary) with its log in `watch.log`; killed on drop.
 pub struct Watch {
     child: Option<Child>,
