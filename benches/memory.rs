@@ -78,14 +78,6 @@ async fn measure(channels: usize, env: &[(String, String)]) -> BenchResult<Row> 
     let (fresh_rss, start_peak) = watch.rss_kib();
 
     let (t0, _) = churn_burst(&s).await?;
-    // The burst opens and closes channels in pairs, so its final channel set
-    // is the one before it, which recurs after every pair: one more open
-    // makes the final state one that only the last snapshot has, and the
-    // wait below then ends only when `watch` has read the whole burst.
-    let sim = s.sim.clone();
-    tokio::task::spawn_blocking(move || sim.open_channels(1))
-        .await
-        .map_err(|e| e.to_string())?;
     let burst_settle = wait_final_on_target(&s, t0, SETTLE_LIMIT).await?;
     tokio::time::sleep(IDLE_WAIT).await;
     let (after_rss, peak) = watch.rss_kib();
