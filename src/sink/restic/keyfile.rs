@@ -17,7 +17,7 @@ use rustic_core::repofile::{KeyFile, MasterKey};
 use rustic_core::{FileType, ReadBackend, RusticResult, WriteBackend};
 use zeroize::Zeroizing;
 
-use super::lock::encrypt_with;
+use super::crypt::encrypt_with;
 
 /// scrypt cost of the keys chanvault writes: what `restic init` writes.
 pub(super) const LOG_N: u8 = 15;

@@ -10,6 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::crypt::{cipher, encrypt};
 use super::rest::{Http, REST_V2};
 use super::session::RepoKey;
 use crate::sink::ErrorKind;
@@ -515,42 +516,6 @@ fn proc_owner() -> (u32, u32) {
         rustix::process::getuid().as_raw(),
         rustix::process::getgid().as_raw(),
     )
-}
-
-fn cipher(key: &RepoKey) -> Result<aes256ctr_poly1305aes::Aes256CtrPoly1305Aes, String> {
-    cipher_from(&key.aead_key())
-}
-
-/// The AEAD for a 64-byte key in restic's layout (AES key, Poly1305 k, r).
-fn cipher_from(k: &[u8]) -> Result<aes256ctr_poly1305aes::Aes256CtrPoly1305Aes, String> {
-    if k.len() != 64 {
-        return Err("the repository key has the wrong length".into());
-    }
-    Ok(aes256ctr_poly1305aes::Aes256CtrPoly1305Aes::new(
-        aes256ctr_poly1305aes::Key::from_slice(k),
-    ))
-}
-
-/// restic's unpacked-file encryption: IV(16) || AES-256-CTR ciphertext || Poly1305-AES tag(16).
-pub(super) fn encrypt(key: &RepoKey, plain: &[u8]) -> Result<Vec<u8>, String> {
-    encrypt_with(&key.aead_key(), plain)
-}
-
-/// [`encrypt`] under a raw 64-byte key (a key file's scrypt output).
-pub(super) fn encrypt_with(key: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
-    use aes256ctr_poly1305aes::aead::AeadInPlace;
-    use rand::RngCore;
-    let cipher = cipher_from(key)?;
-    let mut nonce = aes256ctr_poly1305aes::Nonce::default();
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let mut out = Vec::with_capacity(plain.len() + 32);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plain);
-    let tag = cipher
-        .encrypt_in_place_detached(&nonce, &[], &mut out[16..])
-        .map_err(|_| "cannot encrypt".to_string())?;
-    out.extend_from_slice(&tag);
-    Ok(out)
 }
 
 /// A lock file as stored: encrypted, maybe compressed, JSON.

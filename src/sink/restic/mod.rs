@@ -16,13 +16,18 @@
 //! The tags are for people and for ordering; what restore believes is the
 //! signed manifest (the `seq:` tag only says which snapshot to check first).
 //!
-//! The restic format is written by `rustic_core`, which is blocking; every
-//! repository operation runs under `spawn_blocking`. What we learned using it:
-//! - the password is checked (scrypt) once per process; afterwards the
-//!   repository is re-opened with the master key before each backup, so a
-//!   `restic prune` on another host between two backups is always seen;
-//! - `archive()` only warns when a read fails, so the summary is checked;
-//! - parent lookup is off and the cache is off (no `~/.cache/rustic`);
+//! Snapshots are written by `writer` (restic's pack, index, tree and
+//! snapshot formats; a snapshot here is always two packs, one index file
+//! and the snapshot file); `rustic_core` opens the repository, lists and
+//! forgets snapshots and reads them back. All of it is blocking and runs
+//! under `spawn_blocking`. What we learned:
+//! - the password is checked (scrypt) once per process; before each backup
+//!   the config is read and decrypted, so a repository made again under us
+//!   (a new master key) is opened afresh, never written with the old key;
+//! - no index is read to write: chanvault's blobs never repeat, so there is
+//!   nothing to deduplicate, and a `restic prune` between two backups
+//!   changes nothing for the next one;
+//! - the cache is off (no `~/.cache/rustic`);
 //! - rustic writes no restic lock files: we write restic's (encrypted JSON in
 //!   `locks/`) ourselves around each backup and wait while another host holds
 //!   an exclusive lock (`restic prune`).
@@ -31,16 +36,14 @@
 //! must always give the last good state, and restic's `latest` ignores tags.
 //! They stay in the spool and in the dir targets' history.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rustic_core::repofile::{IndexId, SnapshotFile};
+use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
-    BackupOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, ParentOptions, Repository,
-    RusticError, SnapshotOptions,
+    ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RusticError, SnapshotOptions,
 };
 
 use crate::config::ResticTargetConfig;
@@ -49,6 +52,7 @@ use crate::secret::SecretString;
 use crate::sink::{BlockingTarget, Delivery, ErrorKind, Held, Receipt, TargetError};
 use crate::spool::BackupRecord;
 
+mod crypt;
 mod keyfile;
 mod lock;
 mod proxy;
@@ -56,14 +60,13 @@ mod rclone;
 mod rest;
 mod rest_backend;
 mod session;
-mod source;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use lock::parse_lock_plaintext;
 use rclone::RcloneLog;
-use session::{Indexed, RepoKey, Session, wipe};
-use source::SealedSource;
+use session::{RepoKey, Session, wipe};
 
 /// The directory every snapshot holds.
 pub const SNAPSHOT_DIR: &str = "/chanvault";
@@ -218,7 +221,7 @@ impl ResticTarget {
         }
         let t0 = std::time::Instant::now();
         let mut guard = self.lock_session();
-        let (s, repo) = self.refresh(&mut guard)?;
+        let s = self.refresh(&mut guard)?;
         let t_open = t0.elapsed();
         if let Some(existing) = self.already_there(&s.snapshots, &d.record) {
             return Ok(Receipt {
@@ -230,11 +233,7 @@ impl ResticTarget {
             .acquire(s.http.as_ref(), &s.key, &self.cfg.host)
             .map_err(|e| self.lock_err(e))?;
         let t_lock = t0.elapsed();
-        let result = self.backup(repo, s, d);
-        if result.is_err() {
-            // Whatever went wrong, read the index afresh next time.
-            s.indexed = None;
-        }
+        let result = self.backup(s, d);
         let t_backup = t0.elapsed();
         if let Err(m) = s.locks.release(s.http.as_ref(), &lock) {
             tracing::warn!(target = %self.name, error = %m, "could not remove our restic lock (restic treats it as stale after 30 minutes)");
@@ -251,57 +250,20 @@ impl ResticTarget {
         let snap = result?;
         s.snapshots.push(snap.clone());
         if let Some(n) = self.cfg.forget_keep_last {
-            let indexed = s.indexed.take();
-            if let Some(ix) = &indexed {
-                self.forget(&ix.repo, s, n as usize, snap.id);
+            let kept = s.kept.take();
+            if let Some(repo) = &kept {
+                self.forget(repo, s, n as usize, snap.id);
             }
-            s.indexed = indexed;
+            s.kept = kept;
         }
         Ok(Receipt {
             location: snap.id.to_hex().to_string(),
         })
     }
 
-    /// Call with our lock held: no prune can run between the index check and the snapshot.
-    fn backup(
-        &self,
-        repo: Option<Repository<OpenStatus>>,
-        s: &mut Session,
-        d: &Delivery,
-    ) -> Result<SnapshotFile, TargetError> {
-        let t0 = std::time::Instant::now();
-        let listed = match (&repo, &s.indexed) {
-            (Some(r), _) => r.list::<IndexId>().map(|i| i.collect::<BTreeSet<_>>()),
-            (None, Some(k)) => k.repo.list::<IndexId>().map(|i| i.collect()),
-            (None, None) => return Err(self.err("internal: no repository")),
-        };
-        let present = listed.map_err(|e| self.rustic_err("cannot list the index of", &e))?;
-        let kept = &mut s.indexed;
-        let fresh = match kept.as_ref() {
-            Some(k) if k.read_from.is_subset(&present) => false,
-            Some(_) => {
-                tracing::info!(target = %self.name, "the repository's index was rewritten (prune?); reading it afresh");
-                true
-            }
-            None => true,
-        };
-        if fresh {
-            let repo = match repo {
-                Some(r) => r,
-                None => self.open_repo(s)?,
-            };
-            let repo = repo
-                .to_indexed_ids()
-                .map_err(|e| self.rustic_err("cannot read the index of", &e))?;
-            s.indexed = Some(Indexed {
-                repo,
-                read_from: present,
-            });
-        }
-        let Some(Indexed { repo, .. }) = s.indexed.as_ref() else {
-            return Err(self.err("internal: no index"));
-        };
-        tracing::trace!(target = %self.name, fresh, index_ms = t0.elapsed().as_secs_f64() * 1e3, "restic index ready");
+    /// Call with our lock held: no prune can run between the packs and the
+    /// snapshot that uses them.
+    fn backup(&self, s: &Session, d: &Delivery) -> Result<SnapshotFile, TargetError> {
         let time = jiff_time(d.record.created);
         let snap = SnapshotOptions::default()
             .host(self.cfg.host.clone())
@@ -309,9 +271,6 @@ impl ResticTarget {
             .add_tags(&self.tags(&d.record))
             .and_then(|o| o.to_snapshot())
             .map_err(|e| self.rustic_err("cannot prepare a snapshot for", &e))?;
-        let opts = BackupOptions::default()
-            .no_scan(true)
-            .parent_opts(ParentOptions::default().force(true));
         let manifest = serde_json::to_vec_pretty(&crate::sink::Manifest::of(&d.record))
             .map_err(|e| self.err(format!("cannot encode the manifest: {e}")))?;
         let content = (d.sealed.len() + manifest.len()) as u64;
@@ -320,31 +279,25 @@ impl ResticTarget {
         } else {
             Vec::new()
         };
-        let expected = if padding.is_empty() { 2 } else { 3 };
-        let src = SealedSource {
-            bytes: source::Shared(d.sealed.clone()),
-            manifest: manifest.into(),
-            padding: padding.into(),
-            mtime: time,
-        };
-        let snap = repo
-            .archive(&opts, &src, snap, &[PathBuf::from(SNAPSHOT_DIR)])
-            .map_err(|e| self.rustic_err("backup to", &e))?;
-        let files = snap.summary.as_ref().map_or(0, |s| s.total_files_processed);
-        if files != expected {
-            // Never leave a snapshot without the backup as `latest`.
-            let removed = repo.delete_snapshots(&[snap.id]).is_ok();
-            return Err(self.err(format!(
-                "snapshot {} holds {files} files instead of {SNAPSHOT_FILE} and {SNAPSHOT_MANIFEST}; {}",
-                short(&snap.id.to_hex()),
-                if removed {
-                    "it was removed and the backup will be retried"
-                } else {
-                    "it could not be removed (append-only?): forget it from a trusted host"
-                }
-            )));
+        let mut files = vec![
+            (base_name(SNAPSHOT_FILE), d.sealed.as_slice()),
+            (base_name(SNAPSHOT_MANIFEST), manifest.as_slice()),
+        ];
+        if !padding.is_empty() {
+            files.push((base_name(SNAPSHOT_PADDING), padding.as_slice()));
         }
-        Ok(snap)
+        let files = writer::Files {
+            files,
+            mtime: time,
+            max_blob: writer::MAX_BLOB,
+        };
+        let be = s.backends.repository();
+        writer::write_snapshot(be.as_ref(), &s.key, &files, snap).map_err(|e| match e {
+            writer::WriteError::Repo(e) => self.rustic_err("backup to", &e),
+            writer::WriteError::Local(m) => {
+                self.err(format!("backup to {}: {m}", self.cfg.repository))
+            }
+        })
     }
 
     /// Opt-in retention: forget all but the newest `keep` chanvault snapshots
@@ -655,6 +608,11 @@ fn order(s: &SnapshotFile) -> (u64, i128) {
         .find_map(|t| t.strip_prefix("seq:")?.parse().ok())
         .unwrap_or(0);
     (seq, s.time.timestamp().as_nanosecond())
+}
+
+/// The last part of a path in the snapshot (`/chanvault/padding`: `padding`).
+fn base_name(path: &'static str) -> &'static str {
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
 }
 
 fn jiff_time(t: DateTime<Utc>) -> rustic_core::jiff::Timestamp {

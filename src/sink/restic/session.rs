@@ -1,15 +1,15 @@
 //! The repository as opened once per process: the master key, the backends,
 //! the snapshot list and the kept index.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use reqwest::StatusCode;
-use rustic_core::repofile::{IndexId, MasterKey, SnapshotFile};
+use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{
-    Credentials, IndexedIdsStatus, OpenStatus, Repository, RepositoryBackends, RepositoryOptions,
-    WriteBackend,
+    Credentials, FileType, Id, OpenStatus, ReadBackend, Repository, RepositoryBackends,
+    RepositoryOptions, WriteBackend,
 };
 use zeroize::{Zeroize, Zeroizing};
 
@@ -21,26 +21,20 @@ use crate::sink::{ErrorKind, TargetError};
 /// The repository as opened once per process.
 pub(super) struct Session {
     pub(super) key: RepoKey,
-    backends: RepositoryBackends,
+    pub(super) backends: RepositoryBackends,
     pub(super) locks: LockStore,
     pub(super) http: Option<Http>,
     /// Snapshots seen so far (updated from the repository before each backup).
     pub(super) snapshots: Vec<SnapshotFile>,
-    /// The repository with its index, kept between backups; see [`Indexed`].
-    pub(super) indexed: Option<Indexed>,
-}
-
-/// Reading the whole index costs one GET and a decrypt per index file, and
-/// every backup adds one: kept fresh, a year of channel events would make
-/// each backup slower than the last. chanvault's blobs never repeat (a fresh
-/// age file key each time), so an index missing newer entries only forgoes
-/// deduplication that cannot happen. What must not happen is relying on a
-/// blob that is gone: `prune` (and `repair index`) rewrite the index and
-/// delete the old index files, so the kept index is used only while every
-/// index file it was read from still exists, checked under our lock.
-pub(super) struct Indexed {
-    pub(super) repo: Repository<IndexedIdsStatus>,
-    pub(super) read_from: BTreeSet<IndexId>,
+    /// The repository as last opened with the master key, kept between
+    /// backups so that each one costs a config read and a snapshot listing,
+    /// not a re-open (config, key listing). Backups need no index: see
+    /// `writer`.
+    pub(super) kept: Option<Repository<OpenStatus>>,
+    /// The id in the repository's config when it was opened: a repository
+    /// deleted and initialised again under us (a new master key) has
+    /// another, and nothing may be written to it with the old key.
+    config_id: String,
 }
 
 /// The repository master key. No `Debug`; wiped on drop.
@@ -171,6 +165,7 @@ impl ResticTarget {
         wipe(creds);
         let repo = opened.map_err(|e| self.rustic_err("cannot open", &e))?;
         let key = RepoKey(repo.key());
+        let config_id = repo.config().id.to_hex().to_string();
         let snapshots = repo
             .get_all_snapshots()
             .map_err(|e| self.rustic_err("cannot list the snapshots of", &e))?;
@@ -198,7 +193,8 @@ impl ResticTarget {
             locks,
             http,
             snapshots,
-            indexed: None,
+            kept: Some(repo),
+            config_id,
         })
     }
 
@@ -249,38 +245,66 @@ impl ResticTarget {
         opened.map_err(|e| self.rustic_err("cannot open", &e))
     }
 
-    /// For a backup: the session with a fresh snapshot list. With a kept
-    /// index the repository is not opened again (config, key listing): the
-    /// kept one serves, and a repository replaced under us fails on its key,
-    /// which drops the kept index.
+    /// For a backup: the session with a fresh snapshot list and a kept
+    /// repository. The config is read and decrypted each time (one request,
+    /// as the existence check it replaces): a repository replaced under us
+    /// drops the session, which opens the new one with the password.
     pub(super) fn refresh<'s>(
         &self,
         guard: &'s mut Option<Session>,
-    ) -> Result<(&'s mut Session, Option<Repository<OpenStatus>>), TargetError> {
+    ) -> Result<&'s mut Session, TargetError> {
         self.drop_if_rclone_gone(guard);
-        if guard.as_ref().is_none_or(|s| s.indexed.is_none()) {
+        if let Some(s) = guard.as_ref()
+            && s.kept.is_some()
+            && !self.same_repository(s)?
+        {
+            tracing::warn!(target = %self.name, repository = %self.cfg.repository, "the repository was replaced (its config changed); opening it afresh");
+            *guard = None;
+        }
+        if guard.as_ref().is_none_or(|s| s.kept.is_none()) {
             let (s, repo) = self.reopen(guard)?;
-            return Ok((s, Some(repo)));
+            s.kept = Some(repo);
+            return Ok(s);
         }
         let Some(s) = guard.as_mut() else {
             return Err(self.err("internal: no session"));
         };
-        if !self.exists(s.http.as_ref())? {
-            s.indexed = None;
-            return Err(self.missing());
-        }
         let known = std::mem::take(&mut s.snapshots);
-        let refreshed = match &s.indexed {
-            Some(k) => k.repo.update_all_snapshots(known),
-            None => return Err(self.err("internal: no kept index")),
+        let refreshed = match &s.kept {
+            Some(repo) => repo.update_all_snapshots(known),
+            None => return Err(self.err("internal: no kept repository")),
         };
         match refreshed {
             Ok(list) => s.snapshots = list,
             Err(e) => {
-                s.indexed = None;
+                s.kept = None;
                 return Err(self.rustic_err("cannot list the snapshots of", &e));
             }
         }
-        Ok((s, None))
+        Ok(s)
+    }
+
+    /// Is the repository still the one the session opened? Its config must
+    /// decrypt under our key and carry the same id.
+    fn same_repository(&self, s: &Session) -> Result<bool, TargetError> {
+        let be = s.backends.repository();
+        let stored = match be.read_full(FileType::Config, &Id::default()) {
+            Ok(b) => b,
+            Err(e) => {
+                if !self.exists(s.http.as_ref())? {
+                    return Err(self.missing());
+                }
+                return Err(self.rustic_err("cannot read the config of", &e));
+            }
+        };
+        #[derive(serde::Deserialize)]
+        struct Config {
+            id: String,
+        }
+        let same = super::lock::decrypt(&s.key, &stored)
+            .ok()
+            .and_then(|plain| serde_json::from_slice::<Config>(&plain).ok())
+            .is_some_and(|c| c.id == s.config_id);
+        Ok(same)
     }
 }
