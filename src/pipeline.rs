@@ -77,7 +77,15 @@ pub struct Pipeline {
     node_id: Arc<std::sync::Mutex<NodeId>>,
     /// The newest multi of the last good state, for cover uploads.
     remembered: cover::Remembered,
+    /// The channel points of the last good backup this pipeline stored, by
+    /// its id: the shrink guard compares every snapshot with them, and
+    /// parsing them from the journal each time costs milliseconds at
+    /// thousands of channels. Another id (a backup stored by another
+    /// process) is parsed from the journal as before.
+    good_points: Arc<std::sync::Mutex<Option<GoodPoints>>>,
 }
+
+type GoodPoints = (String, Arc<BTreeSet<ChanPoint>>);
 
 /// What the pipeline knows of the node's identity key.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +120,7 @@ impl Pipeline {
             offline_error: Arc::default(),
             node_id: Arc::default(),
             remembered: cover::Remembered::default(),
+            good_points: Arc::default(),
         }
     }
 
@@ -285,6 +294,9 @@ impl Pipeline {
                         "stored new backup"
                     ),
                 }
+                if !rec.is_suspect() {
+                    self.stored_good(&rec, points);
+                }
                 // 6. Deliver: wake the workers.
                 self.wake();
                 Ok(Outcome::Stored(rec))
@@ -352,7 +364,7 @@ impl Pipeline {
         good: &BackupRecord,
         points: &BTreeSet<ChanPoint>,
     ) -> Option<Suspect> {
-        let good_points = good.chan_point_set();
+        let good_points = self.good_points_of(good);
         let missing: BTreeSet<ChanPoint> = good_points.difference(points).copied().collect();
         if missing.is_empty() {
             return None;
@@ -370,6 +382,27 @@ impl Pipeline {
             reason: suspect_reason(unconfirmed.len(), points.is_empty()),
             channels: unconfirmed.iter().map(ToString::to_string).collect(),
         })
+    }
+}
+
+impl Pipeline {
+    /// The channel points of `good`, from memory when this pipeline stored it.
+    fn good_points_of(&self, good: &BackupRecord) -> Arc<BTreeSet<ChanPoint>> {
+        let mut cached = self.good_points.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, points)) = cached.as_ref()
+            && *id == good.id
+        {
+            return points.clone();
+        }
+        let points = Arc::new(good.chan_point_set());
+        *cached = Some((good.id.clone(), points.clone()));
+        points
+    }
+
+    /// Remember the points of a backup just stored as the last good one.
+    fn stored_good(&self, rec: &BackupRecord, points: BTreeSet<ChanPoint>) {
+        let mut cached = self.good_points.lock().unwrap_or_else(|e| e.into_inner());
+        *cached = Some((rec.id.clone(), Arc::new(points)));
     }
 }
 

@@ -279,12 +279,19 @@ impl ResticTarget {
         } else {
             Vec::new()
         };
+        // The delivery checked the sealed bytes against their id, their SHA-256.
+        let mut sealed_sha256 = [0u8; 32];
+        let known = hex::decode_to_slice(&d.record.id, &mut sealed_sha256).is_ok();
         let mut files = vec![
-            (base_name(SNAPSHOT_FILE), d.sealed.as_slice()),
-            (base_name(SNAPSHOT_MANIFEST), manifest.as_slice()),
+            (
+                base_name(SNAPSHOT_FILE),
+                d.sealed.as_slice(),
+                known.then_some(sealed_sha256),
+            ),
+            (base_name(SNAPSHOT_MANIFEST), manifest.as_slice(), None),
         ];
         if !padding.is_empty() {
-            files.push((base_name(SNAPSHOT_PADDING), padding.as_slice()));
+            files.push((base_name(SNAPSHOT_PADDING), padding.as_slice(), None));
         }
         let files = writer::Files {
             files,

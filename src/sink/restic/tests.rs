@@ -79,8 +79,8 @@ fn a_written_snapshot_reads_back_through_rustics_reader() {
     let time = rustic_core::jiff::Timestamp::from_second(1_700_000_000).unwrap();
     let files = Files {
         files: vec![
-            ("channel.backup.age", &backup[..]),
-            ("channel.backup.json", &manifest[..]),
+            ("channel.backup.age", &backup[..], None),
+            ("channel.backup.json", &manifest[..], None),
         ],
         mtime: time,
         max_blob: 4096,

@@ -32,10 +32,15 @@ pub(super) const MAX_BLOB: usize = 8 << 20;
 /// Go's `os.ModeDir`, which restic stores in a node's mode.
 pub(super) const GO_MODE_DIR: u32 = 1 << 31;
 
+/// A file's name, bytes and SHA-256 when known.
+pub(super) type File<'a> = (&'static str, &'a [u8], Option<[u8; 32]>);
+
 /// What goes into `/chanvault`, in name order.
 pub(super) struct Files<'a> {
-    /// `(name, bytes)`; names sorted, as restic's trees are.
-    pub(super) files: Vec<(&'static str, &'a [u8])>,
+    /// `(name, bytes, SHA-256 of bytes if known)`; names sorted, as
+    /// restic's trees are. A file of one blob is named by its hash, so a
+    /// known one (the spool's id of a sealed backup) is not computed again.
+    pub(super) files: Vec<File<'a>>,
     /// The files' and the directory's times (when the backup was taken).
     pub(super) mtime: rustic_core::jiff::Timestamp,
     /// The largest blob to write ([`MAX_BLOB`]; smaller in tests).
@@ -109,9 +114,14 @@ impl Pack {
         }
     }
 
-    /// Add one blob; its id (the SHA-256 of the plaintext).
-    fn add(&mut self, cipher: &Cipher, plain: &[u8]) -> Result<[u8; 32], String> {
-        let id: [u8; 32] = Sha256::digest(plain).into();
+    /// Add one blob; its id (the SHA-256 of the plaintext, given or computed).
+    fn add(
+        &mut self,
+        cipher: &Cipher,
+        plain: &[u8],
+        known: Option<[u8; 32]>,
+    ) -> Result<[u8; 32], String> {
+        let id: [u8; 32] = known.unwrap_or_else(|| Sha256::digest(plain).into());
         // A pack lists a blob once (two equal chunks of one file share it).
         if self.blobs.iter().any(|(b, _, _)| *b == id) {
             return Ok(id);
@@ -195,18 +205,19 @@ impl Files<'_> {
 
     /// The data pack and the `/chanvault` tree naming its blobs.
     fn data(&self, cipher: &Cipher) -> Result<(Packed, Tree), String> {
-        let size: usize = self.files.iter().map(|(_, b)| b.len()).sum();
+        let size: usize = self.files.iter().map(|(_, b, _)| b.len()).sum();
         let blobs = self
             .files
             .iter()
-            .map(|(_, b)| b.len().div_ceil(self.max_blob))
+            .map(|(_, b, _)| b.len().div_ceil(self.max_blob))
             .sum::<usize>();
         let mut pack = Pack::new(BlobKind::Data, size + (blobs + 1) * (OVERHEAD + 37) + 4);
         let mut dir = Tree::default();
-        for (name, bytes) in &self.files {
+        for (name, bytes, sha256) in &self.files {
             let mut content = Vec::with_capacity(bytes.len().div_ceil(self.max_blob));
+            let whole = sha256.filter(|_| bytes.len() <= self.max_blob);
             for chunk in bytes.chunks(self.max_blob.max(1)) {
-                content.push(DataId::from(Id::new(pack.add(cipher, chunk)?)));
+                content.push(DataId::from(Id::new(pack.add(cipher, chunk, whole)?)));
             }
             let meta = self.meta(0o600, bytes.len() as u64);
             let mut node = Node::new_node(std::ffi::OsStr::new(name), NodeType::File, meta);
@@ -244,8 +255,8 @@ pub(super) fn write_snapshot(
         BlobKind::Tree,
         dir_json.len() + root_json.len() + 3 * (OVERHEAD + 37) + 4,
     );
-    trees.add(&cipher, &dir_json)?;
-    trees.add(&cipher, &root_json)?;
+    trees.add(&cipher, &dir_json, None)?;
+    trees.add(&cipher, &root_json, None)?;
     let trees = trees.finish(&cipher)?;
 
     for pack in [&data, &trees] {
@@ -268,7 +279,7 @@ pub(super) fn write_snapshot(
     paths.add(SNAPSHOT_DIR.to_string());
     snap.paths = paths;
     let mut summary = snap.summary.take().unwrap_or_default();
-    let bytes: u64 = files.files.iter().map(|(_, b)| b.len() as u64).sum();
+    let bytes: u64 = files.files.iter().map(|(_, b, _)| b.len() as u64).sum();
     let n = files.files.len() as u64;
     summary.files_new = n;
     summary.total_files_processed = n;
