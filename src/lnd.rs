@@ -35,6 +35,7 @@ pub mod proto {
 
 use proto::lightning_client::LightningClient;
 
+mod frames;
 mod node;
 mod stream;
 pub use stream::{BackupStream, NewestSnapshot};
@@ -43,7 +44,8 @@ pub use stream::{BackupStream, NewestSnapshot};
 /// lnd also sends every channel's single backup (field 1), together as large
 /// as the multi and tens of thousands of small allocations at 10,000
 /// channels; prost skips a field the type lacks without allocating, so they
-/// are never built. The simulator and the fuzz target use the full type.
+/// are never built (and on the backup stream `frames` skips their bytes as
+/// they arrive). The simulator and the fuzz target use the full type.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MultiOnlySnapshot {
     #[prost(message, optional, tag = "2")]
@@ -51,12 +53,10 @@ pub struct MultiOnlySnapshot {
 }
 
 /// lnd's `MultiChanBackup` with the blob as [`bytes::Bytes`]: decoded as a
-/// view into the received message, not copied out of it. tonic keeps the
-/// buffer a stream receives into for the stream's life and reuses it while
-/// it holds the only reference; copied out of it, the blob left that buffer
-/// to grow with the messages (24 MB at 10,000 channels, docs/benchmarks.md).
-/// Viewed, each message keeps its own buffer until its snapshot is dropped.
-/// `VerifyChanBackup`'s request sends the same view, not a copy.
+/// view into the buffer it arrived in, not copied out of it. On the backup
+/// stream that buffer holds exactly this message (`frames`), so the view
+/// keeps nothing else alive. `VerifyChanBackup`'s request sends the same
+/// view, not a copy.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SharedMultiBackup {
     #[prost(message, repeated, tag = "1")]
@@ -209,6 +209,9 @@ pub struct LndClient {
     rpc: LightningClient<Authed>,
     /// The same connection, for the two calls decoded as [`MultiOnlySnapshot`].
     grpc: tonic::client::Grpc<Authed>,
+    /// The same connection as an HTTP/2 service, for the backup stream,
+    /// whose body chanvault reads itself (`frames`).
+    svc: Authed,
     settings: LndSettings,
     /// Where RPC round trips are recorded (`watch`); none for one-shot commands.
     metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -269,13 +272,15 @@ impl LndClient {
         })?;
         let channel = connect_channel(settings).await?;
         let auth = MacaroonAuth(header);
-        let grpc = tonic::client::Grpc::new(InterceptedService::new(channel.clone(), auth.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let svc = InterceptedService::new(channel.clone(), auth.clone());
+        let grpc =
+            tonic::client::Grpc::new(svc.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
         let rpc = LightningClient::with_interceptor(channel, auth)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self {
             rpc,
             grpc,
+            svc,
             settings: settings.clone(),
             metrics: None,
         })
@@ -410,24 +415,18 @@ impl LndClient {
     }
 
     /// Subscribe to snapshots. lnd sends nothing on subscribe, only on changes.
+    /// The call is made on the HTTP/2 connection directly and its body read
+    /// by [`frames::SnapshotFrames`] (see there why not by tonic).
     pub async fn subscribe(&self) -> Result<BackupStream, LndError> {
-        let mut grpc = self.grpc.clone();
+        let svc = self.svc.clone();
         let call = async move {
-            ready(&mut grpc).await?;
-            grpc.server_streaming(
-                tonic::Request::new(proto::ChannelBackupSubscription {}),
-                PathAndQuery::from_static("/lnrpc.Lightning/SubscribeChannelBackups"),
-                multi_only_codec::<proto::ChannelBackupSubscription>(),
-            )
-            .await
+            let body = stream::open(svc, "/lnrpc.Lightning/SubscribeChannelBackups").await?;
+            Ok(tonic::Response::new(body))
         };
-        let stream = self
+        let body = self
             .unary("SubscribeChannelBackups", "offchain:read", call)
             .await?;
-        Ok(BackupStream {
-            inner: stream,
-            client: self.clone(),
-        })
+        Ok(BackupStream::new(body, self.clone()))
     }
 
     /// Ask LND whether it can read a multi backup. `Some(points)` from lnd ≥ 0.19,

@@ -1,30 +1,144 @@
 //! The `SubscribeChannelBackups` stream, and the reader that keeps only the
 //! newest snapshot of it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::{LndClient, LndError, MultiOnlySnapshot, snapshot_from_multi};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use prost::Message;
+use tonic::codegen::http;
+use tonic::{Code, Status};
+use tower::{Service, ServiceExt};
+
+use super::frames::SnapshotFrames;
+use super::{
+    Authed, LndClient, LndError, MAX_MESSAGE_BYTES, SharedMultiBackup, snapshot_from_multi,
+};
 use crate::scb::Snapshot;
+
+const RPC: &str = "SubscribeChannelBackups";
+const NEEDS: &str = "offchain:read";
+
+/// Start a server-streaming call whose request is the empty message (as
+/// `ChannelBackupSubscription` is): the response body, once LND has
+/// answered with headers that are not an error.
+pub(super) async fn open(mut svc: Authed, path: &'static str) -> Result<tonic::body::Body, Status> {
+    // One gRPC message: not compressed, length 0.
+    let empty = http_body_util::Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]));
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(path)
+        .version(http::Version::HTTP_2)
+        .header(http::header::TE, "trailers")
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(tonic::body::Body::new(empty))
+        .map_err(|e| Status::internal(format!("cannot build the request: {e}")))?;
+    let svc = svc
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("service was not ready: {e}")))?;
+    let resp = svc
+        .call(req)
+        .await
+        .map_err(|e| Status::from_error(Box::new(e)))?;
+    // An error before any message comes as "trailers-only": in the headers.
+    if let Some(status) = Status::from_header_map(resp.headers())
+        && status.code() != Code::Ok
+    {
+        return Err(status);
+    }
+    if resp.status() != http::StatusCode::OK {
+        return Err(Status::new(
+            http_code(resp.status()),
+            format!("HTTP status {}", resp.status()),
+        ));
+    }
+    Ok(tonic::body::Body::new(resp.into_body()))
+}
+
+/// gRPC's mapping of HTTP statuses from a peer that is not speaking gRPC
+/// (a proxy in the way), as gRPC's "HTTP to gRPC Status Code Mapping".
+fn http_code(s: http::StatusCode) -> Code {
+    match s.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
 
 /// The `SubscribeChannelBackups` stream.
 pub struct BackupStream {
-    pub(super) inner: tonic::Streaming<MultiOnlySnapshot>,
-    pub(super) client: LndClient,
+    body: tonic::body::Body,
+    frames: SnapshotFrames,
+    /// Messages read but not yet returned (a body chunk can end several).
+    ready: VecDeque<Option<Bytes>>,
+    client: LndClient,
 }
 
 impl BackupStream {
+    pub(super) fn new(body: tonic::body::Body, client: LndClient) -> Self {
+        Self {
+            body,
+            frames: SnapshotFrames::new(MAX_MESSAGE_BYTES),
+            ready: VecDeque::new(),
+            client,
+        }
+    }
+
     /// The next snapshot; `Err(StreamEnded)` when LND closes the stream.
     pub async fn next(&mut self) -> Result<Snapshot, LndError> {
-        match self.inner.message().await {
-            Ok(Some(s)) => snapshot_from_multi("SubscribeChannelBackups", s.multi_chan_backup),
-            Ok(None) => Err(LndError::StreamEnded),
-            Err(status) => {
-                Err(self
-                    .client
-                    .status_error("SubscribeChannelBackups", "offchain:read", &status))
+        let mut done = Vec::new();
+        loop {
+            if let Some(multi) = self.ready.pop_front() {
+                return decode(multi);
+            }
+            let frame = match self.body.frame().await {
+                None => return Err(self.ended(None)),
+                Some(Err(status)) => return Err(self.client.status_error(RPC, NEEDS, &status)),
+                Some(Ok(frame)) => frame,
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    self.frames
+                        .feed(&data, &mut done)
+                        .map_err(|e| bad_reply(&e.0))?;
+                    self.ready.extend(done.drain(..));
+                }
+                Err(frame) => return Err(self.ended(frame.trailers_ref())),
             }
         }
     }
+
+    /// The stream is over: LND's status from the trailers, if it is an error.
+    fn ended(&self, trailers: Option<&http::HeaderMap>) -> LndError {
+        match trailers.and_then(Status::from_header_map) {
+            Some(s) if s.code() != Code::Ok => self.client.status_error(RPC, NEEDS, &s),
+            _ if !self.frames.at_boundary() => bad_reply("the stream ended inside a message"),
+            _ => LndError::StreamEnded,
+        }
+    }
+}
+
+fn bad_reply(why: &str) -> LndError {
+    LndError::BadReply {
+        rpc: RPC,
+        reason: format!("cannot decode it ({why})"),
+    }
+}
+
+/// One message's field 2 (`None`: it had none) as a snapshot.
+fn decode(multi: Option<Bytes>) -> Result<Snapshot, LndError> {
+    let multi = match multi {
+        Some(bytes) => {
+            Some(SharedMultiBackup::decode(bytes).map_err(|e| bad_reply(&e.to_string()))?)
+        }
+        None => None,
+    };
+    snapshot_from_multi(RPC, multi)
 }
 
 impl BackupStream {
@@ -39,11 +153,6 @@ impl BackupStream {
         let ready = Arc::new(tokio::sync::Notify::new());
         let (s, r) = (slot.clone(), ready.clone());
         let reader = tokio::spawn(async move {
-            // The newest multi, held until the next message is decoded: its
-            // buffer (see `SharedMultiBackup`) is then never tonic's alone, so
-            // tonic receives each message into a new buffer of its size
-            // instead of growing one it keeps for the stream's life.
-            let mut _received: Option<bytes::Bytes> = None;
             loop {
                 let next = self.next().await;
                 let ended = next.is_err();
@@ -51,7 +160,6 @@ impl BackupStream {
                     let mut slot = lock(&s);
                     match next {
                         Ok(snap) => {
-                            _received = Some(snap.multi.clone());
                             if slot.newest.replace(snap).is_some() {
                                 slot.superseded += 1;
                             }
