@@ -38,7 +38,7 @@ use proto::lightning_client::LightningClient;
 mod frames;
 mod node;
 mod stream;
-pub use stream::{BackupStream, NewestSnapshot};
+pub use stream::{BackupStream, NewestSnapshot, read_stream_bytes};
 
 /// `ChanBackupSnapshot` as chanvault reads it: only the multi (field 2).
 /// lnd also sends every channel's single backup (field 1), together as large

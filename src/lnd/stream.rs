@@ -19,6 +19,7 @@ use crate::scb::Snapshot;
 
 const RPC: &str = "SubscribeChannelBackups";
 const NEEDS: &str = "offchain:read";
+const CUT_OFF: &str = "the stream ended inside a message";
 
 /// Start a server-streaming call whose request is the empty message (as
 /// `ChannelBackupSubscription` is): the response body, once LND has
@@ -117,7 +118,7 @@ impl BackupStream {
     fn ended(&self, trailers: Option<&http::HeaderMap>) -> LndError {
         match trailers.and_then(Status::from_header_map) {
             Some(s) if s.code() != Code::Ok => self.client.status_error(RPC, NEEDS, &s),
-            _ if !self.frames.at_boundary() => bad_reply("the stream ended inside a message"),
+            _ if !self.frames.at_boundary() => bad_reply(CUT_OFF),
             _ => LndError::StreamEnded,
         }
     }
@@ -229,4 +230,25 @@ impl Drop for NewestSnapshot {
     fn drop(&mut self) {
         self.reader.abort();
     }
+}
+
+/// The backup stream's body bytes, arriving in pieces of `piece` bytes,
+/// read as [`BackupStream`] reads them: each message's snapshot, or the
+/// error that ends the stream. The entry point of the `backup_stream` fuzz
+/// target; the result must not depend on `piece`.
+pub fn read_stream_bytes(body: &[u8], piece: usize) -> Vec<Result<Snapshot, LndError>> {
+    let mut frames = SnapshotFrames::new(MAX_MESSAGE_BYTES);
+    let (mut done, mut out) = (Vec::new(), Vec::new());
+    for bytes in body.chunks(piece.max(1)) {
+        let fed = frames.feed(bytes, &mut done);
+        out.extend(done.drain(..).map(decode));
+        if let Err(e) = fed {
+            out.push(Err(bad_reply(&e.0)));
+            return out;
+        }
+    }
+    if !frames.at_boundary() {
+        out.push(Err(bad_reply(CUT_OFF)));
+    }
+    out
 }

@@ -270,6 +270,45 @@ proptest! {
     }
 
     #[test]
+    fn backup_stream_bytes_read_the_same_in_any_pieces(bytes in inputs({
+        // Two framed snapshots as lnd sends them: Singles and multi.
+        let s = chanvault::lnd::proto::ChanBackupSnapshot {
+            single_chan_backups: Some(chanvault::lnd::proto::ChannelBackups {
+                chan_backups: vec![chanvault::lnd::proto::ChannelBackup {
+                    chan_point: Some(Default::default()),
+                    chan_backup: vec![7; 40],
+                }],
+            }),
+            multi_chan_backup: Some(chanvault::lnd::proto::MultiChanBackup {
+                multi_chan_backup: vec![1, 2, 3],
+                ..Default::default()
+            }),
+        };
+        let msg = s.encode_to_vec();
+        let mut body = Vec::new();
+        for _ in 0..2 {
+            body.push(0);
+            body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            body.extend_from_slice(&msg);
+        }
+        body
+    }), piece in 1..64usize) {
+        let seen = |rs: Vec<Result<chanvault::scb::Snapshot, chanvault::lnd::LndError>>| {
+            rs.into_iter()
+                .map(|r| r.map(|s| (s.multi.to_vec(), s.chan_points)).map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let whole = seen(chanvault::lnd::read_stream_bytes(&bytes, bytes.len()));
+        let pieces = seen(chanvault::lnd::read_stream_bytes(&bytes, piece));
+        prop_assert_eq!(&whole, &pieces);
+        for r in &whole {
+            if let Err(e) = r {
+                one_line(e)?;
+            }
+        }
+    }
+
+    #[test]
     fn opening_hostile_ciphertext_errs_in_one_line(bytes in inputs(SEALED.clone())) {
         match chanvault::seal::open(&KEYS.ids, &bytes) {
             // Only the untouched file (or a no-op mutation) opens.
