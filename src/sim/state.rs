@@ -484,18 +484,21 @@ impl Shared {
     /// channel.backup writes. The channel set ends as it began when `events`
     /// is even.
     pub(crate) fn churn(&self, events: usize) {
-        let mut st = self.lock();
         let mut newest = None;
         for _ in 0..events {
+            let mut st = self.lock();
             match newest.take() {
                 None => newest = Some(self.add_channel(&mut st, false, None)),
                 Some(cp) => {
                     self.record_close(&mut st, &cp);
                 }
             }
-            self.emit(&mut st);
+            // Packed with the state lock let go, as for a single event: the
+            // RPCs of a node in a burst (`VerifyChanBackup`, `ClosedChannels`)
+            // do not wait for a whole slice of events.
+            self.emit_released(st);
         }
-        self.save(st);
+        self.save(self.lock());
     }
 
     /// Remove an open channel and keep its close record (for ClosedChannels).
