@@ -231,7 +231,8 @@ pub struct DeliveryConfig {
     pub timeout_seconds: u64,
     /// Least time between the starts of two uploads to one target. The first
     /// change after a quiet spell goes out at once; during a burst of channel
-    /// events each target gets the newest state at most this often.
+    /// events each target gets the newest state at most this often, and
+    /// less often while the burst lasts (`deliver::pace`).
     #[serde(default = "default_min_interval")]
     pub min_interval_ms: u64,
     /// At shutdown (SIGTERM), how long each target may take to receive what

@@ -16,6 +16,9 @@ use crate::pipeline::{PipelineError, blocking, short};
 use crate::sink::{Delivery, ErrorKind, Receipt, Target, TargetError};
 use crate::spool::{Pending, Spool, SpoolError};
 
+mod pace;
+use pace::{Pace, Release, SETTLE};
+
 /// Why one delivery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -244,7 +247,7 @@ pub struct Pacing {
     pub backoff: Backoff,
     /// Longest one delivery may take.
     pub timeout: Duration,
-    /// Least time between the starts of two deliveries.
+    /// Least time between the starts of two deliveries (see `pace`).
     pub min_interval: Duration,
     /// At shutdown, how long the worker may spend delivering what is still
     /// pending (without pacing) before it gives up and says what stays behind.
@@ -276,7 +279,13 @@ pub async fn run_worker(
     let mut jitter_until: Option<tokio::time::Instant> = None;
     let name = target.name().to_string();
     let mut last_error: Option<String> = None;
-    let mut last_start: Option<tokio::time::Instant> = None;
+    let mut pace = Pace::new(min_interval);
+    // What let the delivery about to start go (kept across the re-read of
+    // the journal that follows every wait).
+    let mut released: Option<Release> = None;
+    // Whether the delivery about to start waited for the floor: work came
+    // within `min_interval` of the last start, so a burst may be on.
+    let mut floor_waited = false;
     let mut slot = InFlight::default();
     loop {
         if *shutdown.borrow() {
@@ -293,14 +302,33 @@ pub async fn run_worker(
                 _ = shutdown.changed() => break,
             }
         };
-        // During a burst, wait out the interval and then send whatever is
-        // newest by then: the states in between are superseded anyway.
-        if let Some(due) = last_start.map(|t| t + min_interval)
-            && due > tokio::time::Instant::now()
+        // During a burst: never before the floor; then as soon as the
+        // events pause, or at the ceiling; and send whatever is newest then.
+        let now = tokio::time::Instant::now();
+        if let Some(floor) = pace.floor()
+            && floor > now
         {
             tokio::select! {
-                _ = tokio::time::sleep_until(due) => continue,
+                _ = tokio::time::sleep_until(floor) => {
+                    floor_waited = true;
+                    continue;
+                }
                 _ = shutdown.changed() => break,
+            }
+        }
+        if released.is_none()
+            && let Some(ceiling) = pace.ceiling()
+        {
+            if ceiling > now {
+                released = tokio::select! {
+                    _ = tokio::time::sleep_until(ceiling) => Some(Release::Ceiling),
+                    _ = pace::paused(&mut wake, SETTLE) => Some(Release::Paused),
+                    _ = shutdown.changed() => break,
+                };
+                continue;
+            }
+            if floor_waited {
+                released = Some(Release::Ceiling);
             }
         }
         if !jitter.is_zero() {
@@ -315,7 +343,11 @@ pub async fn run_worker(
                 }
             }
         }
-        last_start = Some(tokio::time::Instant::now());
+        pace.started(
+            tokio::time::Instant::now(),
+            released.take().unwrap_or(Release::Free),
+        );
+        floor_waited = false;
         match deliver_one(&target, &spool, &metrics, next, timeout, &mut slot).await {
             Ok(receipt) => {
                 if last_error.take().is_some() {
