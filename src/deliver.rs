@@ -17,7 +17,7 @@ use crate::sink::{Delivery, ErrorKind, Receipt, Target, TargetError};
 use crate::spool::{Pending, Spool, SpoolError};
 
 mod pace;
-use pace::{Pace, Release, SETTLE};
+use pace::{Pace, Step};
 
 /// Why one delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -280,12 +280,6 @@ pub async fn run_worker(
     let name = target.name().to_string();
     let mut last_error: Option<String> = None;
     let mut pace = Pace::new(min_interval);
-    // What let the delivery about to start go (kept across the re-read of
-    // the journal that follows every wait).
-    let mut released: Option<Release> = None;
-    // Whether the delivery about to start waited for the floor: work came
-    // within `min_interval` of the last start, so a burst may be on.
-    let mut floor_waited = false;
     let mut slot = InFlight::default();
     loop {
         if *shutdown.borrow() {
@@ -304,32 +298,10 @@ pub async fn run_worker(
         };
         // During a burst: never before the floor; then as soon as the
         // events pause, or at the ceiling; and send whatever is newest then.
-        let now = tokio::time::Instant::now();
-        if let Some(floor) = pace.floor()
-            && floor > now
-        {
-            tokio::select! {
-                _ = tokio::time::sleep_until(floor) => {
-                    floor_waited = true;
-                    continue;
-                }
-                _ = shutdown.changed() => break,
-            }
-        }
-        if released.is_none()
-            && let Some(ceiling) = pace.ceiling()
-        {
-            if ceiling > now {
-                released = tokio::select! {
-                    _ = tokio::time::sleep_until(ceiling) => Some(Release::Ceiling),
-                    _ = pace::paused(&mut wake, SETTLE) => Some(Release::Paused),
-                    _ = shutdown.changed() => break,
-                };
-                continue;
-            }
-            if floor_waited {
-                released = Some(Release::Ceiling);
-            }
+        match pace.wait(&mut wake, &mut shutdown).await {
+            Step::Go => {}
+            Step::Recheck => continue,
+            Step::Shutdown => break,
         }
         if !jitter.is_zero() {
             let due = *jitter_until.get_or_insert_with(|| {
@@ -343,11 +315,7 @@ pub async fn run_worker(
                 }
             }
         }
-        pace.started(
-            tokio::time::Instant::now(),
-            released.take().unwrap_or(Release::Free),
-        );
-        floor_waited = false;
+        pace.start();
         match deliver_one(&target, &spool, &metrics, next, timeout, &mut slot).await {
             Ok(receipt) => {
                 if last_error.take().is_some() {

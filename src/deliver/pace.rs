@@ -42,6 +42,22 @@ pub struct Pace {
     min: Duration,
     stretch: Duration,
     last_start: Option<Instant>,
+    /// What let the delivery about to start go (kept across the re-read of
+    /// the journal that follows every wait).
+    released: Option<Release>,
+    /// The delivery about to start waited for the floor: work came within
+    /// `min` of the last start, so a burst may be on.
+    floor_waited: bool,
+}
+
+/// What a worker does after [`Pace::wait`].
+pub enum Step {
+    /// Deliver the newest pending backup now.
+    Go,
+    /// Time passed: read what is pending again, then ask again.
+    Recheck,
+    /// Shutdown was asked for while waiting.
+    Shutdown,
 }
 
 impl Pace {
@@ -50,7 +66,54 @@ impl Pace {
             min,
             stretch: min,
             last_start: None,
+            released: None,
+            floor_waited: false,
         }
+    }
+
+    /// With work pending: wait as the pace says (never before the floor;
+    /// then until the events pause or the ceiling comes).
+    pub async fn wait(
+        &mut self,
+        wake: &mut watch::Receiver<u64>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Step {
+        let now = Instant::now();
+        if let Some(floor) = self.floor()
+            && floor > now
+        {
+            return tokio::select! {
+                _ = tokio::time::sleep_until(floor) => {
+                    self.floor_waited = true;
+                    Step::Recheck
+                }
+                _ = shutdown.changed() => Step::Shutdown,
+            };
+        }
+        if self.released.is_none()
+            && let Some(ceiling) = self.ceiling()
+        {
+            if ceiling > now {
+                let why = tokio::select! {
+                    _ = tokio::time::sleep_until(ceiling) => Release::Ceiling,
+                    _ = paused(wake, SETTLE) => Release::Paused,
+                    _ = shutdown.changed() => return Step::Shutdown,
+                };
+                self.released = Some(why);
+                return Step::Recheck;
+            }
+            if self.floor_waited {
+                self.released = Some(Release::Ceiling);
+            }
+        }
+        Step::Go
+    }
+
+    /// A delivery starts now, released by what [`Pace::wait`] saw.
+    pub fn start(&mut self) {
+        let why = self.released.take().unwrap_or(Release::Free);
+        self.floor_waited = false;
+        self.started(Instant::now(), why);
     }
 
     /// Before this, no delivery starts.
