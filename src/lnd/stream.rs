@@ -74,28 +74,68 @@ fn http_code(s: http::StatusCode) -> Code {
 /// The `SubscribeChannelBackups` stream.
 pub struct BackupStream {
     body: tonic::body::Body,
-    frames: SnapshotFrames,
-    /// Messages read but not yet returned (a body chunk can end several).
-    ready: VecDeque<Option<Bytes>>,
+    received: Received,
     client: LndClient,
+}
+
+/// The stream's body as read so far: what its chunks completed, in order,
+/// not yet returned (a chunk can end several messages, or end in an error
+/// after some). Shared by [`BackupStream::next`] and [`read_stream_bytes`].
+struct Received {
+    frames: SnapshotFrames,
+    ready: VecDeque<Result<Option<Bytes>, LndError>>,
+    /// A chunk did not parse: nothing after it is read.
+    failed: bool,
+}
+
+impl Received {
+    fn new() -> Self {
+        Self {
+            frames: SnapshotFrames::new(MAX_MESSAGE_BYTES),
+            ready: VecDeque::new(),
+            failed: false,
+        }
+    }
+
+    /// Walk one chunk of the body: the messages it completes, then its error.
+    fn take(&mut self, chunk: &[u8]) {
+        if self.failed {
+            return;
+        }
+        let mut done = Vec::new();
+        let fed = self.frames.feed(chunk, &mut done);
+        self.ready.extend(done.into_iter().map(Ok));
+        if let Err(e) = fed {
+            self.failed = true;
+            self.ready.push_back(Err(bad_reply(&e.0)));
+        }
+    }
+
+    /// The oldest message not yet returned, decoded.
+    fn next(&mut self) -> Option<Result<Snapshot, LndError>> {
+        self.ready.pop_front().map(|r| r.and_then(decode))
+    }
+
+    /// The body ended: an error if it ended inside a message.
+    fn cut_off(&self) -> Option<LndError> {
+        (!self.failed && !self.frames.at_boundary()).then(|| bad_reply(CUT_OFF))
+    }
 }
 
 impl BackupStream {
     pub(super) fn new(body: tonic::body::Body, client: LndClient) -> Self {
         Self {
             body,
-            frames: SnapshotFrames::new(MAX_MESSAGE_BYTES),
-            ready: VecDeque::new(),
+            received: Received::new(),
             client,
         }
     }
 
     /// The next snapshot; `Err(StreamEnded)` when LND closes the stream.
     pub async fn next(&mut self) -> Result<Snapshot, LndError> {
-        let mut done = Vec::new();
         loop {
-            if let Some(multi) = self.ready.pop_front() {
-                return decode(multi);
+            if let Some(next) = self.received.next() {
+                return next;
             }
             let frame = match self.body.frame().await {
                 None => return Err(self.ended(None)),
@@ -103,12 +143,7 @@ impl BackupStream {
                 Some(Ok(frame)) => frame,
             };
             match frame.into_data() {
-                Ok(data) => {
-                    self.frames
-                        .feed(&data, &mut done)
-                        .map_err(|e| bad_reply(&e.0))?;
-                    self.ready.extend(done.drain(..));
-                }
+                Ok(data) => self.received.take(&data),
                 Err(frame) => return Err(self.ended(frame.trailers_ref())),
             }
         }
@@ -118,8 +153,7 @@ impl BackupStream {
     fn ended(&self, trailers: Option<&http::HeaderMap>) -> LndError {
         match trailers.and_then(Status::from_header_map) {
             Some(s) if s.code() != Code::Ok => self.client.status_error(RPC, NEEDS, &s),
-            _ if !self.frames.at_boundary() => bad_reply(CUT_OFF),
-            _ => LndError::StreamEnded,
+            _ => self.received.cut_off().unwrap_or(LndError::StreamEnded),
         }
     }
 }
@@ -237,18 +271,12 @@ impl Drop for NewestSnapshot {
 /// error that ends the stream. The entry point of the `backup_stream` fuzz
 /// target; the result must not depend on `piece`.
 pub fn read_stream_bytes(body: &[u8], piece: usize) -> Vec<Result<Snapshot, LndError>> {
-    let mut frames = SnapshotFrames::new(MAX_MESSAGE_BYTES);
-    let (mut done, mut out) = (Vec::new(), Vec::new());
+    let mut received = Received::new();
+    let mut out = Vec::new();
     for bytes in body.chunks(piece.max(1)) {
-        let fed = frames.feed(bytes, &mut done);
-        out.extend(done.drain(..).map(decode));
-        if let Err(e) = fed {
-            out.push(Err(bad_reply(&e.0)));
-            return out;
-        }
+        received.take(bytes);
+        out.extend(std::iter::from_fn(|| received.next()));
     }
-    if !frames.at_boundary() {
-        out.push(Err(bad_reply(CUT_OFF)));
-    }
+    out.extend(received.cut_off().map(Err));
     out
 }
