@@ -100,6 +100,7 @@ struct Pack {
 
 /// A finished pack, ready to upload, and what the index says of it.
 struct Packed {
+    kind: BlobKind,
     id: [u8; 32],
     body: Bytes,
     entry: IndexPack,
@@ -159,6 +160,7 @@ impl Pack {
                 .collect(),
         };
         Ok(Packed {
+            kind: self.kind,
             id,
             body: Bytes::from(self.body),
             entry,
@@ -260,11 +262,10 @@ pub(super) fn write_snapshot(
     let trees = trees.finish(&cipher)?;
 
     for pack in [&data, &trees] {
-        let cacheable = pack.entry.blobs.first().is_some_and(|b| b.kind == "tree");
         be.write_bytes(
             FileType::Pack,
             &Id::new(pack.id),
-            cacheable,
+            pack.kind == BlobKind::Tree,
             pack.body.clone().into(),
         )?;
     }
@@ -272,7 +273,7 @@ pub(super) fn write_snapshot(
         packs: [&data.entry, &trees.entry],
     })
     .map_err(|e| format!("cannot encode the index: {e}"))?;
-    write_file(be, key, FileType::Index, &index)?;
+    write_file(be, &cipher, FileType::Index, &index)?;
 
     snap.tree = root_id;
     let mut paths = StringList::default();
@@ -301,7 +302,7 @@ pub(super) fn write_snapshot(
     summary.backup_end = end;
     snap.summary = Some(summary);
     let json = serde_json::to_vec(&snap).map_err(|e| format!("cannot encode the snapshot: {e}"))?;
-    snap.id = write_file(be, key, FileType::Snapshot, &json)?.into();
+    snap.id = write_file(be, &cipher, FileType::Snapshot, &json)?.into();
     Ok(snap)
 }
 
@@ -313,11 +314,12 @@ fn seconds(from: &rustic_core::jiff::Zoned, to: &rustic_core::jiff::Zoned) -> f6
 /// what is stored.
 fn write_file(
     be: &dyn WriteBackend,
-    key: &RepoKey,
+    cipher: &Cipher,
     tpe: FileType,
     plain: &[u8],
 ) -> Result<Id, WriteError> {
-    let stored = crypt::encrypt(key, plain)?;
+    let mut stored = Vec::with_capacity(plain.len() + OVERHEAD);
+    crypt::append_sealed(cipher, &mut stored, plain)?;
     let id = Id::new(Sha256::digest(&stored).into());
     be.write_bytes(tpe, &id, true, stored.into())?;
     Ok(id)
