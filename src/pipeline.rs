@@ -13,7 +13,7 @@ use crate::lnd::{LndClient, LndError};
 use crate::metrics::{Metrics, SnapshotOutcome};
 use crate::scb::{self, ChanPoint, Snapshot};
 use crate::seal::{Recipients, SealError};
-use crate::spool::{BackupRecord, Spool, SpoolError, Stored};
+use crate::spool::{BackupRecord, Prepared, Spool, SpoolError, Stored};
 
 mod cover;
 pub use cover::COVER_SOURCE;
@@ -44,10 +44,10 @@ impl PipelineError {
     }
 }
 
-/// The journal as read beside the verify, and the snapshot sealed with
-/// its blob's SHA-256 unless it looked unchanged.
+/// The journal as read beside the verify, and unless the snapshot looked
+/// unchanged, its blob's SHA-256 and the sealed file written ahead.
 type EarlyWork = tokio::task::JoinHandle<
-    Result<(crate::spool::Journal, Option<(Vec<u8>, String)>), PipelineError>,
+    Result<(crate::spool::Journal, Option<(Prepared, String)>), PipelineError>,
 >;
 
 /// What happened to a snapshot.
@@ -211,13 +211,21 @@ impl Pipeline {
         let multi = snap.multi;
         let early = self.seal_early(&multi, &snap.chan_points);
         // 1. Verify: LND must be able to read what we are about to keep.
-        let verified = lnd.verify_multi(&multi).await.map_err(|e| match e {
-            LndError::Rpc {
-                rpc: "VerifyChanBackup",
-                message,
-            } => PipelineError::Rejected(message),
-            e => PipelineError::Lnd(e),
-        })?;
+        let verified = match lnd.verify_multi(&multi).await {
+            Ok(v) => v,
+            Err(e) => {
+                // The file written ahead is removed when the early work
+                // ends; wait for that, so a refused snapshot leaves nothing.
+                let _ = early.await;
+                return Err(match e {
+                    LndError::Rpc {
+                        rpc: "VerifyChanBackup",
+                        message,
+                    } => PipelineError::Rejected(message),
+                    e => PipelineError::Lnd(e),
+                });
+            }
+        };
         let points = self.channels(verified, &multi, &snap.chan_points).await;
 
         let t_verify = t0.elapsed();
@@ -304,9 +312,11 @@ impl Pipeline {
         }
     }
 
-    /// While LND verifies: read the journal, seal and hash. Both are skipped
-    /// when LND lists the channel set of the newest stored backup, as for
-    /// the second snapshot of most events: that one is a duplicate.
+    /// While LND verifies: read the journal, seal, hash, and write the sealed
+    /// file under a temp name (fsynced; renamed and journaled only once LND
+    /// has accepted the snapshot, removed otherwise). All but the journal
+    /// read are skipped when LND lists the channel set of the newest stored
+    /// backup, as for the second snapshot of most events: a duplicate.
     fn seal_early(&self, multi: &bytes::Bytes, listed: &BTreeSet<ChanPoint>) -> EarlyWork {
         let (spool, recipients, multi) =
             (self.spool.clone(), self.recipients.clone(), multi.clone());
@@ -316,10 +326,10 @@ impl Pipeline {
             let unchanged = journal.newest().is_some_and(|n| n.fingerprint == listed);
             let sealed = match unchanged {
                 true => None,
-                false => Some((
-                    crate::seal::seal(&recipients, &multi)?,
-                    scb::sha256_hex(&multi),
-                )),
+                false => {
+                    let sealed = crate::seal::seal(&recipients, &multi)?;
+                    Some((spool.prepare(&sealed)?, scb::sha256_hex(&multi)))
+                }
             };
             Ok((journal, sealed))
         })

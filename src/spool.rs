@@ -22,7 +22,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
-use crate::scb::sha256_hex;
 
 pub use crate::state_dir::{BACKUPS_DIR, JOURNAL_FILE, LOCK_FILE};
 /// Version of the journal format this build writes and reads.
@@ -615,135 +614,6 @@ impl Spool {
         Ok(())
     }
 
-    /// Store a sealed backup. `record.id` is set here from the bytes.
-    pub fn store(&self, record: BackupRecord, sealed: &[u8]) -> Result<Stored, SpoolError> {
-        self.store_with(record, sealed, true)
-    }
-
-    /// Store the same channel state re-sealed to a new recipient set (age
-    /// identity rotation): like [`Spool::store`], but without the fingerprint
-    /// dedupe (the fingerprint is the one of the backup it re-seals), so it
-    /// always becomes the newest backup and, unless suspect, the last good one.
-    pub fn store_reseal(
-        &self,
-        record: BackupRecord,
-        sealed: &[u8],
-    ) -> Result<BackupRecord, SpoolError> {
-        match self.store_with(record, sealed, false)? {
-            Stored::New(r) => Ok(*r),
-            // Unreachable without dedupe; report it rather than panic.
-            Stored::Duplicate { fingerprint } => Err(SpoolError::Journal {
-                path: self.journal_path(),
-                reason: format!("re-seal of {fingerprint} was taken for a duplicate"),
-            }),
-        }
-    }
-
-    fn store_with(
-        &self,
-        mut record: BackupRecord,
-        sealed: &[u8],
-        dedupe: bool,
-    ) -> Result<Stored, SpoolError> {
-        record.id = sha256_hex(sealed);
-        record.sealed_len = sealed.len() as u64;
-        let _lock = self.lock()?;
-        let mut j = self.load()?;
-        if dedupe
-            && j.newest()
-                .is_some_and(|n| n.fingerprint == record.fingerprint)
-        {
-            return Ok(Stored::Duplicate {
-                fingerprint: record.fingerprint,
-            });
-        }
-        let path = self.backup_path(&record.id);
-        let io_err = |op, source| SpoolError::Io {
-            op,
-            path: path.clone(),
-            source,
-        };
-        let tmp = fsutil::write_temp(&path, sealed, 0o600).map_err(|e| io_err("write", e))?;
-        self.crash_at(CrashPoint::BlobTempWritten)?;
-        fsutil::commit_temp(&tmp, &path).map_err(|e| io_err("rename into", e))?;
-        self.crash_at(CrashPoint::BlobRenamed)?;
-        record.seq = j.max_seq() + 1;
-        j.next_seq = record.seq + 1;
-        let signer = self.keys.public();
-        let fingerprint = self.keys.keyed_fingerprint(&record.fingerprint);
-        record.signed = Some(Signed {
-            fingerprint,
-            signature: String::new(),
-            signer: signer.clone(),
-        });
-        let signature = self.keys.sign(&record.claims(&signer));
-        if let Some(s) = record.signed.as_mut() {
-            s.signature = signature;
-        }
-        // The same sealed bytes cannot come twice (fresh age file key each time),
-        // but keep the journal's ids unique even so.
-        j.backups.retain(|b| b.id != record.id);
-        j.backups.push(record.clone());
-        if !record.is_suspect() {
-            j.last_good = Some(record.id.clone());
-            let newest = j.backups.len() - 1;
-            for b in &mut j.backups[..newest] {
-                b.chan_points = Vec::new();
-                b.suspect_channels = Vec::new();
-            }
-        }
-        let pruned = prune(&mut j, self.keep);
-        if let Err(e) = self.save(&j) {
-            // Not journaled, so not durable: take the file back now rather than
-            // leaving it for the sweep at the next start (a full disk would
-            // otherwise fill up further with every retry).
-            #[cfg(test)]
-            let simulated = matches!(e, SpoolError::Crash(_));
-            #[cfg(not(test))]
-            let simulated = false;
-            if !simulated {
-                let _ = fs::remove_file(&path);
-            }
-            return Err(e);
-        }
-        self.crash_at(CrashPoint::JournalRenamed)?;
-        for id in &pruned {
-            let p = self.backup_path(id);
-            if let Err(e) = fs::remove_file(&p) {
-                tracing::warn!(path = %p.display(), error = %e, "cannot remove pruned backup; it is swept on next start");
-            }
-        }
-        Ok(Stored::New(Box::new(record)))
-    }
-
-    /// The sealed bytes of a backup, checked against their id.
-    pub fn read(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
-        let path = self.backup_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SpoolError::Missing {
-                    id: id.to_string(),
-                    path,
-                });
-            }
-            Err(source) => {
-                return Err(SpoolError::Io {
-                    op: "read",
-                    path,
-                    source,
-                });
-            }
-        };
-        if sha256_hex(&bytes) != id {
-            return Err(SpoolError::Integrity {
-                id: id.to_string(),
-                path,
-            });
-        }
-        Ok(bytes)
-    }
-
     /// What a target still needs (see [`Journal::pending_for`]).
     pub fn pending_for(&self, target: &str) -> Result<Vec<Pending>, SpoolError> {
         Ok(self.journal()?.pending_for(target))
@@ -791,6 +661,8 @@ impl Spool {
 
 mod prune;
 use prune::prune;
+mod store;
+pub use store::Prepared;
 
 #[cfg(test)]
 mod tests;

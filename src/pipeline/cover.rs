@@ -14,7 +14,7 @@ use chrono::Utc;
 
 use super::{Pipeline, PipelineError, blocking, short};
 use crate::secret::SecretBytes;
-use crate::spool::{BackupRecord, Journal, Spool, SpoolError, Stored};
+use crate::spool::{BackupRecord, Journal, Prepared, Spool, SpoolError, Stored};
 
 /// `BackupRecord::source` of a cover upload.
 pub const COVER_SOURCE: &str = "cover";
@@ -56,10 +56,10 @@ impl Remembered {
         &self,
         spool: &Spool,
         record: BackupRecord,
-        sealed: &[u8],
+        sealed: Prepared,
         multi: &[u8],
     ) -> Result<Stored, SpoolError> {
-        let stored = spool.store(record, sealed)?;
+        let stored = spool.store_prepared(record, sealed)?;
         if let Stored::New(r) = &stored
             && !r.is_suspect()
         {
@@ -76,21 +76,21 @@ impl Remembered {
 
 impl Pipeline {
     /// Seal `multi`, store it, and remember it if it is the new last good state.
-    /// `sealed`: `multi` already sealed, if it was.
+    /// `sealed`: `multi` already sealed and written ahead, if it was.
     pub(super) async fn seal_and_store(
         &self,
         record: BackupRecord,
         multi: bytes::Bytes,
-        sealed: Option<Vec<u8>>,
+        sealed: Option<Prepared>,
     ) -> Result<Stored, PipelineError> {
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
         let remembered = self.remembered.clone();
         blocking(move || -> Result<Stored, PipelineError> {
             let sealed = match sealed {
                 Some(s) => s,
-                None => crate::seal::seal(&recipients, &multi)?,
+                None => spool.prepare(&crate::seal::seal(&recipients, &multi)?)?,
             };
-            Ok(remembered.store(&spool, record, &sealed, &multi)?)
+            Ok(remembered.store(&spool, record, sealed, &multi)?)
         })
         .await?
     }

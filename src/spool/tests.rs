@@ -1,4 +1,5 @@
 use super::*;
+use crate::scb::sha256_hex;
 
 fn rec(fp: &str, suspect: bool) -> BackupRecord {
     BackupRecord {
@@ -323,4 +324,42 @@ fn the_public_suspect_reason_never_names_a_channel_point() {
     assert_eq!(r.public_suspect(), r.suspect);
     r.suspect = None;
     assert_eq!(r.public_suspect(), None);
+}
+
+/// The files in the spool's backups dir, temp files included.
+fn backup_files(d: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(d.join(BACKUPS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_file_written_ahead_is_stored_once_journaled_and_gone_if_dropped() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    // Written ahead: a temp file only, named by nothing the journal knows.
+    let ahead = s.prepare(b"sealed-one").unwrap();
+    assert_eq!(ahead.id(), sha256_hex(b"sealed-one"));
+    let names = backup_files(d.path());
+    assert!(names.len() == 1 && names[0].ends_with(".tmp"), "{names:?}");
+    assert!(s.journal().unwrap().backups.is_empty());
+    // Stored: renamed under its id and journaled.
+    let one = stored(s.store_prepared(rec("one", false), ahead).unwrap());
+    assert_eq!(one.id, sha256_hex(b"sealed-one"));
+    assert_eq!(one.sealed_len, 10);
+    assert_eq!(backup_files(d.path()), vec![format!("{}.age", one.id)]);
+    assert_eq!(s.read(&one.id).unwrap(), b"sealed-one");
+    // Dropped unstored (LND refused the snapshot): removed.
+    drop(s.prepare(b"sealed-two").unwrap());
+    assert_eq!(backup_files(d.path()), vec![format!("{}.age", one.id)]);
+    // A duplicate of the newest state: nothing written stays behind.
+    let again = s.prepare(b"sealed-one-again").unwrap();
+    assert!(matches!(
+        s.store_prepared(rec("one", false), again).unwrap(),
+        Stored::Duplicate { .. }
+    ));
+    assert_eq!(backup_files(d.path()), vec![format!("{}.age", one.id)]);
 }

@@ -64,6 +64,11 @@ async fn verify_then_dedupe_then_seal_then_spool() {
     let ids = Identities::from_file(&f.identity).unwrap();
     assert_eq!(seal::open(&ids, &sealed).unwrap().expose(), &snap.multi[..]);
     assert_eq!(p.spool().journal().unwrap().backups.len(), 1);
+    // Only the stored backup's file: nothing of the duplicate, not a temp.
+    assert_eq!(
+        files_in(&p.spool().dir().join("backups")),
+        vec![format!("{}.age", rec.id)]
+    );
 }
 
 #[tokio::test]
@@ -83,6 +88,21 @@ async fn a_snapshot_lnd_cannot_verify_is_not_stored() {
         "{err}"
     );
     assert!(p.spool().journal().unwrap().backups.is_empty());
+    // The sealed file written while LND verified is gone too, temp name and all.
+    assert_eq!(
+        files_in(&p.spool().dir().join("backups")),
+        Vec::<String>::new()
+    );
+}
+
+/// The names in `dir`, sorted.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]

@@ -1,0 +1,210 @@
+//! Storing a sealed backup: its file, then the journal entry that makes it
+//! durable, and reading it back checked against its id.
+//!
+//! The file can be written ahead ([`Spool::prepare`]): complete and fsynced
+//! under a temp name while the pipeline still waits for LND's
+//! `VerifyChanBackup`, and only renamed into place and journaled
+//! ([`Spool::store_prepared`]) once LND has accepted the snapshot. A temp
+//! file is nothing anyone reads; dropped unstored it is removed, and after
+//! a crash the next open sweeps it.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use super::{BackupRecord, CrashPoint, Signed, Spool, SpoolError, Stored, prune};
+use crate::fsutil;
+use crate::scb::sha256_hex;
+
+/// A sealed backup written and fsynced under a temp name in the spool, not
+/// yet stored: removed when dropped unless [`Spool::store_prepared`] took it.
+#[derive(Debug)]
+pub struct Prepared {
+    id: String,
+    len: u64,
+    tmp: Option<PathBuf>,
+}
+
+impl Prepared {
+    /// The SHA-256 of the sealed bytes: the id it will be stored under.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its temp file, now the caller's to rename or remove.
+    fn take(mut self) -> PathBuf {
+        self.tmp.take().unwrap_or_default()
+    }
+
+    /// Leave the temp file where it is, as a killed process would (the
+    /// unit tests' crash points; the next open sweeps it).
+    fn abandon(mut self) {
+        self.tmp = None;
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+impl Spool {
+    /// Write `sealed` into the spool under a temp name, fsynced, and hash it:
+    /// the slow half of a store, which needs neither the lock nor the journal.
+    pub fn prepare(&self, sealed: &[u8]) -> Result<Prepared, SpoolError> {
+        let id = sha256_hex(sealed);
+        let path = self.backup_path(&id);
+        let tmp = fsutil::write_temp(&path, sealed, 0o600).map_err(|source| SpoolError::Io {
+            op: "write",
+            path,
+            source,
+        })?;
+        Ok(Prepared {
+            id,
+            len: sealed.len() as u64,
+            tmp: Some(tmp),
+        })
+    }
+
+    /// Store a sealed backup. `record.id` is set here from the bytes.
+    pub fn store(&self, record: BackupRecord, sealed: &[u8]) -> Result<Stored, SpoolError> {
+        self.store_prepared(record, self.prepare(sealed)?)
+    }
+
+    /// [`Spool::store`] of a backup whose file [`Spool::prepare`] wrote.
+    pub fn store_prepared(
+        &self,
+        record: BackupRecord,
+        blob: Prepared,
+    ) -> Result<Stored, SpoolError> {
+        self.store_with(record, blob, true)
+    }
+
+    /// Store the same channel state re-sealed to a new recipient set (age
+    /// identity rotation): like [`Spool::store`], but without the fingerprint
+    /// dedupe (the fingerprint is the one of the backup it re-seals), so it
+    /// always becomes the newest backup and, unless suspect, the last good one.
+    pub fn store_reseal(
+        &self,
+        record: BackupRecord,
+        sealed: &[u8],
+    ) -> Result<BackupRecord, SpoolError> {
+        match self.store_with(record, self.prepare(sealed)?, false)? {
+            Stored::New(r) => Ok(*r),
+            // Unreachable without dedupe; report it rather than panic.
+            Stored::Duplicate { fingerprint } => Err(SpoolError::Journal {
+                path: self.journal_path(),
+                reason: format!("re-seal of {fingerprint} was taken for a duplicate"),
+            }),
+        }
+    }
+
+    fn store_with(
+        &self,
+        mut record: BackupRecord,
+        blob: Prepared,
+        dedupe: bool,
+    ) -> Result<Stored, SpoolError> {
+        record.id = blob.id.clone();
+        record.sealed_len = blob.len;
+        let _lock = self.lock()?;
+        let mut j = self.load()?;
+        if dedupe
+            && j.newest()
+                .is_some_and(|n| n.fingerprint == record.fingerprint)
+        {
+            return Ok(Stored::Duplicate {
+                fingerprint: record.fingerprint,
+            });
+        }
+        if let Err(e) = self.crash_at(CrashPoint::BlobTempWritten) {
+            blob.abandon();
+            return Err(e);
+        }
+        let path = self.backup_path(&record.id);
+        fsutil::commit_temp(&blob.take(), &path).map_err(|source| SpoolError::Io {
+            op: "rename into",
+            path: path.clone(),
+            source,
+        })?;
+        self.crash_at(CrashPoint::BlobRenamed)?;
+        record.seq = j.max_seq() + 1;
+        j.next_seq = record.seq + 1;
+        let signer = self.keys.public();
+        let fingerprint = self.keys.keyed_fingerprint(&record.fingerprint);
+        record.signed = Some(Signed {
+            fingerprint,
+            signature: String::new(),
+            signer: signer.clone(),
+        });
+        let signature = self.keys.sign(&record.claims(&signer));
+        if let Some(s) = record.signed.as_mut() {
+            s.signature = signature;
+        }
+        // The same sealed bytes cannot come twice (fresh age file key each time),
+        // but keep the journal's ids unique even so.
+        j.backups.retain(|b| b.id != record.id);
+        j.backups.push(record.clone());
+        if !record.is_suspect() {
+            j.last_good = Some(record.id.clone());
+            let newest = j.backups.len() - 1;
+            for b in &mut j.backups[..newest] {
+                b.chan_points = Vec::new();
+                b.suspect_channels = Vec::new();
+            }
+        }
+        let pruned = prune(&mut j, self.keep);
+        if let Err(e) = self.save(&j) {
+            // Not journaled, so not durable: take the file back now rather than
+            // leaving it for the sweep at the next start (a full disk would
+            // otherwise fill up further with every retry).
+            #[cfg(test)]
+            let simulated = matches!(e, SpoolError::Crash(_));
+            #[cfg(not(test))]
+            let simulated = false;
+            if !simulated {
+                let _ = fs::remove_file(&path);
+            }
+            return Err(e);
+        }
+        self.crash_at(CrashPoint::JournalRenamed)?;
+        for id in &pruned {
+            let p = self.backup_path(id);
+            if let Err(e) = fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove pruned backup; it is swept on next start");
+            }
+        }
+        Ok(Stored::New(Box::new(record)))
+    }
+
+    /// The sealed bytes of a backup, checked against their id.
+    pub fn read(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
+        let path = self.backup_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SpoolError::Missing {
+                    id: id.to_string(),
+                    path,
+                });
+            }
+            Err(source) => {
+                return Err(SpoolError::Io {
+                    op: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        if sha256_hex(&bytes) != id {
+            return Err(SpoolError::Integrity {
+                id: id.to_string(),
+                path,
+            });
+        }
+        Ok(bytes)
+    }
+}
