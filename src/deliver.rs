@@ -17,6 +17,7 @@ use crate::sink::{Delivery, ErrorKind, Receipt, Target, TargetError};
 use crate::spool::{Pending, Spool, SpoolError};
 
 mod pace;
+pub use pace::MAX_STRETCH;
 use pace::{Pace, Step};
 
 /// Why one delivery failed.

@@ -14,6 +14,8 @@ pub mod chanbackup;
 pub mod cli;
 pub mod config;
 mod deliver;
+/// The widest gap between two uploads in a burst, in `delivery.min_interval_ms`s.
+pub use deliver::MAX_STRETCH as DELIVERY_MAX_STRETCH;
 pub mod escrow;
 pub mod fsutil;
 mod init;
