@@ -231,11 +231,7 @@ fn every_crash_point_leaves_a_consistent_spool() {
             "{point:?}"
         );
         // Every journaled backup is readable and intact; nothing else is on disk.
-        let mut names: Vec<String> = fs::read_dir(d.path().join(BACKUPS_DIR))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = backup_files(d.path());
         let mut want: Vec<String> = j.backups.iter().map(|b| format!("{}.age", b.id)).collect();
         want.sort();
         assert_eq!(names, want, "{point:?}");

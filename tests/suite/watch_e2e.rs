@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{Fixture, eventually};
+use crate::common::{Fixture, eventually, names};
 use chanvault::lnd::{LndClient, LndSettings};
 use chanvault::pipeline::{Outcome, Pipeline, PipelineError};
 use chanvault::scb;
@@ -66,7 +66,7 @@ async fn verify_then_dedupe_then_seal_then_spool() {
     assert_eq!(p.spool().journal().unwrap().backups.len(), 1);
     // Only the stored backup's file: nothing of the duplicate, not a temp.
     assert_eq!(
-        files_in(&p.spool().dir().join("backups")),
+        names(&p.spool().dir().join("backups")),
         vec![format!("{}.age", rec.id)]
     );
 }
@@ -90,19 +90,9 @@ async fn a_snapshot_lnd_cannot_verify_is_not_stored() {
     assert!(p.spool().journal().unwrap().backups.is_empty());
     // The sealed file written while LND verified is gone too, temp name and all.
     assert_eq!(
-        files_in(&p.spool().dir().join("backups")),
+        names(&p.spool().dir().join("backups")),
         Vec::<String>::new()
     );
-}
-
-/// The names in `dir`, sorted.
-fn files_in(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]

@@ -276,6 +276,16 @@ pub fn golden(name: &str, actual: &str) {
     );
 }
 
+/// The names in `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 /// A finished command as text for assertion messages: exit code, stdout, stderr.
 pub fn text(o: &std::process::Output) -> String {
     format!(
