@@ -86,6 +86,8 @@ struct Received {
     ready: VecDeque<Result<Option<Bytes>, LndError>>,
     /// A chunk did not parse: nothing after it is read.
     failed: bool,
+    /// When the first byte of the message being read arrived.
+    started: Option<std::time::Instant>,
 }
 
 impl Received {
@@ -94,6 +96,7 @@ impl Received {
             frames: SnapshotFrames::new(MAX_MESSAGE_BYTES),
             ready: VecDeque::new(),
             failed: false,
+            started: None,
         }
     }
 
@@ -102,8 +105,23 @@ impl Received {
         if self.failed {
             return;
         }
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
         let mut done = Vec::new();
         let fed = self.frames.feed(chunk, &mut done);
+        if !done.is_empty() {
+            // The stream's own share of a snapshot's latency: its first byte
+            // to its last (the transfer and this walk), apart from LND's
+            // packing before it and the pipeline after.
+            tracing::debug!(
+                messages = done.len(),
+                recv_ms = started.elapsed().as_secs_f64() * 1e3,
+                "backup stream message read"
+            );
+            self.started = None;
+        }
+        if !self.frames.at_boundary() && self.started.is_none() {
+            self.started = Some(std::time::Instant::now());
+        }
         self.ready.extend(done.into_iter().map(Ok));
         if let Err(e) = fed {
             self.failed = true;

@@ -110,8 +110,11 @@ impl Spool {
     ) -> Result<Stored, SpoolError> {
         record.id = blob.id.clone();
         record.sealed_len = blob.len;
+        let t0 = std::time::Instant::now();
         let _lock = self.lock()?;
+        let t_lock = t0.elapsed();
         let mut j = self.load()?;
+        let t_load = t0.elapsed();
         if dedupe
             && j.newest()
                 .is_some_and(|n| n.fingerprint == record.fingerprint)
@@ -131,6 +134,7 @@ impl Spool {
             source,
         })?;
         self.crash_at(CrashPoint::BlobRenamed)?;
+        let t_rename = t0.elapsed();
         record.seq = j.max_seq() + 1;
         j.next_seq = record.seq + 1;
         let signer = self.keys.public();
@@ -157,7 +161,18 @@ impl Spool {
             }
         }
         let pruned = prune(&mut j, self.keep);
-        if let Err(e) = self.save(&j) {
+        let t_sign = t0.elapsed();
+        let saved = self.save(&j);
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            store_lock_ms = ms(t_lock),
+            store_load_ms = ms(t_load - t_lock),
+            store_rename_ms = ms(t_rename - t_load),
+            store_sign_ms = ms(t_sign - t_rename),
+            store_journal_ms = ms(t0.elapsed() - t_sign),
+            "spool store stage times"
+        );
+        if let Err(e) = saved {
             // Not journaled, so not durable: take the file back now rather than
             // leaving it for the sweep at the next start (a full disk would
             // otherwise fill up further with every retry).
