@@ -170,6 +170,31 @@ async fn run_size(
     })
 }
 
+/// Each step of an event alone at this row's size, and the row against
+/// their sum (see `support::floor`).
+async fn print_floor(s: &Setup, spool: &chanvault::spool::Spool, r: &Row) -> BenchResult<()> {
+    let f = support::floor::measure(s, &spool.journal_path()).await?;
+    println!(
+        "{:>8} (floor, each step alone, p50: verify {:.2} | seal+write {:.2} beside it | commit {:.2} | \
+         journal {:.2} | 8 x REST {:.2} | upload {:.2} | hashes {:.2} | record {:.2} = {:.2}ms; \
+         offsite p50 is {:.1}x that. Export {:.2}ms, less LND's packing: stream ~{:.2}ms)",
+        "",
+        f.verify,
+        f.seal_write,
+        f.commit,
+        f.journal,
+        8.0 * f.rtt,
+        f.upload,
+        f.hashes,
+        f.record,
+        f.sum(),
+        r.offsite.0 / f.sum(),
+        f.export,
+        (f.export - r.lnd_before_p50).max(0.0)
+    );
+    Ok(())
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -300,6 +325,7 @@ async fn run() -> BenchResult<()> {
             r.allocs_p50,
             r.alloc_bytes_p50 / (r.sealed_kib * 1024.0)
         );
+        print_floor(&s, &spool, &r).await?;
         rows.push(r);
         if (100..=1000).contains(&channels)
             && std::env::var_os("CHANVAULT_BENCH_NO_BURST").is_none()

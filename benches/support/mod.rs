@@ -12,6 +12,8 @@ use chanvault::metrics::Metrics;
 use chanvault::sim::{SimOptions, Simulator};
 use chanvault::sink::restic::ResticTarget;
 
+pub mod floor;
+
 pub const PASSWORD: &str = "bench-repository-password";
 /// Longest any single wait may take before the bench gives up on it.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
