@@ -68,6 +68,16 @@ impl Remembered {
         Ok(stored)
     }
 
+    /// Whether nothing more is needed to cover `fingerprint`'s state: no
+    /// covers are made, or its multi is already kept.
+    pub(super) fn holds(&self, fingerprint: &str) -> bool {
+        let Some(kept) = &self.0 else {
+            return true;
+        };
+        let g = kept.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().is_some_and(|(f, _)| f == fingerprint)
+    }
+
     fn get(&self) -> Option<State> {
         let kept = self.0.as_ref()?;
         kept.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -139,5 +149,23 @@ impl Pipeline {
             self.wake();
         }
         Ok(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Remembered;
+
+    #[test]
+    fn only_a_cover_target_without_the_states_multi_needs_one() {
+        assert!(
+            Remembered::default().holds("f1"),
+            "no covers: nothing needed"
+        );
+        let r = Remembered::enabled();
+        assert!(!r.holds("f1"));
+        r.set("f1", b"multi");
+        assert!(r.holds("f1"));
+        assert!(!r.holds("f2"));
     }
 }

@@ -71,6 +71,65 @@ async fn verify_then_dedupe_then_seal_then_spool() {
     );
 }
 
+/// lnd sends two or more snapshots per channel event; the ones that list
+/// the newest stored backup's channels are dropped without asking LND to
+/// verify them, once the journal confirms the listing is the newest.
+#[tokio::test]
+async fn a_stream_duplicate_on_lnds_listing_is_not_verified_again() {
+    let f = Fixture::new().await;
+    let (p, lnd) = pipeline(&f).await;
+    f.sim.open_channels(2);
+    let older = lnd.export_all().await.unwrap();
+    let rec = stored(p.process(&lnd, older.clone(), "stream").await.unwrap());
+    let verifies = || f.sim.calls("VerifyChanBackup");
+    let before = verifies();
+    let dup = Outcome::Duplicate {
+        fingerprint: rec.fingerprint.clone(),
+    };
+    let again = lnd.export_all().await.unwrap();
+    assert_eq!(p.process(&lnd, again, "stream").await.unwrap(), dup);
+    assert_eq!(
+        verifies(),
+        before,
+        "a duplicate on LND's listing is not verified"
+    );
+    // A connect, the schedule and `backup --once` are the proof that LND's
+    // backup still reads: verified whatever they list.
+    let again = lnd.export_all().await.unwrap();
+    assert_eq!(p.process(&lnd, again, "schedule").await.unwrap(), dup);
+    assert_eq!(verifies(), before + 1);
+
+    // Another process stores a newer set: the pipeline's memory of the
+    // newest is a hint only, and the old set is verified and judged again.
+    f.sim.open_channels(1);
+    let cfg = f.load();
+    let other = Pipeline::new(
+        Arc::new(Spool::open(&cfg.state_dir, cfg.backup.keep).unwrap()),
+        Arc::new(Recipients::from_config(&cfg.seal.recipients, &[]).unwrap()),
+    );
+    let newer = stored(
+        other
+            .process(&lnd, lnd.export_all().await.unwrap(), "once")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(verifies(), before + 2);
+    let judged = stored(p.process(&lnd, older, "stream").await.unwrap());
+    assert_eq!(
+        verifies(),
+        before + 3,
+        "verified: the journal's newest is another set"
+    );
+    assert!(
+        judged.is_suspect(),
+        "it lacks a channel LND has open: {judged:?}"
+    );
+    assert_eq!(
+        p.spool().journal().unwrap().last_good().unwrap().id,
+        newer.id
+    );
+}
+
 #[tokio::test]
 async fn a_snapshot_lnd_cannot_verify_is_not_stored() {
     let f = Fixture::new().await;
