@@ -298,6 +298,11 @@ async fn run() -> BenchResult<()> {
         if only.as_ref().is_some_and(|o| !o.contains(&channels)) {
             continue;
         }
+        // CHANVAULT_BENCH_REPS=30: more events per row, for comparing two builds.
+        let reps = std::env::var("CHANVAULT_BENCH_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(reps);
         let r = run_size(&s, &metrics, &spool, channels, reps, stock_reps).await?;
         println!(
             "{:>8} {:>5} {:>7.1}Ki | {:>7.2}ms {:>7.2}ms | {:>8.2}ms {:>8.2}ms | {:>8.1}ms {:>8.1}ms | {:>7.1}x",
