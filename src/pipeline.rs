@@ -241,21 +241,7 @@ impl Pipeline {
             Some(early) => early,
         };
         // 1. Verify: LND must be able to read what we are about to keep.
-        let verified = match lnd.verify_multi(&multi).await {
-            Ok(v) => v,
-            Err(e) => {
-                // The file written ahead is removed when the early work
-                // ends; wait for that, so a refused snapshot leaves nothing.
-                let _ = early.finish().await;
-                return Err(match e {
-                    LndError::Rpc {
-                        rpc: "VerifyChanBackup",
-                        message,
-                    } => PipelineError::Rejected(message),
-                    e => PipelineError::Lnd(e),
-                });
-            }
-        };
+        let (verified, early) = Self::verify(lnd, &multi, early).await?;
         let points = self.channels(verified, &multi, &snap.chan_points).await;
 
         let t_verify = t0.elapsed();
@@ -340,6 +326,28 @@ impl Pipeline {
                 // 6. Deliver: wake the workers.
                 self.wake();
                 Ok(Outcome::Stored(rec))
+            }
+        }
+    }
+
+    /// `VerifyChanBackup`. A refused snapshot leaves nothing: the file
+    /// written ahead is removed when the early work ends, which is waited for.
+    async fn verify(
+        lnd: &LndClient,
+        multi: &bytes::Bytes,
+        early: Early,
+    ) -> Result<(Option<BTreeSet<ChanPoint>>, Early), PipelineError> {
+        match lnd.verify_multi(multi).await {
+            Ok(v) => Ok((v, early)),
+            Err(e) => {
+                let _ = early.finish().await;
+                Err(match e {
+                    LndError::Rpc {
+                        rpc: "VerifyChanBackup",
+                        message,
+                    } => PipelineError::Rejected(message),
+                    e => PipelineError::Lnd(e),
+                })
             }
         }
     }
