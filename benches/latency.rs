@@ -248,8 +248,9 @@ async fn burst(s: &Setup, metrics: &Arc<Metrics>) -> BenchResult<(f64, f64, f64,
     ))
 }
 
-/// RSS (KiB) and CPU (%) of an idle real `watch` holding `channels` channels.
-async fn idle_watch(s: &Setup) -> BenchResult<(u64, u64, f64)> {
+/// RSS (KiB) and CPU (%) of an idle real `watch` holding `channels` channels,
+/// then the CPU its events cost (see [`cpu_per_event`]).
+async fn idle_watch(s: &Setup) -> BenchResult<(u64, u64, f64, CpuSplit)> {
     let watch = WatchProcess::start(s).await?;
     // Let start-up work (export, verify, any catch-up upload) finish.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -258,10 +259,61 @@ async fn idle_watch(s: &Setup) -> BenchResult<(u64, u64, f64)> {
     tokio::time::sleep(IDLE_SAMPLE).await;
     let c1 = cpu_ticks(watch.pid()).unwrap_or(0);
     let (rss, hwm) = watch.rss_kib();
+    let cpu = ticks_ms(c1.saturating_sub(c0)) / 10.0 / t0.elapsed().as_secs_f64();
+    let split = cpu_per_event(s, &watch).await?;
     watch.stop();
-    let hz = 100.0; // USER_HZ on Linux
-    let cpu = (c1.saturating_sub(c0)) as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
-    Ok((rss, hwm, cpu))
+    Ok((rss, hwm, cpu, split))
+}
+
+/// Events for the CPU split, and the time each is given to be delivered
+/// before the next (an event takes ~0.3 s at 10000 channels).
+const CPU_EVENTS: usize = 20;
+const CPU_EVENT_GAP: Duration = Duration::from_millis(1000);
+
+/// CPU per event, in ms: the real `watch` (chanvault alone in its process)
+/// and this process, where only the simulated LND works meanwhile (the bench
+/// waits), for the same events as the rows: an open confirmed later, a close.
+struct CpuSplit {
+    chanvault: f64,
+    lnd: f64,
+}
+
+async fn cpu_per_event(s: &Setup, watch: &WatchProcess) -> BenchResult<CpuSplit> {
+    let me = std::process::id();
+    let (w0, b0) = (cpu_ticks(watch.pid()), cpu_ticks(me));
+    for i in 0..CPU_EVENTS {
+        let sim = s.sim.clone();
+        let pending = tokio::task::spawn_blocking(move || match i % 2 {
+            0 => Some(sim.open_pending_channel()),
+            _ => {
+                if let Some(cp) = sim.channels().iter().next_back().cloned() {
+                    sim.close_channel(&cp);
+                }
+                None
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        tokio::time::sleep(CPU_EVENT_GAP).await;
+        if let Some(cp) = pending {
+            s.sim.confirm_channel(&cp);
+        }
+    }
+    tokio::time::sleep(CPU_EVENT_GAP).await;
+    let (w1, b1) = (cpu_ticks(watch.pid()), cpu_ticks(me));
+    let per_event = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => ticks_ms(b.saturating_sub(a)) / CPU_EVENTS as f64,
+        _ => f64::NAN,
+    };
+    Ok(CpuSplit {
+        chanvault: per_event(w0, w1),
+        lnd: per_event(b0, b1),
+    })
+}
+
+/// CPU ticks (USER_HZ, 100 on Linux) in ms.
+fn ticks_ms(ticks: u64) -> f64 {
+    ticks as f64 * 10.0
 }
 
 async fn run() -> BenchResult<()> {
@@ -349,13 +401,21 @@ async fn run() -> BenchResult<()> {
     let _ = task.await;
 
     // Idle watch, real binary, at the size the table ended with.
-    let (rss, hwm, cpu) = idle_watch(&s).await?;
+    let (rss, hwm, cpu, split) = idle_watch(&s).await?;
     println!(
         "idle watch @{} channels: RSS {:.1} MiB (peak {:.1} MiB), CPU {cpu:.2}% over {}s",
         s.sim.channels().len(),
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
         IDLE_SAMPLE.as_secs()
+    );
+    println!(
+        "CPU per event @{} channels ({CPU_EVENTS} events, {} s apart): the real watch {:.1} ms; \
+         the simulated LND (this process, the bench waiting) {:.1} ms",
+        s.sim.channels().len(),
+        CPU_EVENT_GAP.as_secs_f64(),
+        split.chanvault,
+        split.lnd
     );
     Ok(())
 }
