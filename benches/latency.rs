@@ -96,17 +96,8 @@ async fn run_size(
         let _ = s.sim.take_handoff();
         let region = stats_alloc::Region::new(ALLOC);
         let start = Instant::now();
-        // Alternate open/close so the set stays at `channels`. An open is
-        // lnd's PendingOpenChannelEvent: one snapshot with the new channel.
-        // Its OpenChannelEvent (a second snapshot, same set) comes when the
-        // funding confirms, blocks later: below, after the delivery. A
-        // cooperative close sends its two (Closed, FullyResolved) together.
-        let mut pending = None;
-        if i % 2 == 0 {
-            pending = Some(s.sim.open_pending_channel());
-        } else if let Some(cp) = s.sim.channels().iter().next_back().cloned() {
-            s.sim.close_channel(&cp);
-        }
+        // Its OpenChannelEvent comes below, after the delivery.
+        let pending = channel_event(&s.sim, i);
         lnd_call.push(ms(start.elapsed()));
         // t0: LND hands the event's first snapshot (the new channel set) to
         // the stream. What it did before is LND's time, not chanvault's.
@@ -193,6 +184,22 @@ async fn print_floor(s: &Setup, spool: &chanvault::spool::Spool, r: &Row) -> Ben
         (f.export - r.lnd_before_p50).max(0.0)
     );
     Ok(())
+}
+
+/// Event `i` of a row: opens and closes alternate so the set keeps its size.
+/// An open is lnd's PendingOpenChannelEvent, one snapshot with the new
+/// channel; its OpenChannelEvent (a second snapshot, same set) comes when
+/// the funding confirms, blocks later, so the caller confirms the channel
+/// returned once the event is delivered. A cooperative close sends its two
+/// (Closed, FullyResolved) together.
+fn channel_event(sim: &chanvault::sim::Simulator, i: usize) -> Option<chanvault::scb::ChanPoint> {
+    if i.is_multiple_of(2) {
+        return Some(sim.open_pending_channel());
+    }
+    if let Some(cp) = sim.channels().iter().next_back().cloned() {
+        sim.close_channel(&cp);
+    }
+    None
 }
 
 fn ms(d: Duration) -> f64 {
@@ -283,17 +290,9 @@ async fn cpu_per_event(s: &Setup, watch: &WatchProcess) -> BenchResult<CpuSplit>
     let (w0, b0) = (cpu_ticks(watch.pid()), cpu_ticks(me));
     for i in 0..CPU_EVENTS {
         let sim = s.sim.clone();
-        let pending = tokio::task::spawn_blocking(move || match i % 2 {
-            0 => Some(sim.open_pending_channel()),
-            _ => {
-                if let Some(cp) = sim.channels().iter().next_back().cloned() {
-                    sim.close_channel(&cp);
-                }
-                None
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let pending = tokio::task::spawn_blocking(move || channel_event(&sim, i))
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::time::sleep(CPU_EVENT_GAP).await;
         if let Some(cp) = pending {
             s.sim.confirm_channel(&cp);
