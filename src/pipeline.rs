@@ -401,11 +401,10 @@ impl Pipeline {
             return Ok(Some(Early::Running(early)));
         }
         let (journal, sealed) = early.await??;
-        let newest = journal.newest().map(|n| n.fingerprint.clone());
-        if newest.as_deref() == Some(listed) {
+        if journal.newest().is_some_and(|n| n.fingerprint == listed) {
             return Ok(None);
         }
-        self.saw_newest(newest);
+        // `run` notes the journal's newest once it has the early work.
         Ok(Some(Early::Done((journal, sealed))))
     }
 
