@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -146,15 +146,28 @@ pub async fn deliver_one(
     slot: &mut InFlight,
 ) -> Result<Receipt, DeliveryError> {
     let result = put_one(target, spool, p, timeout, slot).await;
-    if result.is_ok() {
-        let since = chrono::Utc::now() - p.record.created;
+    // Timed to the target's commit, not to the journal's record of it
+    // after: the backup is offsite from that moment.
+    if let Ok(done) = &result {
+        let since = done.wall - p.record.created;
         metrics.delivered_in(target.name(), since.as_seconds_f64().max(0.0));
     }
     metrics.delivery(
         target.name(),
-        result.as_ref().err().map(|e| failure_reason(e.kind())),
+        result
+            .as_ref()
+            .map(|done| done.at)
+            .map_err(|e| failure_reason(e.kind())),
     );
-    result
+    result.map(|done| done.receipt)
+}
+
+/// A delivery the target committed and the spool recorded.
+struct Committed {
+    receipt: Receipt,
+    /// When the target returned its receipt.
+    at: std::time::Instant,
+    wall: DateTime<Utc>,
 }
 
 async fn put_one(
@@ -163,7 +176,7 @@ async fn put_one(
     p: &Pending,
     timeout: Duration,
     slot: &mut InFlight,
-) -> Result<Receipt, DeliveryError> {
+) -> Result<Committed, DeliveryError> {
     if !slot.free(target.name()) {
         return Err(slot.stuck(target.name()).into());
     }
@@ -204,7 +217,8 @@ async fn put_one(
         }
         Ok(Ok(r)) => r?,
     };
-    let t_target = t0.elapsed();
+    let (at, wall) = (std::time::Instant::now(), Utc::now());
+    let t_target = at - t0;
     let (sp, name, id, current) = (
         spool.clone(),
         target.name().to_string(),
@@ -220,7 +234,7 @@ async fn put_one(
         journal_ms = ms(t0.elapsed() - t_target),
         "delivery stage times"
     );
-    Ok(receipt)
+    Ok(Committed { receipt, at, wall })
 }
 
 /// What the spool still owes `target`, read off the async threads.

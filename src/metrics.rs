@@ -160,6 +160,8 @@ pub struct Milestones {
     pub stored_at: Option<std::time::Instant>,
     /// Successful deliveries, over all targets, since start.
     pub delivered: u64,
+    /// When the last of them was committed on its target (the spool's
+    /// record of it follows).
     pub delivered_at: Option<std::time::Instant>,
 }
 
@@ -365,20 +367,20 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// Count one delivery attempt; `failure` is a short reason class.
-    pub fn delivery(&self, target: &str, failure: Option<&str>) {
+    /// Count one delivery attempt: `Ok` with the moment the target
+    /// committed it, or `Err` with a short reason class.
+    pub fn delivery(&self, target: &str, outcome: Result<std::time::Instant, &str>) {
         let label = TargetLabel {
             target: target.to_string(),
         };
         self.attempts.get_or_create(&label).inc();
-        if failure.is_none() {
-            let now = std::time::Instant::now();
+        if let Ok(committed) = outcome {
             self.milestones.send_modify(|m| {
                 m.delivered += 1;
-                m.delivered_at = Some(now);
+                m.delivered_at = Some(committed);
             });
         }
-        if let Some(reason) = failure {
+        if let Err(reason) = outcome {
             self.failures
                 .get_or_create(&FailureLabels {
                     target: target.to_string(),
@@ -591,7 +593,7 @@ mod tests {
         let m = Metrics::new();
         m.set_lnd_connected(true);
         m.snapshot(SnapshotOutcome::Stored);
-        m.delivery("pbs", Some("timeout"));
+        m.delivery("pbs", Err("timeout"));
         m.delivered_in("pbs", 0.02);
         m.stored_in(0.003);
         m.lnd_rpc("VerifyChanBackup", 0.5);
@@ -636,12 +638,12 @@ mod tests {
         let mut seen = m.milestones();
         m.snapshot(SnapshotOutcome::Duplicate);
         m.snapshot(SnapshotOutcome::Rejected);
-        m.delivery("pbs", Some("timeout"));
+        m.delivery("pbs", Err("timeout"));
         assert!(!seen.has_changed().unwrap());
         let before = std::time::Instant::now();
         m.snapshot(SnapshotOutcome::Stored);
         m.snapshot(SnapshotOutcome::Suspect);
-        m.delivery("pbs", None);
+        m.delivery("pbs", Ok(std::time::Instant::now()));
         let now = *seen.borrow_and_update();
         assert_eq!((now.stored, now.delivered), (2, 1));
         assert!(now.stored_at.is_some_and(|t| t >= before));
