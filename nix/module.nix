@@ -199,7 +199,7 @@ in
         RestartSec = "15s";
         TimeoutStopSec = "90s";
         # As contrib/systemd/chanvault.service: give burst buffers back to the kernel.
-        Environment = "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2";
+        Environment = "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:glibc.malloc.arena_max=2";
       };
     };
 

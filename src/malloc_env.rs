@@ -5,9 +5,12 @@
 //! freed (a sealed backup is megabytes at thousands of channels), after which
 //! buffers of that size come from the heaps, stay there when freed, and are
 //! spread over up to eight arenas per core. A fixed threshold (buffers over
-//! 128 KiB go back to the kernel when freed) and two arenas keep it small
-//! (docs/benchmarks.md, "Memory": 192 → about 50 MiB after a burst at 10,000
-//! channels).
+//! 4 MiB go back to the kernel when freed) and two arenas keep it small
+//! (docs/benchmarks.md, "Memory": 103 → about 31 MiB after a burst at 10,000
+//! channels). The threshold is above a 1,000-channel node's buffers (a
+//! multi, a sealed backup, a pack: about 0.5 MiB each), which are reused
+//! from the heap from one event to the next instead of mapped and faulted
+//! in afresh: 128 KiB cost `watch` about a tenth more CPU per event there.
 //!
 //! glibc reads these settings only from the `GLIBC_TUNABLES` environment
 //! variable at start-up, and changing them later needs `mallopt` (`unsafe`).
@@ -23,7 +26,7 @@ use std::ffi::OsStr;
 /// The variable glibc reads its tunables from.
 pub const VAR: &str = "GLIBC_TUNABLES";
 /// What `watch` sets: the same line as the systemd unit and the NixOS module.
-pub const VALUE: &str = "glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2";
+pub const VALUE: &str = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.arena_max=2";
 
 /// Whether a process whose `GLIBC_TUNABLES` is `current` should restart
 /// itself with [`VALUE`]: only under glibc, and only when it is not set at
