@@ -162,7 +162,7 @@ impl Spool {
         }
         let pruned = prune(&mut j, self.keep);
         let t_sign = t0.elapsed();
-        let saved = self.save(&j);
+        let saved = self.save(j);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             store_lock_ms = ms(t_lock),

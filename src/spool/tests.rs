@@ -359,3 +359,36 @@ fn a_file_written_ahead_is_stored_once_journaled_and_gone_if_dropped() {
     ));
     assert_eq!(backup_files(d.path()), vec![format!("{}.age", one.id)]);
 }
+
+#[test]
+fn the_journal_is_parsed_again_only_when_its_bytes_on_disk_change() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    let parses = || s.parses.load(std::sync::atomic::Ordering::Relaxed);
+    let first = stored(s.store(rec("fp1", false), b"sealed-1").unwrap());
+    s.mark_delivered("offsite", &first.id, true).unwrap();
+    // What this spool wrote last is what it reads: no parse.
+    let before = parses();
+    let ours = s.journal().unwrap();
+    assert!(s.pending_for("offsite").unwrap().is_empty());
+    let second = stored(s.store(rec("fp2", false), b"sealed-2").unwrap());
+    assert_eq!(s.pending_for("offsite").unwrap()[0].record.id, second.id);
+    assert_eq!(parses(), before);
+    assert_eq!(ours.newest().unwrap().id, first.id);
+
+    // Another process (a `backup --once`) writes the journal: read afresh.
+    let other = Spool::open(d.path(), 10).unwrap();
+    other.mark_failed("offsite", "down", Utc::now()).unwrap();
+    let j = s.journal().unwrap();
+    assert_eq!(j.targets["offsite"].last_error.as_deref(), Some("down"));
+    assert_eq!(j.newest().unwrap().id, second.id);
+    assert_eq!(parses(), before + 1);
+
+    // Damage on disk is reported, never hidden behind the copy.
+    fs::write(s.journal_path(), b"{\"format\": 1,").unwrap();
+    assert!(matches!(s.journal(), Err(SpoolError::Journal { .. })));
+    assert!(matches!(
+        s.store(rec("fp3", false), b"sealed-3"),
+        Err(SpoolError::Journal { .. })
+    ));
+}
