@@ -183,13 +183,13 @@ async fn put_one(
     let t0 = std::time::Instant::now();
     let id = p.record.id.clone();
     let sp = spool.clone();
-    let sealed = blocking(move || sp.read(&id)).await??;
+    let sealed = blocking(move || sp.read_shared(&id)).await??;
     // `p` was read from the journal just now (every caller reads what is
     // pending right before it delivers, and again after any wait), so its
     // `known_seq` is current without a second read of the journal.
     let delivery = Delivery {
         record: p.record.clone(),
-        sealed: Arc::new(sealed),
+        sealed,
         current: p.current,
         known_seq: p.known_seq,
     };

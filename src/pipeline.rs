@@ -46,6 +46,11 @@ impl PipelineError {
 
 /// The journal as read beside the verify, and unless the snapshot looked
 /// unchanged, its blob's SHA-256 and the sealed file written ahead.
+/// How long a stored backup's sealed bytes stay in memory for its
+/// deliveries: past the deliveries' pacing in a burst (at most 4 s by
+/// default), short enough that an idle agent holds no backup.
+const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 type EarlyDone = (crate::spool::Journal, Option<(Prepared, String)>);
 type EarlyWork = tokio::task::JoinHandle<Result<EarlyDone, PipelineError>>;
 
@@ -323,8 +328,10 @@ impl Pipeline {
                 if !rec.is_suspect() {
                     self.stored_good(&rec, points);
                 }
-                // 6. Deliver: wake the workers.
+                // 6. Deliver: wake the workers, who take the sealed bytes
+                // from memory for a while.
                 self.wake();
+                self.forget_fresh_later(&rec.id);
                 Ok(Outcome::Stored(rec))
             }
         }
@@ -367,8 +374,8 @@ impl Pipeline {
             let sealed = match unchanged {
                 true => None,
                 false => {
-                    let sealed = crate::seal::seal(&recipients, &multi)?;
-                    Some((spool.prepare(&sealed)?, scb::sha256_hex(&multi)))
+                    let sealed = Arc::new(crate::seal::seal(&recipients, &multi)?);
+                    Some((spool.prepare_shared(sealed)?, scb::sha256_hex(&multi)))
                 }
             };
             Ok((journal, sealed))
@@ -406,6 +413,17 @@ impl Pipeline {
         }
         // `run` notes the journal's newest once it has the early work.
         Ok(Some(Early::Done((journal, sealed))))
+    }
+
+    /// The spool keeps a stored backup's sealed bytes for its first
+    /// deliveries; [`FRESH_FOR`] later they go, and any delivery after reads
+    /// the file.
+    fn forget_fresh_later(&self, id: &str) {
+        let (spool, id) = (self.spool.clone(), id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(FRESH_FOR).await;
+            spool.forget_fresh(&id);
+        });
     }
 
     fn saw_newest(&self, fingerprint: Option<String>) {

@@ -421,6 +421,7 @@ pub struct Spool {
     keep: usize,
     keys: crate::signing::ManifestKeys,
     parsed: std::sync::Mutex<Option<Parsed>>,
+    fresh: std::sync::Mutex<Option<store::Fresh>>,
     /// How many times the journal's bytes were parsed (see [`Parsed`]).
     #[cfg(test)]
     parses: std::sync::atomic::AtomicUsize,
@@ -466,6 +467,7 @@ impl Spool {
             keep: keep.max(1),
             keys,
             parsed: std::sync::Mutex::new(None),
+            fresh: std::sync::Mutex::new(None),
             #[cfg(test)]
             parses: std::sync::atomic::AtomicUsize::new(0),
             #[cfg(test)]

@@ -98,7 +98,7 @@ impl Pipeline {
         blocking(move || -> Result<Stored, PipelineError> {
             let sealed = match sealed {
                 Some(s) => s,
-                None => spool.prepare(&crate::seal::seal(&recipients, &multi)?)?,
+                None => spool.prepare_shared(Arc::new(crate::seal::seal(&recipients, &multi)?))?,
             };
             Ok(remembered.store(&spool, record, sealed, &multi)?)
         })

@@ -392,3 +392,47 @@ fn the_journal_is_parsed_again_only_when_its_bytes_on_disk_change() {
         Err(SpoolError::Journal { .. })
     ));
 }
+
+#[test]
+fn a_backup_stored_with_its_bytes_shared_is_delivered_from_memory_until_forgotten() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 10).unwrap();
+    let sealed = std::sync::Arc::new(b"sealed-1".to_vec());
+    let blob = s.prepare_shared(sealed.clone()).unwrap();
+    let r = stored(s.store_prepared(rec("fp1", false), blob).unwrap());
+    let shared = s.read_shared(&r.id).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&shared, &sealed));
+    // Not read back: damage to the file after the store is not uploaded.
+    fs::write(s.backup_path(&r.id), b"sealed-X").unwrap();
+    assert_eq!(*s.read_shared(&r.id).unwrap(), b"sealed-1");
+    assert!(matches!(s.read(&r.id), Err(SpoolError::Integrity { .. })));
+    // Forgotten: from the file, checked.
+    s.forget_fresh("another id");
+    assert!(s.read_shared(&r.id).is_ok());
+    s.forget_fresh(&r.id);
+    assert!(matches!(
+        s.read_shared(&r.id),
+        Err(SpoolError::Integrity { .. })
+    ));
+
+    // Only the newest stored is kept; a duplicate or a plain store keeps none.
+    let two = s
+        .prepare_shared(std::sync::Arc::new(b"sealed-2".to_vec()))
+        .unwrap();
+    let second = stored(s.store_prepared(rec("fp2", false), two).unwrap());
+    let dup = s
+        .prepare_shared(std::sync::Arc::new(b"sealed-3".to_vec()))
+        .unwrap();
+    assert!(matches!(
+        s.store_prepared(rec("fp2", false), dup).unwrap(),
+        Stored::Duplicate { .. }
+    ));
+    fs::write(s.backup_path(&second.id), b"sealed-Y").unwrap();
+    assert_eq!(*s.read_shared(&second.id).unwrap(), b"sealed-2");
+    let third = stored(s.store(rec("fp3", false), b"sealed-4").unwrap());
+    assert!(matches!(
+        s.read_shared(&second.id),
+        Err(SpoolError::Integrity { .. })
+    ));
+    assert_eq!(*s.read_shared(&third.id).unwrap(), b"sealed-4");
+}
