@@ -167,7 +167,7 @@ async fn print_floor(s: &Setup, spool: &chanvault::spool::Spool, r: &Row) -> Ben
     let f = support::floor::measure(s, &spool.journal_path()).await?;
     println!(
         "{:>8} (floor, each step alone, p50: verify {:.2} | seal+write {:.2} beside it | commit {:.2} | \
-         journal {:.2} | 8 x REST {:.2} | upload {:.2} | hashes {:.2} | record {:.2} = {:.2}ms; \
+         journal {:.2} | 8 x REST {:.2} | upload {:.2} | hashes {:.2} = {:.2}ms; \
          offsite p50 is {:.1}x that. Export {:.2}ms, less LND's packing: stream ~{:.2}ms)",
         "",
         f.verify,
@@ -177,7 +177,6 @@ async fn print_floor(s: &Setup, spool: &chanvault::spool::Spool, r: &Row) -> Ben
         8.0 * f.rtt,
         f.upload,
         f.hashes,
-        f.record,
         f.sum(),
         r.offsite.0 / f.sum(),
         f.export,

@@ -30,8 +30,6 @@ pub struct Floor {
     pub commit: f64,
     /// The journal (its size now) written, fsynced, renamed, dir fsynced.
     pub journal: f64,
-    /// The delivery record: the journal again, without the dir fsync.
-    pub record: f64,
     /// One request to the REST server (`HEAD /config`); a delivery makes 8.
     pub rtt: f64,
     /// The data pack's upload (`POST /data/<id>`, the sealed size).
@@ -51,7 +49,6 @@ impl Floor {
             + 8.0 * self.rtt
             + self.upload
             + self.hashes
-            + self.record
     }
 }
 
@@ -125,7 +122,7 @@ fn disk_and_rest(
     recipients: &Recipients,
     multi: &[u8],
 ) -> BenchResult<Floor> {
-    use chanvault::fsutil::{commit_temp, replace_with_temp, write_temp};
+    use chanvault::fsutil::{commit_temp, write_temp};
     let err = |e: std::io::Error| e.to_string();
     std::fs::create_dir_all(dir).map_err(err)?;
     let sealed = chanvault::seal::seal(recipients, multi).map_err(|e| e.to_string())?;
@@ -147,10 +144,6 @@ fn disk_and_rest(
     let journal = time_p50(|| {
         let tmp = write_temp(&copy, &bytes, 0o600).map_err(err)?;
         commit_temp(&tmp, &copy).map_err(err)
-    })?;
-    let record = time_p50(|| {
-        let tmp = write_temp(&copy, &bytes, 0o600).map_err(err)?;
-        replace_with_temp(&tmp, &copy).map_err(err)
     })?;
     let hashes = time_p50(|| {
         std::hint::black_box(chanvault::scb::sha256_hex(&sealed));
@@ -192,7 +185,6 @@ fn disk_and_rest(
         seal_write,
         commit,
         journal,
-        record,
         rtt,
         upload,
         hashes,
