@@ -44,13 +44,13 @@ impl PipelineError {
     }
 }
 
-/// The journal as read beside the verify, and unless the snapshot looked
-/// unchanged, its blob's SHA-256 and the sealed file written ahead.
 /// How long a stored backup's sealed bytes stay in memory for its
 /// deliveries: past the deliveries' pacing in a burst (at most 4 s by
 /// default), short enough that an idle agent holds no backup.
 const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The journal as read beside the verify, and unless the snapshot looked
+/// unchanged, its blob's SHA-256 and the sealed file written ahead.
 type EarlyDone = (crate::spool::Journal, Option<(Prepared, String)>);
 type EarlyWork = tokio::task::JoinHandle<Result<EarlyDone, PipelineError>>;
 
