@@ -126,7 +126,11 @@ fn systemd_units_keep_their_promises() {
         assert!(main.contains(line), "chanvault.service lacks {line:?}");
     }
     // The allocator setting the memory bench measures is in both units.
-    let tunables = "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2";
+    let tunables = format!(
+        "{}={}",
+        chanvault::malloc_env::VAR,
+        chanvault::malloc_env::VALUE
+    );
     assert!(main.contains(&format!("Environment={tunables}")));
     assert!(read("nix/module.nix").contains(&format!("Environment = \"{tunables}\"")));
     let backup = read("contrib/systemd/chanvault-backup.service");
