@@ -568,9 +568,7 @@ impl Spool {
     }
 
     fn parsed(&self) -> std::sync::MutexGuard<'_, Option<Parsed>> {
-        self.parsed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        unpoisoned(&self.parsed)
     }
 
     fn save(&self, j: Journal) -> Result<(), SpoolError> {
@@ -706,6 +704,13 @@ impl Spool {
             t.failures += 1;
         })
     }
+}
+
+/// The spool's in-memory copies (the parsed journal, a new backup's bytes)
+/// stay usable after a panic elsewhere: each is replaced whole, never left
+/// half-written.
+fn unpoisoned<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 mod prune;

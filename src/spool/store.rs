@@ -234,9 +234,7 @@ impl Spool {
     }
 
     fn fresh(&self) -> std::sync::MutexGuard<'_, Option<Fresh>> {
-        self.fresh
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::unpoisoned(&self.fresh)
     }
 
     /// [`Spool::read`], from memory while the backup is the one stored last
