@@ -91,6 +91,9 @@ fn parse_journal_at(bytes: &[u8], path: PathBuf) -> Result<Journal, SpoolError> 
     Ok(j)
 }
 
+/// A new journal written under its temp name (fsynced), and its bytes.
+type JournalTemp = (PathBuf, Vec<u8>);
+
 /// Points where a test can make `store` stop as if the process had died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
@@ -571,14 +574,18 @@ impl Spool {
         unpoisoned(&self.parsed)
     }
 
-    fn save(&self, j: Journal) -> Result<(), SpoolError> {
-        self.save_with(j, true)
-    }
-
     /// `durable`: wait until the rename is on disk. Without it a power loss
     /// may bring back the journal as it was, complete (see
     /// [`fsutil::replace_with_temp`]): only for changes that may be lost.
     fn save_with(&self, j: Journal, durable: bool) -> Result<(), SpoolError> {
+        let (tmp, bytes) = self.write_journal_temp(&j)?;
+        self.crash_at(CrashPoint::JournalTempWritten)?;
+        self.commit_journal(&tmp, bytes, j, durable)
+    }
+
+    /// The first half of a save: `j`, complete and fsynced under a temp
+    /// name beside the journal, and its bytes.
+    fn write_journal_temp(&self, j: &Journal) -> Result<JournalTemp, SpoolError> {
         let path = self.journal_path();
         let io_err = |op, source| SpoolError::Io {
             op,
@@ -586,14 +593,30 @@ impl Spool {
             source,
         };
         let bytes =
-            serde_json::to_vec_pretty(&j).map_err(|e| io_err("encode", io::Error::other(e)))?;
+            serde_json::to_vec_pretty(j).map_err(|e| io_err("encode", io::Error::other(e)))?;
         let tmp = fsutil::write_temp(&path, &bytes, 0o600).map_err(|e| io_err("write", e))?;
-        self.crash_at(CrashPoint::JournalTempWritten)?;
+        Ok((tmp, bytes))
+    }
+
+    /// The second half: the temp file renamed over the journal (`durable`:
+    /// and the rename on disk), and `j` kept as the journal last written.
+    fn commit_journal(
+        &self,
+        tmp: &Path,
+        bytes: Vec<u8>,
+        j: Journal,
+        durable: bool,
+    ) -> Result<(), SpoolError> {
+        let path = self.journal_path();
         match durable {
-            true => fsutil::commit_temp(&tmp, &path),
-            false => fsutil::replace_with_temp(&tmp, &path),
+            true => fsutil::commit_temp(tmp, &path),
+            false => fsutil::replace_with_temp(tmp, &path),
         }
-        .map_err(|e| io_err("rename into", e))?;
+        .map_err(|source| SpoolError::Io {
+            op: "rename into",
+            path,
+            source,
+        })?;
         *self.parsed() = Some(Parsed { bytes, journal: j });
         Ok(())
     }

@@ -10,10 +10,12 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{BackupRecord, CrashPoint, Signed, Spool, SpoolError, Stored, prune};
+use super::{
+    BackupRecord, CrashPoint, Journal, JournalTemp, Signed, Spool, SpoolError, Stored, prune,
+};
 use crate::fsutil;
 use crate::scb::sha256_hex;
 
@@ -164,14 +166,6 @@ impl Spool {
             blob.abandon();
             return Err(e);
         }
-        let path = self.backup_path(&record.id);
-        fsutil::commit_temp(&blob.take(), &path).map_err(|source| SpoolError::Io {
-            op: "rename into",
-            path: path.clone(),
-            source,
-        })?;
-        self.crash_at(CrashPoint::BlobRenamed)?;
-        let t_rename = t0.elapsed();
         record.seq = j.max_seq() + 1;
         j.next_seq = record.seq + 1;
         let signer = self.keys.public();
@@ -199,26 +193,51 @@ impl Spool {
         }
         let pruned = prune(&mut j, self.keep);
         let t_sign = t0.elapsed();
-        let saved = self.save(j);
+        let path = self.backup_path(&record.id);
+        let (renamed, written) = self.rename_beside_journal(blob.take(), &path, &j);
+        let t_rename = t0.elapsed();
+        // Neither the file nor the journal naming it is in place: take back
+        // what is (a full disk would otherwise fill up with every retry).
+        let undo = |tmp: Option<&PathBuf>| {
+            if let Some(tmp) = tmp {
+                let _ = fs::remove_file(tmp);
+            }
+            let _ = fs::remove_file(&path);
+        };
+        let (tmp, bytes) = match (renamed, written) {
+            (Ok(()), Ok(w)) => w,
+            (Err(source), w) => {
+                undo(w.as_ref().ok().map(|(tmp, _)| tmp));
+                return Err(SpoolError::Io {
+                    op: "rename into",
+                    path,
+                    source,
+                });
+            }
+            (Ok(()), Err(e)) => {
+                undo(None);
+                return Err(e);
+            }
+        };
+        self.crash_at(CrashPoint::BlobRenamed)?;
+        self.crash_at(CrashPoint::JournalTempWritten)?;
+        let saved = self.commit_journal(&tmp, bytes, j, true);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             store_lock_ms = ms(t_lock),
             store_load_ms = ms(t_load - t_lock),
-            store_rename_ms = ms(t_rename - t_load),
-            store_sign_ms = ms(t_sign - t_rename),
-            store_journal_ms = ms(t0.elapsed() - t_sign),
+            store_sign_ms = ms(t_sign - t_load),
+            store_rename_ms = ms(t_rename - t_sign),
+            store_journal_ms = ms(t0.elapsed() - t_rename),
             "spool store stage times"
         );
         if let Err(e) = saved {
-            // Not journaled, so not durable: take the file back now rather than
-            // leaving it for the sweep at the next start (a full disk would
-            // otherwise fill up further with every retry).
             #[cfg(test)]
             let simulated = matches!(e, SpoolError::Crash(_));
             #[cfg(not(test))]
             let simulated = false;
             if !simulated {
-                let _ = fs::remove_file(&path);
+                undo(None);
             }
             return Err(e);
         }
@@ -231,6 +250,38 @@ impl Spool {
             }
         }
         Ok(Stored::New(Box::new(record)))
+    }
+
+    /// A store's two durable steps that do not depend on each other, side
+    /// by side: the sealed file renamed into place with the rename on disk
+    /// (an fsync of `backups/`), and the journal that will name it written
+    /// and fsynced under its temp name (in the spool's own directory). The
+    /// journal is renamed over the old one only after both, so it never
+    /// names a file whose rename a power loss could still undo; the store
+    /// waits for one fsync fewer in a row.
+    fn rename_beside_journal(
+        &self,
+        tmp: PathBuf,
+        path: &Path,
+        j: &Journal,
+    ) -> (io::Result<()>, Result<JournalTemp, SpoolError>) {
+        let rename = || fsutil::commit_temp(&tmp, path);
+        std::thread::scope(|sc| {
+            match std::thread::Builder::new()
+                .name("spool-rename".into())
+                .spawn_scoped(sc, rename)
+            {
+                Ok(renaming) => {
+                    let written = self.write_journal_temp(j);
+                    let renamed = renaming
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("the rename's thread panicked")));
+                    (renamed, written)
+                }
+                // No thread to be had: one after the other.
+                Err(_) => (rename(), self.write_journal_temp(j)),
+            }
+        })
     }
 
     fn fresh(&self) -> std::sync::MutexGuard<'_, Option<Fresh>> {

@@ -269,6 +269,49 @@ fn as_if_the_writer_died(dir: &std::path::Path) {
     }
 }
 
+/// The sealed file's rename and the journal's temp write run side by side;
+/// when the rename fails, the journal written beside it is taken back too.
+#[test]
+fn a_failed_rename_leaves_the_journal_and_the_spool_as_they_were() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 5).unwrap();
+    let first = stored(s.store(rec("one", false), b"first").unwrap());
+    let before = fs::read(s.journal_path()).unwrap();
+    // Something that is not ours already holds the new backup's name.
+    let taken = s.backup_path(&sha256_hex(b"second"));
+    fs::create_dir_all(taken.join("in-the-way")).unwrap();
+    let e = s.store(rec("two", false), b"second").unwrap_err();
+    assert!(
+        matches!(&e, SpoolError::Io { op: "rename into", path, .. } if *path == taken),
+        "{e}"
+    );
+    assert_eq!(fs::read(s.journal_path()).unwrap(), before);
+    assert_eq!(s.journal().unwrap().newest().unwrap().id, first.id);
+    let temps = |dir: &Path| {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count()
+    };
+    assert_eq!(temps(d.path()), 0, "the journal's temp file was left");
+    assert_eq!(
+        temps(&d.path().join(BACKUPS_DIR)),
+        0,
+        "the sealed temp file was left"
+    );
+    // What was in the way is not ours to remove; the next store goes on.
+    assert!(taken.join("in-the-way").is_dir());
+    fs::remove_dir_all(&taken).unwrap();
+    let two = stored(s.store(rec("two", false), b"second").unwrap());
+    assert_eq!(s.read(&two.id).unwrap(), b"second");
+}
+
 #[test]
 fn damaged_journal_is_reported_and_left_alone() {
     let d = tempfile::tempdir().unwrap();
