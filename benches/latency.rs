@@ -167,14 +167,17 @@ async fn print_floor(s: &Setup, spool: &chanvault::spool::Spool, r: &Row) -> Ben
     let f = support::floor::measure(s, &spool.journal_path()).await?;
     println!(
         "{:>8} (floor, each step alone, p50: verify {:.2} | seal+write {:.2} beside it | commit {:.2} | \
-         journal {:.2} | 8 x REST {:.2} | upload {:.2} | hashes {:.2} = {:.2}ms; \
-         offsite p50 is {:.1}x that. Export {:.2}ms, less LND's packing: stream ~{:.2}ms)",
+         journal write {:.2} beside it | journal commit {:.2} | {} x REST {:.2} | upload {:.2} | \
+         hashes {:.2} = {:.2}ms; offsite p50 is {:.1}x that. Export {:.2}ms, less LND's packing: \
+         stream ~{:.2}ms)",
         "",
         f.verify,
         f.seal_write,
         f.commit,
-        f.journal,
-        8.0 * f.rtt,
+        f.journal_write,
+        f.journal_commit,
+        support::floor::REQUESTS_IN_A_ROW,
+        support::floor::REQUESTS_IN_A_ROW * f.rtt,
         f.upload,
         f.hashes,
         f.sum(),

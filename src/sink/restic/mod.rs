@@ -228,12 +228,25 @@ impl ResticTarget {
                 location: existing.id.to_hex().to_string(),
             });
         }
-        let lock = s
-            .locks
-            .acquire(s.http.as_ref(), &s.key, &self.cfg.host)
-            .map_err(|e| self.lock_err(e))?;
+        // Our lock is taken (written, then the others' looked at) while the
+        // snapshot's packs are encrypted beside it: they need no repository.
+        let (prepared, lock) = std::thread::scope(|sc| {
+            let preparing = std::thread::Builder::new()
+                .name("restic-seal".into())
+                .spawn_scoped(sc, || self.prepare(s, d));
+            let lock = s.locks.acquire(s.http.as_ref(), &s.key, &self.cfg.host);
+            let prepared = match preparing {
+                Ok(t) => t.join().unwrap_or_else(|_| {
+                    Err(self.err("internal: the pack sealing thread panicked"))
+                }),
+                // No thread to be had: one after the other.
+                Err(_) => self.prepare(s, d),
+            };
+            (prepared, lock)
+        });
+        let lock = lock.map_err(|e| self.lock_err(e))?;
         let t_lock = t0.elapsed();
-        let result = self.backup(s, d);
+        let result = prepared.and_then(|p| self.upload(s, p));
         let t_backup = t0.elapsed();
         if let Err(m) = s.locks.release(s.http.as_ref(), &lock) {
             tracing::warn!(target = %self.name, error = %m, "could not remove our restic lock (restic treats it as stale after 30 minutes)");
@@ -261,9 +274,9 @@ impl ResticTarget {
         })
     }
 
-    /// Call with our lock held: no prune can run between the packs and the
-    /// snapshot that uses them.
-    fn backup(&self, s: &Session, d: &Delivery) -> Result<SnapshotFile, TargetError> {
+    /// The snapshot of `d`, encrypted and ready to upload: no repository
+    /// access, so it needs no lock.
+    fn prepare(&self, s: &Session, d: &Delivery) -> Result<writer::Prepared, TargetError> {
         let time = jiff_time(d.record.created);
         let snap = SnapshotOptions::default()
             .host(self.cfg.host.clone())
@@ -298,13 +311,23 @@ impl ResticTarget {
             mtime: time,
             max_blob: writer::MAX_BLOB,
         };
+        writer::prepare(&s.key, &files, snap).map_err(|e| self.write_err(e))
+    }
+
+    /// Call with our lock held: no prune can run between the packs and the
+    /// snapshot that uses them.
+    fn upload(&self, s: &Session, p: writer::Prepared) -> Result<SnapshotFile, TargetError> {
         let be = s.backends.repository();
-        writer::write_snapshot(be.as_ref(), &s.key, &files, snap).map_err(|e| match e {
+        p.upload(be.as_ref()).map_err(|e| self.write_err(e))
+    }
+
+    fn write_err(&self, e: writer::WriteError) -> TargetError {
+        match e {
             writer::WriteError::Repo(e) => self.rustic_err("backup to", &e),
             writer::WriteError::Local(m) => {
                 self.err(format!("backup to {}: {m}", self.cfg.repository))
             }
-        })
+        }
     }
 
     /// Opt-in retention: forget all but the newest `keep` chanvault snapshots

@@ -247,20 +247,14 @@ impl ResticTarget {
 
     /// For a backup: the session with a fresh snapshot list and a kept
     /// repository. The config is read and decrypted each time (one request,
-    /// as the existence check it replaces): a repository replaced under us
-    /// drops the session, which opens the new one with the password.
+    /// as the existence check it replaces, beside the listing): a repository
+    /// replaced under us drops the session, which opens the new one with the
+    /// password.
     pub(super) fn refresh<'s>(
         &self,
         guard: &'s mut Option<Session>,
     ) -> Result<&'s mut Session, TargetError> {
         self.drop_if_rclone_gone(guard);
-        if let Some(s) = guard.as_ref()
-            && s.kept.is_some()
-            && !self.same_repository(s)?
-        {
-            tracing::warn!(target = %self.name, repository = %self.cfg.repository, "the repository was replaced (its config changed); opening it afresh");
-            *guard = None;
-        }
         if guard.as_ref().is_none_or(|s| s.kept.is_none()) {
             let (s, repo) = self.reopen(guard)?;
             s.kept = Some(repo);
@@ -269,10 +263,16 @@ impl ResticTarget {
         let Some(s) = guard.as_mut() else {
             return Err(self.err("internal: no session"));
         };
-        let known = std::mem::take(&mut s.snapshots);
-        let refreshed = match &s.kept {
-            Some(repo) => repo.update_all_snapshots(known),
-            None => return Err(self.err("internal: no kept repository")),
+        let (same, refreshed) = self.check_and_list(s);
+        if !same? {
+            tracing::warn!(target = %self.name, repository = %self.cfg.repository, "the repository was replaced (its config changed); opening it afresh");
+            *guard = None;
+            let (s, repo) = self.reopen(guard)?;
+            s.kept = Some(repo);
+            return Ok(s);
+        }
+        let Some(s) = guard.as_mut() else {
+            return Err(self.err("internal: no session"));
         };
         match refreshed {
             Ok(list) => s.snapshots = list,
@@ -282,6 +282,36 @@ impl ResticTarget {
             }
         }
         Ok(s)
+    }
+
+    /// Whether the repository is still ours, and its snapshots as listed
+    /// now. Both are reads, so they go side by side; the listing counts only
+    /// if the check finds our repository.
+    fn check_and_list(
+        &self,
+        s: &mut Session,
+    ) -> (
+        Result<bool, TargetError>,
+        rustic_core::RusticResult<Vec<SnapshotFile>>,
+    ) {
+        let known = std::mem::take(&mut s.snapshots);
+        let s = &*s;
+        let Some(repo) = &s.kept else {
+            return (Err(self.err("internal: no kept repository")), Ok(known));
+        };
+        std::thread::scope(|sc| {
+            let listing = std::thread::Builder::new()
+                .name("restic-list".into())
+                .spawn_scoped(sc, || repo.update_all_snapshots(known));
+            let same = self.same_repository(s);
+            // No thread to be had, or it panicked: list again, reading every
+            // snapshot file (the known ones went with the thread).
+            let listed = listing
+                .ok()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_else(|| repo.update_all_snapshots(Vec::new()));
+            (same, listed)
+        })
     }
 
     /// Is the repository still the one the session opened? Its config must

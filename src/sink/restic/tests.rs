@@ -58,7 +58,7 @@ fn rustic_errors_are_classed_by_the_error_under_them() {
 fn a_written_snapshot_reads_back_through_rustics_reader() {
     use rustic_core::{ConfigOptions, Credentials, KeyOptions, Repository, RepositoryBackends};
 
-    use super::writer::{Files, write_snapshot};
+    use super::writer::{Files, prepare};
 
     let dir = tempfile::tempdir().unwrap();
     let be = rustic_backend::LocalBackend::new(dir.path().to_str().unwrap(), Vec::new()).unwrap();
@@ -90,7 +90,10 @@ fn a_written_snapshot_reads_back_through_rustics_reader() {
         .add_tags("chanvault,seq:7")
         .and_then(|o| o.to_snapshot())
         .unwrap();
-    let written = write_snapshot(backends.repository().as_ref(), &key, &files, snap).unwrap();
+    let written = prepare(&key, &files, snap)
+        .unwrap()
+        .upload(backends.repository().as_ref())
+        .unwrap();
 
     let repo = repo.to_indexed().unwrap();
     let snaps = repo.get_all_snapshots().unwrap();

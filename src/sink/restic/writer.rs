@@ -5,7 +5,9 @@
 //! A snapshot here is always the same few things: the files' data blobs in
 //! one pack, two tree blobs (`/` and `/chanvault`) in another, one index file
 //! naming both packs, and the snapshot file, uploaded in that order under our
-//! restic lock, as restic does. rustic's archiver did the same work through
+//! restic lock, as restic does (the two packs side by side). Everything is
+//! encrypted first ([`prepare`], which needs no repository, so it runs while
+//! the lock is taken), then uploaded ([`Prepared::upload`]). rustic's archiver did the same work through
 //! a scanner, a chunker and thread pools spawned per backup (about twenty
 //! threads each time, spinning while idle), which on a small machine cost
 //! more than the upload. Nothing is deduplicated against the repository:
@@ -230,14 +232,23 @@ impl Files<'_> {
     }
 }
 
-/// Write the snapshot `snap` describes (host, time, tags) holding `files`;
-/// the snapshot as written, with its id. Call with our restic lock held.
-pub(super) fn write_snapshot(
-    be: &dyn WriteBackend,
+/// A snapshot ready to upload: its packs and index encrypted, its tree
+/// named. Made without the repository (and without our lock), so it can
+/// be made while the lock is taken.
+pub(super) struct Prepared {
+    packs: [Packed; 2],
+    index: Vec<u8>,
+    cipher: Cipher,
+    snap: SnapshotFile,
+}
+
+/// Encrypt `files` into a data pack, their tree into a tree pack, and the
+/// index naming both; fill in `snap`'s tree, paths and summary.
+pub(super) fn prepare(
     key: &RepoKey,
     files: &Files<'_>,
     mut snap: SnapshotFile,
-) -> Result<SnapshotFile, WriteError> {
+) -> Result<Prepared, WriteError> {
     let start = rustic_core::jiff::Zoned::now();
     let cipher = crypt::cipher(key)?;
     let (data, dir) = files.data(&cipher)?;
@@ -260,20 +271,10 @@ pub(super) fn write_snapshot(
     trees.add(&cipher, &dir_json, None)?;
     trees.add(&cipher, &root_json, None)?;
     let trees = trees.finish(&cipher)?;
-
-    for pack in [&data, &trees] {
-        be.write_bytes(
-            FileType::Pack,
-            &Id::new(pack.id),
-            pack.kind == BlobKind::Tree,
-            pack.body.clone().into(),
-        )?;
-    }
     let index = serde_json::to_vec(&IndexFile {
         packs: [&data.entry, &trees.entry],
     })
     .map_err(|e| format!("cannot encode the index: {e}"))?;
-    write_file(be, &cipher, FileType::Index, &index)?;
 
     snap.tree = root_id;
     let mut paths = StringList::default();
@@ -295,15 +296,64 @@ pub(super) fn write_snapshot(
     summary.data_added_files_packed = data.body.len() as u64;
     summary.data_added_trees = (dir_json.len() + root_json.len()) as u64;
     summary.data_added_trees_packed = trees.body.len() as u64;
-    let end = rustic_core::jiff::Zoned::now();
-    summary.backup_duration = seconds(&start, &end);
-    summary.total_duration = seconds(&snap.time, &end);
     summary.backup_start = start;
-    summary.backup_end = end;
     snap.summary = Some(summary);
-    let json = serde_json::to_vec(&snap).map_err(|e| format!("cannot encode the snapshot: {e}"))?;
-    snap.id = write_file(be, &cipher, FileType::Snapshot, &json)?.into();
-    Ok(snap)
+    Ok(Prepared {
+        packs: [data, trees],
+        index,
+        cipher,
+        snap,
+    })
+}
+
+impl Prepared {
+    /// Upload it in restic's order: the two packs (side by side), then the
+    /// index naming them, then the snapshot naming the tree. Call with our
+    /// restic lock held.
+    pub(super) fn upload(self, be: &dyn WriteBackend) -> Result<SnapshotFile, WriteError> {
+        let Self {
+            packs: [data, trees],
+            index,
+            cipher,
+            mut snap,
+        } = self;
+        let put = |pack: &Packed| -> Result<(), WriteError> {
+            let body = pack.body.clone();
+            Ok(be.write_bytes(
+                FileType::Pack,
+                &Id::new(pack.id),
+                pack.kind == BlobKind::Tree,
+                body.into(),
+            )?)
+        };
+        std::thread::scope(|sc| {
+            let beside = std::thread::Builder::new()
+                .name("restic-pack".into())
+                .spawn_scoped(sc, || put(&data));
+            let trees_put = put(&trees);
+            let data_put = match beside {
+                Ok(t) => t.join().unwrap_or_else(|_| {
+                    Err(WriteError::Local(
+                        "the pack upload's thread panicked".into(),
+                    ))
+                }),
+                // No thread to be had: one after the other.
+                Err(_) => put(&data),
+            };
+            data_put.and(trees_put)
+        })?;
+        write_file(be, &cipher, FileType::Index, &index)?;
+        if let Some(summary) = snap.summary.as_mut() {
+            let end = rustic_core::jiff::Zoned::now();
+            summary.backup_duration = seconds(&summary.backup_start, &end);
+            summary.total_duration = seconds(&snap.time, &end);
+            summary.backup_end = end;
+        }
+        let json =
+            serde_json::to_vec(&snap).map_err(|e| format!("cannot encode the snapshot: {e}"))?;
+        snap.id = write_file(be, &cipher, FileType::Snapshot, &json)?.into();
+        Ok(snap)
+    }
 }
 
 fn seconds(from: &rustic_core::jiff::Zoned, to: &rustic_core::jiff::Zoned) -> f64 {
