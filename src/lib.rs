@@ -10,6 +10,7 @@
 
 // What the binary, the tests, the fuzz targets and the bench use is public;
 // the rest is the crate's own.
+mod beside;
 pub mod chanbackup;
 pub mod cli;
 pub mod config;

@@ -265,23 +265,11 @@ impl Spool {
         path: &Path,
         j: &Journal,
     ) -> (io::Result<()>, Result<JournalTemp, SpoolError>) {
-        let rename = || fsutil::commit_temp(&tmp, path);
-        std::thread::scope(|sc| {
-            match std::thread::Builder::new()
-                .name("spool-rename".into())
-                .spawn_scoped(sc, rename)
-            {
-                Ok(renaming) => {
-                    let written = self.write_journal_temp(j);
-                    let renamed = renaming
-                        .join()
-                        .unwrap_or_else(|_| Err(io::Error::other("the rename's thread panicked")));
-                    (renamed, written)
-                }
-                // No thread to be had: one after the other.
-                Err(_) => (rename(), self.write_journal_temp(j)),
-            }
-        })
+        crate::beside::both(
+            "spool-rename",
+            || fsutil::commit_temp(&tmp, path),
+            || self.write_journal_temp(j),
+        )
     }
 
     fn fresh(&self) -> std::sync::MutexGuard<'_, Option<Fresh>> {

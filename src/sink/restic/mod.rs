@@ -230,20 +230,11 @@ impl ResticTarget {
         }
         // Our lock is taken (written, then the others' looked at) while the
         // snapshot's packs are encrypted beside it: they need no repository.
-        let (prepared, lock) = std::thread::scope(|sc| {
-            let preparing = std::thread::Builder::new()
-                .name("restic-seal".into())
-                .spawn_scoped(sc, || self.prepare(s, d));
-            let lock = s.locks.acquire(s.http.as_ref(), &s.key, &self.cfg.host);
-            let prepared = match preparing {
-                Ok(t) => t.join().unwrap_or_else(|_| {
-                    Err(self.err("internal: the pack sealing thread panicked"))
-                }),
-                // No thread to be had: one after the other.
-                Err(_) => self.prepare(s, d),
-            };
-            (prepared, lock)
-        });
+        let (prepared, lock) = crate::beside::both(
+            "restic-seal",
+            || self.prepare(s, d),
+            || s.locks.acquire(s.http.as_ref(), &s.key, &self.cfg.host),
+        );
         let lock = lock.map_err(|e| self.lock_err(e))?;
         let t_lock = t0.elapsed();
         let result = prepared.and_then(|p| self.upload(s, p));

@@ -299,19 +299,20 @@ impl ResticTarget {
         let Some(repo) = &s.kept else {
             return (Err(self.err("internal: no kept repository")), Ok(known));
         };
-        std::thread::scope(|sc| {
-            let listing = std::thread::Builder::new()
-                .name("restic-list".into())
-                .spawn_scoped(sc, || repo.update_all_snapshots(known));
-            let same = self.same_repository(s);
-            // No thread to be had, or it panicked: list again, reading every
-            // snapshot file (the known ones went with the thread).
-            let listed = listing
-                .ok()
-                .and_then(|t| t.join().ok())
-                .unwrap_or_else(|| repo.update_all_snapshots(Vec::new()));
-            (same, listed)
-        })
+        // Handed over once: the listing runs once, on its thread or here.
+        let known = std::sync::Mutex::new(Some(known));
+        let (listed, same) = crate::beside::both(
+            "restic-list",
+            || {
+                let known = known
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                repo.update_all_snapshots(known.unwrap_or_default())
+            },
+            || self.same_repository(s),
+        );
+        (same, listed)
     }
 
     /// Is the repository still the one the session opened? Its config must

@@ -326,22 +326,9 @@ impl Prepared {
                 body.into(),
             )?)
         };
-        std::thread::scope(|sc| {
-            let beside = std::thread::Builder::new()
-                .name("restic-pack".into())
-                .spawn_scoped(sc, || put(&data));
-            let trees_put = put(&trees);
-            let data_put = match beside {
-                Ok(t) => t.join().unwrap_or_else(|_| {
-                    Err(WriteError::Local(
-                        "the pack upload's thread panicked".into(),
-                    ))
-                }),
-                // No thread to be had: one after the other.
-                Err(_) => put(&data),
-            };
-            data_put.and(trees_put)
-        })?;
+        let (data_put, trees_put) =
+            crate::beside::both("restic-pack", || put(&data), || put(&trees));
+        data_put.and(trees_put)?;
         write_file(be, &cipher, FileType::Index, &index)?;
         if let Some(summary) = snap.summary.as_mut() {
             let end = rustic_core::jiff::Zoned::now();
