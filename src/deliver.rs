@@ -181,9 +181,14 @@ async fn put_one(
         return Err(slot.stuck(target.name()).into());
     }
     let t0 = std::time::Instant::now();
-    let id = p.record.id.clone();
-    let sp = spool.clone();
-    let sealed = blocking(move || sp.read_shared(&id)).await??;
+    // A new backup's bytes are in memory: no hop to a blocking thread.
+    let sealed = match spool.fresh_bytes(&p.record.id) {
+        Some(sealed) => sealed,
+        None => {
+            let (sp, id) = (spool.clone(), p.record.id.clone());
+            blocking(move || sp.read_shared(&id)).await??
+        }
+    };
     // `p` was read from the journal just now (every caller reads what is
     // pending right before it delivers, and again after any wait), so its
     // `known_seq` is current without a second read of the journal.

@@ -279,10 +279,20 @@ impl Spool {
     /// [`Spool::read`], from memory while the backup is the one stored last
     /// with [`Spool::prepare_shared`] and not yet forgotten.
     pub fn read_shared(&self, id: &str) -> Result<Arc<Vec<u8>>, SpoolError> {
-        if let Some(f) = self.fresh().as_ref().filter(|f| f.id == id) {
-            return Ok(f.sealed.clone());
+        match self.fresh_bytes(id) {
+            Some(sealed) => Ok(sealed),
+            None => self.read(id).map(Arc::new),
         }
-        self.read(id).map(Arc::new)
+    }
+
+    /// The kept bytes of backup `id`, if it is the one stored last with
+    /// [`Spool::prepare_shared`] and not yet forgotten: no I/O, so an async
+    /// caller needs no blocking thread for it.
+    pub fn fresh_bytes(&self, id: &str) -> Option<Arc<Vec<u8>>> {
+        self.fresh()
+            .as_ref()
+            .filter(|f| f.id == id)
+            .map(|f| f.sealed.clone())
     }
 
     /// Let the bytes of backup `id` go, if they are still kept; its

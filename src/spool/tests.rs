@@ -445,6 +445,9 @@ fn a_backup_stored_with_its_bytes_shared_is_delivered_from_memory_until_forgotte
     let r = stored(s.store_prepared(rec("fp1", false), blob).unwrap());
     let shared = s.read_shared(&r.id).unwrap();
     assert!(std::sync::Arc::ptr_eq(&shared, &sealed));
+    let kept = s.fresh_bytes(&r.id).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&kept, &sealed));
+    assert!(s.fresh_bytes("another id").is_none());
     // Not read back: damage to the file after the store is not uploaded.
     fs::write(s.backup_path(&r.id), b"sealed-X").unwrap();
     assert_eq!(*s.read_shared(&r.id).unwrap(), b"sealed-1");
@@ -453,6 +456,7 @@ fn a_backup_stored_with_its_bytes_shared_is_delivered_from_memory_until_forgotte
     s.forget_fresh("another id");
     assert!(s.read_shared(&r.id).is_ok());
     s.forget_fresh(&r.id);
+    assert!(s.fresh_bytes(&r.id).is_none());
     assert!(matches!(
         s.read_shared(&r.id),
         Err(SpoolError::Integrity { .. })
