@@ -241,18 +241,26 @@ fn every_crash_point_leaves_a_consistent_spool() {
         if !committed {
             assert_eq!(j.last_good.as_deref(), Some(first.id.as_str()));
         }
-        let temps = fs::read_dir(d.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".tmp")
-            })
-            .count();
-        assert_eq!(temps, 0, "{point:?}: a temp file survived the restart");
+        assert_eq!(
+            temp_files(d.path()),
+            0,
+            "{point:?}: a temp file survived the restart"
+        );
     }
+}
+
+/// How many temp files (`*.tmp`) are in `dir`.
+fn temp_files(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count()
 }
 
 /// Give this process's temp files in `dir` the PID of a process that does
@@ -287,21 +295,9 @@ fn a_failed_rename_leaves_the_journal_and_the_spool_as_they_were() {
     );
     assert_eq!(fs::read(s.journal_path()).unwrap(), before);
     assert_eq!(s.journal().unwrap().newest().unwrap().id, first.id);
-    let temps = |dir: &Path| {
-        fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".tmp")
-            })
-            .count()
-    };
-    assert_eq!(temps(d.path()), 0, "the journal's temp file was left");
+    assert_eq!(temp_files(d.path()), 0, "the journal's temp file was left");
     assert_eq!(
-        temps(&d.path().join(BACKUPS_DIR)),
+        temp_files(&d.path().join(BACKUPS_DIR)),
         0,
         "the sealed temp file was left"
     );
