@@ -263,7 +263,7 @@ impl ResticTarget {
         let Some(s) = guard.as_mut() else {
             return Err(self.err("internal: no session"));
         };
-        let (same, refreshed) = self.check_and_list(s);
+        let (same, listed) = self.check_and_list(s);
         if !same? {
             tracing::warn!(target = %self.name, repository = %self.cfg.repository, "the repository was replaced (its config changed); opening it afresh");
             *guard = None;
@@ -273,6 +273,11 @@ impl ResticTarget {
         }
         let Some(s) = guard.as_mut() else {
             return Err(self.err("internal: no session"));
+        };
+        let refreshed = match (&s.kept, listed) {
+            (Some(repo), Ok(ids)) => snapshots_named(repo, &mut s.snapshots, &ids),
+            (None, _) => return Err(self.err("internal: no kept repository")),
+            (_, Err(e)) => Err(e),
         };
         match refreshed {
             Ok(list) => s.snapshots = list,
@@ -284,32 +289,20 @@ impl ResticTarget {
         Ok(s)
     }
 
-    /// Whether the repository is still ours, and its snapshots as listed
-    /// now. Both are reads, so they go side by side; the listing counts only
-    /// if the check finds our repository.
+    /// Whether the repository is still ours, and the ids of its snapshots
+    /// now. Both are reads, so they go side by side; the ids count only if
+    /// the check finds our repository.
     fn check_and_list(
         &self,
-        s: &mut Session,
+        s: &Session,
     ) -> (
         Result<bool, TargetError>,
-        rustic_core::RusticResult<Vec<SnapshotFile>>,
+        rustic_core::RusticResult<Vec<Id>>,
     ) {
-        let known = std::mem::take(&mut s.snapshots);
-        let s = &*s;
-        let Some(repo) = &s.kept else {
-            return (Err(self.err("internal: no kept repository")), Ok(known));
-        };
-        // Handed over once: the listing runs once, on its thread or here.
-        let known = std::sync::Mutex::new(Some(known));
+        let be = s.backends.repository();
         let (listed, same) = crate::beside::both(
             "restic-list",
-            || {
-                let known = known
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take();
-                repo.update_all_snapshots(known.unwrap_or_default())
-            },
+            || be.list(FileType::Snapshot),
             || self.same_repository(s),
         );
         (same, listed)
@@ -338,4 +331,23 @@ impl ResticTarget {
             .is_some_and(|c| c.id == s.config_id);
         Ok(same)
     }
+}
+
+/// The snapshots `ids` names (the repository's listing, in its order): those
+/// in `known` are kept as they are, those no longer listed (forgotten) are
+/// dropped; any other one (written by another host or program since) is
+/// read, through rustic, which lists once more. `known` is left empty.
+pub(super) fn snapshots_named(
+    repo: &Repository<OpenStatus>,
+    known: &mut Vec<SnapshotFile>,
+    ids: &[Id],
+) -> rustic_core::RusticResult<Vec<SnapshotFile>> {
+    let mut by_id: BTreeMap<Id, SnapshotFile> = std::mem::take(known)
+        .into_iter()
+        .map(|snap| (*snap.id, snap))
+        .collect();
+    if ids.iter().all(|id| by_id.contains_key(id)) {
+        return Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect());
+    }
+    repo.update_all_snapshots(by_id.into_values().collect())
 }

@@ -56,23 +56,9 @@ fn rustic_errors_are_classed_by_the_error_under_them() {
 /// blobs of at most `max_blob`, with the snapshot's paths and summary.
 #[test]
 fn a_written_snapshot_reads_back_through_rustics_reader() {
-    use rustic_core::{ConfigOptions, Credentials, KeyOptions, Repository, RepositoryBackends};
-
     use super::writer::{Files, prepare};
 
-    let dir = tempfile::tempdir().unwrap();
-    let be = rustic_backend::LocalBackend::new(dir.path().to_str().unwrap(), Vec::new()).unwrap();
-    let backends = RepositoryBackends::new(std::sync::Arc::new(be), None);
-    let repo = Repository::new(&super::ResticTarget::repo_options(), &backends)
-        .and_then(|r| {
-            r.init(
-                &Credentials::password("pw"),
-                &KeyOptions::default(),
-                &ConfigOptions::default().set_compression(0),
-            )
-        })
-        .unwrap();
-    let key = RepoKey(repo.key());
+    let (_dir, backends, repo, key) = local_repository();
 
     let backup: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
     let manifest = br#"{"seq":7}"#.to_vec();
@@ -129,4 +115,86 @@ fn a_written_snapshot_reads_back_through_rustics_reader() {
         .unwrap();
     assert!(dir_node.is_dir());
     assert_eq!(dir_node.meta.mode, Some(super::writer::GO_MODE_DIR | 0o700));
+}
+
+/// A new, empty restic repository in a temp dir (kept while the first
+/// value lives), opened, with its master key.
+fn local_repository() -> (
+    tempfile::TempDir,
+    rustic_core::RepositoryBackends,
+    rustic_core::Repository<rustic_core::OpenStatus>,
+    RepoKey,
+) {
+    use rustic_core::{ConfigOptions, Credentials, KeyOptions, Repository, RepositoryBackends};
+    let dir = tempfile::tempdir().unwrap();
+    let be = rustic_backend::LocalBackend::new(dir.path().to_str().unwrap(), Vec::new()).unwrap();
+    let backends = RepositoryBackends::new(std::sync::Arc::new(be), None);
+    let repo = Repository::new(&super::ResticTarget::repo_options(), &backends)
+        .and_then(|r| {
+            r.init(
+                &Credentials::password("pw"),
+                &KeyOptions::default(),
+                &ConfigOptions::default().set_compression(0),
+            )
+        })
+        .unwrap();
+    let key = RepoKey(repo.key());
+    (dir, backends, repo, key)
+}
+
+/// Before each backup the snapshot list is brought up to date from one
+/// listing: snapshots seen before are not read again, forgotten ones go,
+/// and one another program wrote since is read.
+#[test]
+fn the_kept_snapshot_list_reads_only_snapshots_it_has_not_seen() {
+    use rustic_core::{FileType, ReadBackend, WriteBackend};
+
+    use super::session::snapshots_named;
+    use super::writer::{Files, prepare};
+
+    let (_dir, backends, repo, key) = local_repository();
+    let be = backends.repository();
+    let write = |host: &str| {
+        let files = Files {
+            files: vec![("channel.backup.age", &b"sealed"[..], None)],
+            mtime: rustic_core::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+            max_blob: 4096,
+        };
+        let snap = rustic_core::SnapshotOptions::default()
+            .host(host.to_string())
+            .to_snapshot()
+            .unwrap();
+        prepare(&key, &files, snap)
+            .unwrap()
+            .upload(be.as_ref())
+            .unwrap()
+    };
+    let (mut a, b) = (write("ours"), write("ours"));
+    // Marked here only: a snapshot read again from the repository loses it.
+    a.label = "as we knew it".into();
+    let ids = || be.list(FileType::Snapshot).unwrap();
+
+    let mut known = vec![a.clone(), b.clone()];
+    let listed = snapshots_named(&repo, &mut known, &ids()).unwrap();
+    assert!(known.is_empty());
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.id == a.id && s.label == "as we knew it")
+    );
+
+    // b forgotten, c written by another program: c is read, a is kept as known.
+    be.remove(FileType::Snapshot, &b.id, false).unwrap();
+    let c = write("elsewhere");
+    let mut known = listed;
+    let listed = snapshots_named(&repo, &mut known, &ids()).unwrap();
+    let mut got: Vec<_> = listed
+        .iter()
+        .map(|s| (s.id, s.label.as_str(), s.hostname.as_str()))
+        .collect();
+    got.sort();
+    let mut want = vec![(a.id, "as we knew it", "ours"), (c.id, "", "elsewhere")];
+    want.sort();
+    assert_eq!(got, want);
 }
