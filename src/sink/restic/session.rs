@@ -255,29 +255,30 @@ impl ResticTarget {
         guard: &'s mut Option<Session>,
     ) -> Result<&'s mut Session, TargetError> {
         self.drop_if_rclone_gone(guard);
-        if guard.as_ref().is_none_or(|s| s.kept.is_none()) {
+        let listed = match guard.as_ref().filter(|s| s.kept.is_some()) {
+            Some(s) => {
+                let (same, listed) = self.check_and_list(s);
+                if same? {
+                    Some(listed)
+                } else {
+                    tracing::warn!(target = %self.name, repository = %self.cfg.repository, "the repository was replaced (its config changed); opening it afresh");
+                    *guard = None;
+                    None
+                }
+            }
+            None => None,
+        };
+        let Some(listed) = listed else {
             let (s, repo) = self.reopen(guard)?;
             s.kept = Some(repo);
             return Ok(s);
-        }
+        };
         let Some(s) = guard.as_mut() else {
             return Err(self.err("internal: no session"));
         };
-        let (same, listed) = self.check_and_list(s);
-        if !same? {
-            tracing::warn!(target = %self.name, repository = %self.cfg.repository, "the repository was replaced (its config changed); opening it afresh");
-            *guard = None;
-            let (s, repo) = self.reopen(guard)?;
-            s.kept = Some(repo);
-            return Ok(s);
-        }
-        let Some(s) = guard.as_mut() else {
-            return Err(self.err("internal: no session"));
-        };
-        let refreshed = match (&s.kept, listed) {
-            (Some(repo), Ok(ids)) => snapshots_named(repo, &mut s.snapshots, &ids),
-            (None, _) => return Err(self.err("internal: no kept repository")),
-            (_, Err(e)) => Err(e),
+        let refreshed = match &s.kept {
+            Some(repo) => listed.and_then(|ids| snapshots_named(repo, &mut s.snapshots, &ids)),
+            None => return Err(self.err("internal: no kept repository")),
         };
         match refreshed {
             Ok(list) => s.snapshots = list,

@@ -7,10 +7,10 @@
 //! naming both packs, and the snapshot file, uploaded in that order under our
 //! restic lock, as restic does (the two packs side by side). Everything is
 //! encrypted first ([`prepare`], which needs no repository, so it runs while
-//! the lock is taken), then uploaded ([`Prepared::upload`]). rustic's archiver did the same work through
-//! a scanner, a chunker and thread pools spawned per backup (about twenty
-//! threads each time, spinning while idle), which on a small machine cost
-//! more than the upload. Nothing is deduplicated against the repository:
+//! the lock is taken), then uploaded ([`Prepared::upload`]). rustic's
+//! archiver did the same work through a scanner, a chunker and thread pools
+//! spawned per backup (about twenty threads each time, spinning while idle),
+//! which on a small machine cost more than the upload. Nothing is deduplicated against the repository:
 //! every blob chanvault writes is new (age encrypts under a fresh file key;
 //! the manifest names the backup), so no index is read before writing.
 //!
@@ -318,12 +318,11 @@ impl Prepared {
             mut snap,
         } = self;
         let put = |pack: &Packed| -> Result<(), WriteError> {
-            let body = pack.body.clone();
             Ok(be.write_bytes(
                 FileType::Pack,
                 &Id::new(pack.id),
                 pack.kind == BlobKind::Tree,
-                body.into(),
+                pack.body.clone().into(),
             )?)
         };
         let (data_put, trees_put) =
