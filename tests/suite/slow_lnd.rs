@@ -74,6 +74,12 @@ async fn a_node_without_closed_channels_is_logged_once() {
     eventually("the second suspect", 20, || backups(&f) == before + 2).await;
     f.sim.open_channel();
     eventually("the third suspect", 20, || backups(&f) == before + 3).await;
+    // The line is written after the journal commit: wait for it, do not race it.
+    watch
+        .wait_log("the third suspect's line", |log| {
+            log.matches("stored a SUSPECT backup").count() >= 3
+        })
+        .await;
 
     let log = watch.log();
     let j = journal(&f).expect("a journal");
