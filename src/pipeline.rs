@@ -369,13 +369,27 @@ impl Pipeline {
             (self.spool.clone(), self.recipients.clone(), multi.clone());
         let listed = listed.to_owned();
         tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+            let t0 = std::time::Instant::now();
             let journal = spool.journal()?;
             let unchanged = journal.newest().is_some_and(|n| n.fingerprint == listed);
+            let t_journal = t0.elapsed();
             let sealed = match unchanged {
                 true => None,
                 false => {
                     let sealed = Arc::new(crate::seal::seal(&recipients, &multi)?);
-                    Some((spool.prepare_shared(sealed)?, scb::sha256_hex(&multi)))
+                    let t_seal = t0.elapsed();
+                    let prepared = spool.prepare_shared(sealed)?;
+                    let t_write = t0.elapsed();
+                    let blob_sha256 = scb::sha256_hex(&multi);
+                    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                    tracing::debug!(
+                        early_journal_ms = ms(t_journal),
+                        early_seal_ms = ms(t_seal - t_journal),
+                        early_write_ms = ms(t_write - t_seal),
+                        early_hash_ms = ms(t0.elapsed() - t_write),
+                        "early work times"
+                    );
+                    Some((prepared, blob_sha256))
                 }
             };
             Ok((journal, sealed))
