@@ -38,6 +38,7 @@ use proto::lightning_client::LightningClient;
 mod frames;
 mod node;
 mod stream;
+mod unary;
 pub use stream::{BackupStream, NewestSnapshot, read_stream_bytes};
 
 /// `ChanBackupSnapshot` as chanvault reads it: only the multi (field 2).
@@ -73,9 +74,6 @@ impl From<proto::MultiChanBackup> for SharedMultiBackup {
         }
     }
 }
-
-/// `VerifyChanBackup`'s request: a `ChanBackupSnapshot` with only the multi.
-type VerifyMultiRequest = MultiOnlySnapshot;
 
 /// A multi backup to verify: a snapshot's shared buffer is sent as it is,
 /// other bytes are copied once.
@@ -438,22 +436,18 @@ impl LndClient {
         let multi = multi.into_shared();
         let kib = multi.len().div_ceil(1024);
         let timeout = verify_timeout(self.settings.timeout, multi.len());
-        // Only the multi field: lnd refuses a snapshot with both set.
-        let req = VerifyMultiRequest {
-            multi_chan_backup: Some(SharedMultiBackup {
-                chan_points: vec![],
-                multi_chan_backup: multi,
-            }),
-        };
-        let mut grpc = self.grpc.clone();
+        // Only the multi field: lnd refuses a snapshot with both set. Sent
+        // as the view it is, not copied into an encoder's buffer (`unary`).
+        let head = unary::verify_request_head(multi.len());
+        let svc = self.svc.clone();
         let call = async move {
-            ready(&mut grpc).await?;
-            grpc.unary(
-                tonic::Request::new(req),
-                PathAndQuery::from_static("/lnrpc.Lightning/VerifyChanBackup"),
-                tonic_prost::ProstCodec::<VerifyMultiRequest, proto::VerifyChanBackupResponse>::default(),
-            )
-            .await
+            let path = "/lnrpc.Lightning/VerifyChanBackup";
+            let reply = unary::call(svc, path, head, multi, MAX_MESSAGE_BYTES).await?;
+            <proto::VerifyChanBackupResponse as prost::Message>::decode(reply)
+                .map(tonic::Response::new)
+                .map_err(|e| {
+                    tonic::Status::internal(format!("failed to decode Protobuf message: {e}"))
+                })
         };
         let reply = self
             .unary_within(timeout, "VerifyChanBackup", "offchain:read", call)

@@ -24,16 +24,25 @@ const CUT_OFF: &str = "the stream ended inside a message";
 /// Start a server-streaming call whose request is the empty message (as
 /// `ChannelBackupSubscription` is): the response body, once LND has
 /// answered with headers that are not an error.
-pub(super) async fn open(mut svc: Authed, path: &'static str) -> Result<tonic::body::Body, Status> {
+pub(super) async fn open(svc: Authed, path: &'static str) -> Result<tonic::body::Body, Status> {
     // One gRPC message: not compressed, length 0.
     let empty = http_body_util::Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]));
+    open_with(svc, path, tonic::body::Body::new(empty)).await
+}
+
+/// [`open`] with `body` as the request: gRPC messages, already framed.
+pub(super) async fn open_with(
+    mut svc: Authed,
+    path: &'static str,
+    body: tonic::body::Body,
+) -> Result<tonic::body::Body, Status> {
     let req = http::Request::builder()
         .method(http::Method::POST)
         .uri(path)
         .version(http::Version::HTTP_2)
         .header(http::header::TE, "trailers")
         .header(http::header::CONTENT_TYPE, "application/grpc")
-        .body(tonic::body::Body::new(empty))
+        .body(body)
         .map_err(|e| Status::internal(format!("cannot build the request: {e}")))?;
     let svc = svc
         .ready()
