@@ -78,7 +78,7 @@ impl FromStr for ChanPoint {
             return Err(err("txid must be 64 hex characters"));
         }
         // Straight into the array: `VerifyChanBackup` answers with every
-        // channel as text, and a Vec per point cost ~6 ms at 10,000.
+        // channel as text, and a Vec per point cost ~1.5 ms at 10,000.
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(txid, &mut bytes).map_err(|_| err("txid is not hex"))?;
         bytes.reverse();
