@@ -134,6 +134,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 /// the same file never write into or rename each other's). Nothing reads
 /// temp files; a crash leaves only garbage that [`remove_temp_files`] sweeps.
 pub fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
+    write_temp_inner(path, bytes, mode, false, || ()).map(|(tmp, ())| tmp)
+}
+
+/// [`write_temp`] of a large file, with `meanwhile` run between the write and
+/// the fsync: the kernel is first told to start writing the bytes out
+/// (`posix_fadvise(DONTNEED)` starts writeback on Linux; PostgreSQL uses it
+/// so), so CPU work that needs no file, such as hashing, runs while the
+/// disk writes instead of after the fsync. Its result comes back with the
+/// temp path; the file is still fsynced before this returns.
+pub fn write_temp_while<T>(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    meanwhile: impl FnOnce() -> T,
+) -> io::Result<(PathBuf, T)> {
+    write_temp_inner(path, bytes, mode, true, meanwhile)
+}
+
+fn write_temp_inner<T>(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    start_writeback: bool,
+    meanwhile: impl FnOnce() -> T,
+) -> io::Result<(PathBuf, T)> {
     let tmp = temp_path(path);
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -144,10 +169,16 @@ pub fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
         // The umask may have stripped bits we asked for; set exactly what we want.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
-        f.sync_all()
+        if start_writeback {
+            // Advice only: where it is refused, the fsync below writes all.
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+        }
+        let out = meanwhile();
+        f.sync_all()?;
+        Ok(out)
     })();
     match result {
-        Ok(()) => Ok(tmp),
+        Ok(out) => Ok((tmp, out)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)
@@ -325,6 +356,31 @@ fn temp_writer(file_name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_meanwhile_runs_on_the_whole_file_and_its_result_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = vec![7u8; 300_000];
+        let (tmp, seen) = write_temp_while(&dir.path().join("big"), &bytes, 0o600, || {
+            // Between the write and the fsync: every byte is in the temp file.
+            let names: Vec<_> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(names.len(), 1, "{names:?}");
+            fs::read(&names[0]).unwrap().len()
+        })
+        .unwrap();
+        assert_eq!(seen, bytes.len());
+        assert_eq!(fs::read(&tmp).unwrap(), bytes);
+        let mode = fs::metadata(&tmp).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(".big.") && name.ends_with(TEMP_SUFFIX),
+            "{name}"
+        );
+    }
 
     #[test]
     fn atomic_write_replaces_and_sets_mode() {

@@ -359,9 +359,10 @@ impl Pipeline {
         }
     }
 
-    /// While LND verifies: read the journal, seal, hash, and write the sealed
-    /// file under a temp name (fsynced; renamed and journaled only once LND
-    /// has accepted the snapshot, removed otherwise). All but the journal
+    /// While LND verifies: read the journal, seal, and write the sealed file
+    /// under a temp name (fsynced; renamed and journaled only once LND has
+    /// accepted the snapshot, removed otherwise), hashing both the multi and
+    /// the sealed bytes while the disk writes. All but the journal
     /// read are skipped when LND lists the channel set of the newest stored
     /// backup, as for the second snapshot of most events: a duplicate.
     fn seal_early(&self, multi: &bytes::Bytes, listed: &str) -> EarlyWork {
@@ -378,15 +379,20 @@ impl Pipeline {
                 false => {
                     let sealed = Arc::new(crate::seal::seal(&recipients, &multi)?);
                     let t_seal = t0.elapsed();
-                    let prepared = spool.prepare_shared(sealed)?;
-                    let t_write = t0.elapsed();
-                    let blob_sha256 = scb::sha256_hex(&multi);
+                    // The multi's hash runs while the disk writes the file.
+                    let mut t_hash = std::time::Duration::ZERO;
+                    let (prepared, blob_sha256) = spool.prepare_shared_while(sealed, || {
+                        let t = std::time::Instant::now();
+                        let digest = scb::sha256_hex(&multi);
+                        t_hash = t.elapsed();
+                        digest
+                    })?;
                     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
                     tracing::debug!(
                         early_journal_ms = ms(t_journal),
                         early_seal_ms = ms(t_seal - t_journal),
-                        early_write_ms = ms(t_write - t_seal),
-                        early_hash_ms = ms(t0.elapsed() - t_write),
+                        early_write_ms = ms(t0.elapsed() - t_seal),
+                        early_hash_ms = ms(t_hash),
                         "early work times"
                     );
                     Some((prepared, blob_sha256))

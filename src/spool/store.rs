@@ -14,10 +14,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    BackupRecord, CrashPoint, Journal, JournalTemp, Signed, Spool, SpoolError, Stored, prune,
+    BACKUPS_DIR, BackupRecord, CrashPoint, Journal, JournalTemp, Signed, Spool, SpoolError, Stored,
+    prune,
 };
 use crate::fsutil;
 use crate::scb::sha256_hex;
+
+/// What a new backup's temp file is named after: its id, the SHA-256 of
+/// its bytes, is computed while the file is written out.
+const NEW_BACKUP: &str = "new.age";
 
 /// A sealed backup written and fsynced under a temp name in the spool, not
 /// yet stored: removed when dropped unless [`Spool::store_prepared`] took it.
@@ -80,31 +85,56 @@ impl Spool {
     /// Write `sealed` into the spool under a temp name, fsynced, and hash it:
     /// the slow half of a store, which needs neither the lock nor the journal.
     pub fn prepare(&self, sealed: &[u8]) -> Result<Prepared, SpoolError> {
-        let id = sha256_hex(sealed);
-        let path = self.backup_path(&id);
-        let tmp = fsutil::write_temp(&path, sealed, 0o600).map_err(|source| SpoolError::Io {
-            op: "write",
-            path,
-            source,
-        })?;
-        Ok(Prepared {
+        self.prepare_while(sealed, || ()).map(|(blob, ())| blob)
+    }
+
+    /// [`Spool::prepare`], with `meanwhile` (and the id's hash) run while
+    /// the disk writes the file ([`fsutil::write_temp_while`]): the temp
+    /// name is therefore not the id's, which is known only after.
+    pub fn prepare_while<T>(
+        &self,
+        sealed: &[u8],
+        meanwhile: impl FnOnce() -> T,
+    ) -> Result<(Prepared, T), SpoolError> {
+        let dir = self.dir.join(BACKUPS_DIR);
+        let (tmp, (id, out)) =
+            fsutil::write_temp_while(&dir.join(NEW_BACKUP), sealed, 0o600, || {
+                (sha256_hex(sealed), meanwhile())
+            })
+            .map_err(|source| SpoolError::Io {
+                op: "write a new backup file in",
+                path: dir,
+                source,
+            })?;
+        let blob = Prepared {
             id,
             len: sealed.len() as u64,
             tmp: Some(tmp),
             sealed: None,
-        })
+        };
+        Ok((blob, out))
     }
 
-    /// [`Spool::prepare`], keeping the bytes: once stored, its deliveries
-    /// take them from memory ([`Spool::read_shared`]) until
+    /// [`Spool::prepare_while`], keeping the bytes: once stored, its
+    /// deliveries take them from memory ([`Spool::read_shared`]) until
     /// [`Spool::forget_fresh`].
-    pub fn prepare_shared(&self, sealed: Arc<Vec<u8>>) -> Result<Prepared, SpoolError> {
-        let mut blob = self.prepare(&sealed)?;
+    pub fn prepare_shared_while<T>(
+        &self,
+        sealed: Arc<Vec<u8>>,
+        meanwhile: impl FnOnce() -> T,
+    ) -> Result<(Prepared, T), SpoolError> {
+        let (mut blob, out) = self.prepare_while(&sealed, meanwhile)?;
         blob.sealed = Some(Fresh {
             id: blob.id.clone(),
             sealed,
         });
-        Ok(blob)
+        Ok((blob, out))
+    }
+
+    /// [`Spool::prepare_shared_while`] with nothing else to do meanwhile.
+    pub fn prepare_shared(&self, sealed: Arc<Vec<u8>>) -> Result<Prepared, SpoolError> {
+        self.prepare_shared_while(sealed, || ())
+            .map(|(blob, ())| blob)
     }
 
     /// Store a sealed backup. `record.id` is set here from the bytes.
