@@ -106,6 +106,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message we accept from LND (a multi backup of ~10k channels is a few MB).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// How tonic's decoder words a reply it cannot read, and one longer than
+/// its limit. `LndClient::status_error` tells a bad reply by these texts, so
+/// chanvault's own readers of LND's bytes (`frames`, `unary`) word theirs so.
+const UNDECODABLE: &str = "failed to decode Protobuf message";
+const TOO_LARGE: &str = "message length too large";
+
+/// A reply that is not the protobuf it should be, worded as tonic's decoder.
+fn undecodable(what: impl std::fmt::Display) -> tonic::Status {
+    tonic::Status::internal(format!("{UNDECODABLE}: {what}"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LndError {
     #[error("cannot read LND TLS certificate {path}: {reason}")]
@@ -353,8 +364,8 @@ impl LndClient {
         let msg = msg.as_str();
         // Our own decoder's verdicts on what LND sent (tonic's texts): a
         // message that is not protobuf, or longer than MAX_MESSAGE_BYTES.
-        if (s.code() == tonic::Code::Internal && msg.starts_with("failed to decode Protobuf"))
-            || (s.code() == tonic::Code::OutOfRange && msg.contains("message length too large"))
+        if (s.code() == tonic::Code::Internal && msg.starts_with(UNDECODABLE))
+            || (s.code() == tonic::Code::OutOfRange && msg.contains(TOO_LARGE))
         {
             return LndError::BadReply {
                 rpc,
@@ -445,9 +456,7 @@ impl LndClient {
             let reply = unary::call(svc, path, head, multi, MAX_MESSAGE_BYTES).await?;
             <proto::VerifyChanBackupResponse as prost::Message>::decode(reply)
                 .map(tonic::Response::new)
-                .map_err(|e| {
-                    tonic::Status::internal(format!("failed to decode Protobuf message: {e}"))
-                })
+                .map_err(undecodable)
         };
         let reply = self
             .unary_within(timeout, "VerifyChanBackup", "offchain:read", call)

@@ -22,7 +22,7 @@ use bytes::Bytes;
 pub(crate) struct FrameError(pub(crate) String);
 
 fn bad(what: impl std::fmt::Display) -> FrameError {
-    FrameError(format!("failed to decode Protobuf message: {what}"))
+    FrameError(format!("{}: {what}", super::UNDECODABLE))
 }
 
 /// One message's top-level walk.
@@ -186,7 +186,8 @@ impl SnapshotFrames {
         }
         if len > self.max {
             return Err(FrameError(format!(
-                "message length too large: found {len} bytes, the limit is: {} bytes",
+                "{}: found {len} bytes, the limit is: {} bytes",
+                super::TOO_LARGE,
                 self.max
             )));
         }

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use prost::encoding::{WireType, encode_key, encode_varint};
 use tonic::Status;
 
-use super::Authed;
+use super::{Authed, undecodable};
 
 /// `ChanBackupSnapshot { multi_chan_backup: MultiChanBackup {
 /// multi_chan_backup: multi } }` as one gRPC message, less the multi's own
@@ -63,7 +63,8 @@ pub(super) async fn call(
             Ok(data) => {
                 if reply.len() + data.len() > max.saturating_add(5) {
                     return Err(Status::out_of_range(format!(
-                        "Error, decoded message length too large: more than {max} bytes"
+                        "Error, decoded {}: more than {max} bytes",
+                        super::TOO_LARGE
                     )));
                 }
                 reply.extend_from_slice(&data);
@@ -84,17 +85,16 @@ pub(super) async fn call(
 
 /// The single message of a unary reply's body.
 fn one_message(mut body: Bytes) -> Result<Bytes, Status> {
-    let bad = |why: &str| Status::internal(format!("failed to decode Protobuf message: {why}"));
     if body.len() < 5 {
-        return Err(bad("the reply holds no message"));
+        return Err(undecodable("the reply holds no message"));
     }
     let prefix = body.split_to(5);
     if prefix[0] != 0 {
-        return Err(bad("a compressed reply, which was not asked for"));
+        return Err(undecodable("a compressed reply, which was not asked for"));
     }
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
     if len != body.len() {
-        return Err(bad(&format!(
+        return Err(undecodable(format!(
             "the reply's message is {len} bytes long, the body holds {}",
             body.len()
         )));
