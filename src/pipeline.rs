@@ -296,7 +296,7 @@ impl Pipeline {
             cover_for: Vec::new(),
         };
         let sealed = sealed.map(|(bytes, _)| bytes);
-        let stored = self.seal_and_store(record, multi, sealed).await?;
+        let (stored, pruned) = self.seal_and_store(record, multi, sealed).await?;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             verify_ms = ms(t_verify),
@@ -329,9 +329,11 @@ impl Pipeline {
                     self.stored_good(&rec, points);
                 }
                 // 6. Deliver: wake the workers, who take the sealed bytes
-                // from memory for a while.
+                // from memory for a while. Old files the store pruned are
+                // removed after, off the delivery's path.
                 self.wake();
                 self.forget_fresh_later(&rec.id);
+                blocking(move || drop(pruned)).await?;
                 Ok(Outcome::Stored(rec))
             }
         }

@@ -739,7 +739,7 @@ fn unpoisoned<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod prune;
 use prune::prune;
 mod store;
-pub use store::Prepared;
+pub use store::{Prepared, Pruned};
 
 #[cfg(test)]
 mod tests;

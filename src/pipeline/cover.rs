@@ -14,7 +14,7 @@ use chrono::Utc;
 
 use super::{Pipeline, PipelineError, blocking, short};
 use crate::secret::SecretBytes;
-use crate::spool::{BackupRecord, Journal, Prepared, Spool, SpoolError, Stored};
+use crate::spool::{BackupRecord, Journal, Prepared, Pruned, Spool, SpoolError, Stored};
 
 /// `BackupRecord::source` of a cover upload.
 pub const COVER_SOURCE: &str = "cover";
@@ -51,21 +51,22 @@ impl Remembered {
         }
     }
 
-    /// Store a backup, and remember its multi if it is the new last good state.
+    /// Store a backup, and remember its multi if it is the new last good
+    /// state. The files it pruned go when the [`Pruned`] is dropped.
     pub(super) fn store(
         &self,
         spool: &Spool,
         record: BackupRecord,
         sealed: Prepared,
         multi: &[u8],
-    ) -> Result<Stored, SpoolError> {
-        let stored = spool.store_prepared(record, sealed)?;
+    ) -> Result<(Stored, Pruned), SpoolError> {
+        let (stored, pruned) = spool.store_prepared_prune_later(record, sealed)?;
         if let Stored::New(r) = &stored
             && !r.is_suspect()
         {
             self.set(&r.fingerprint, multi);
         }
-        Ok(stored)
+        Ok((stored, pruned))
     }
 
     /// Whether nothing more is needed to cover `fingerprint`'s state: no
@@ -86,16 +87,17 @@ impl Remembered {
 
 impl Pipeline {
     /// Seal `multi`, store it, and remember it if it is the new last good state.
-    /// `sealed`: `multi` already sealed and written ahead, if it was.
+    /// `sealed`: `multi` already sealed and written ahead, if it was. The
+    /// files the store pruned go when the [`Pruned`] is dropped.
     pub(super) async fn seal_and_store(
         &self,
         record: BackupRecord,
         multi: bytes::Bytes,
         sealed: Option<Prepared>,
-    ) -> Result<Stored, PipelineError> {
+    ) -> Result<(Stored, Pruned), PipelineError> {
         let (spool, recipients) = (self.spool.clone(), self.recipients.clone());
         let remembered = self.remembered.clone();
-        blocking(move || -> Result<Stored, PipelineError> {
+        blocking(move || -> Result<_, PipelineError> {
             let sealed = match sealed {
                 Some(s) => s,
                 None => spool.prepare_shared(Arc::new(crate::seal::seal(&recipients, &multi)?))?,

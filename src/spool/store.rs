@@ -35,6 +35,24 @@ pub struct Prepared {
     sealed: Option<Fresh>,
 }
 
+/// The files of backups a store let go of, removed when this is dropped.
+/// The journal no longer names them, so nothing reads them; only the
+/// moment of their removal is the holder's (after a crash before it, the
+/// next open sweeps them).
+#[derive(Debug, Default)]
+#[must_use = "dropping it removes the pruned files at once"]
+pub struct Pruned(Vec<PathBuf>);
+
+impl Drop for Pruned {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if let Err(e) = fs::remove_file(p) {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove pruned backup; it is swept on next start");
+            }
+        }
+    }
+}
+
 /// The sealed bytes of the backup this spool stored last, kept in memory
 /// for its first deliveries so that they need not read the file back and
 /// hash it again (about a third of a delivery's CPU at 10,000 channels in
@@ -149,6 +167,18 @@ impl Spool {
         blob: Prepared,
     ) -> Result<Stored, SpoolError> {
         self.store_with(record, blob, true)
+            .map(|(stored, _pruned)| stored)
+    }
+
+    /// [`Spool::store_prepared`] that leaves the removal of the files it
+    /// pruned to the caller: they go when the returned [`Pruned`] is
+    /// dropped, so that a caller can first wake what delivers the new one.
+    pub fn store_prepared_prune_later(
+        &self,
+        record: BackupRecord,
+        blob: Prepared,
+    ) -> Result<(Stored, Pruned), SpoolError> {
+        self.store_with(record, blob, true)
     }
 
     /// Store the same channel state re-sealed to a new recipient set (age
@@ -160,7 +190,7 @@ impl Spool {
         record: BackupRecord,
         sealed: &[u8],
     ) -> Result<BackupRecord, SpoolError> {
-        match self.store_with(record, self.prepare(sealed)?, false)? {
+        match self.store_with(record, self.prepare(sealed)?, false)?.0 {
             Stored::New(r) => Ok(*r),
             // Unreachable without dedupe; report it rather than panic.
             Stored::Duplicate { fingerprint } => Err(SpoolError::Journal {
@@ -175,7 +205,7 @@ impl Spool {
         mut record: BackupRecord,
         mut blob: Prepared,
         dedupe: bool,
-    ) -> Result<Stored, SpoolError> {
+    ) -> Result<(Stored, Pruned), SpoolError> {
         record.id = blob.id.clone();
         record.sealed_len = blob.len;
         let fresh = blob.sealed.take();
@@ -188,9 +218,8 @@ impl Spool {
             && j.newest()
                 .is_some_and(|n| n.fingerprint == record.fingerprint)
         {
-            return Ok(Stored::Duplicate {
-                fingerprint: record.fingerprint,
-            });
+            let fingerprint = record.fingerprint;
+            return Ok((Stored::Duplicate { fingerprint }, Pruned::default()));
         }
         if let Err(e) = self.crash_at(CrashPoint::BlobTempWritten) {
             blob.abandon();
@@ -273,13 +302,8 @@ impl Spool {
         }
         self.crash_at(CrashPoint::JournalRenamed)?;
         *self.fresh() = fresh;
-        for id in &pruned {
-            let p = self.backup_path(id);
-            if let Err(e) = fs::remove_file(&p) {
-                tracing::warn!(path = %p.display(), error = %e, "cannot remove pruned backup; it is swept on next start");
-            }
-        }
-        Ok(Stored::New(Box::new(record)))
+        let pruned = Pruned(pruned.iter().map(|id| self.backup_path(id)).collect());
+        Ok((Stored::New(Box::new(record)), pruned))
     }
 
     /// A store's two durable steps that do not depend on each other, side

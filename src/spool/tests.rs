@@ -479,3 +479,37 @@ fn a_backup_stored_with_its_bytes_shared_is_delivered_from_memory_until_forgotte
     ));
     assert_eq!(*s.read_shared(&third.id).unwrap(), b"sealed-4");
 }
+
+#[test]
+fn a_pruned_file_stays_until_the_caller_lets_it_go_and_no_journal_names_it_meanwhile() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(d.path(), 2).unwrap();
+    let a = stored(s.store(rec("a", false), b"sealed-a").unwrap());
+    let b = stored(s.store(rec("b", false), b"sealed-b").unwrap());
+    let blob = s.prepare(b"sealed-c").unwrap();
+    let (c, pruned) = s.store_prepared_prune_later(rec("c", false), blob).unwrap();
+    let c = stored(c);
+    // The journal has let go of it; the file is still there.
+    let j = s.journal().unwrap();
+    assert!(j.get(&a.id).is_none());
+    assert!(j.get(&c.id).is_some());
+    assert!(
+        s.backup_path(&a.id).exists(),
+        "removed before it was let go"
+    );
+    drop(pruned);
+    assert!(!s.backup_path(&a.id).exists(), "not removed when let go");
+    assert!(s.backup_path(&c.id).exists());
+
+    // A crash before the drop: the next open sweeps the file.
+    let blob = s.prepare(b"sealed-d").unwrap();
+    let (_, pruned) = s.store_prepared_prune_later(rec("d", false), blob).unwrap();
+    std::mem::forget(pruned);
+    assert!(s.backup_path(&b.id).exists());
+    drop(s);
+    let s = Spool::open(d.path(), 2).unwrap();
+    assert!(!s.backup_path(&b.id).exists(), "not swept on open");
+    let files = fs::read_dir(d.path().join(BACKUPS_DIR)).unwrap().count();
+    assert_eq!(files, 2);
+    assert_eq!(s.journal().unwrap().backups.len(), 2);
+}
