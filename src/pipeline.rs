@@ -280,7 +280,7 @@ impl Pipeline {
             created: Utc::now(),
             source: source.to_string(),
             channels: points.len(),
-            chan_points: points.iter().map(ToString::to_string).collect(),
+            chan_points: points.iter().map(ChanPoint::text).collect(),
             fingerprint: fingerprint.clone(),
             blob_sha256: match &sealed {
                 Some((_, digest)) => digest.clone(),

@@ -39,19 +39,43 @@ impl ChanPoint {
 
     /// The txid as display hex (reversed byte order).
     pub fn txid_hex(&self) -> String {
+        // 64 hex digits: ASCII.
+        String::from_utf8_lossy(&self.display_hex()).into_owned()
+    }
+
+    /// `txid:index`, as [`fmt::Display`] writes it, in one allocation of
+    /// its exact size: `to_string` grows its buffer four times, and the
+    /// record of every new backup holds the text of each channel (~1 ms
+    /// at 10,000 channels, on the event's path).
+    pub fn text(&self) -> String {
+        let (digits, len) = decimal(self.index);
+        let mut out = Vec::with_capacity(65 + len);
+        out.extend_from_slice(&self.display_hex());
+        out.push(b':');
+        out.extend_from_slice(&digits[..len]);
+        // Hex digits, a colon and decimal digits: ASCII.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The txid's display hex: its bytes reversed, as ASCII digits.
+    fn display_hex(&self) -> [u8; 64] {
         let mut rev = self.txid;
         rev.reverse();
-        hex::encode(rev)
+        hex64(&rev)
     }
+}
+
+/// 32 bytes as 64 lowercase hex digits, without an allocation.
+fn hex64(bytes: &[u8; 32]) -> [u8; 64] {
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(bytes, &mut hex);
+    hex
 }
 
 impl fmt::Display for ChanPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rev = self.txid;
-        rev.reverse();
-        let mut hex = [0u8; 64];
-        // 32 bytes always fit 64 hex digits, which are ASCII.
-        let _ = hex::encode_to_slice(rev, &mut hex);
+        let hex = self.display_hex();
         let hex = std::str::from_utf8(&hex).map_err(|_| fmt::Error)?;
         write!(f, "{hex}:{}", self.index)
     }
@@ -129,11 +153,8 @@ pub fn fingerprint<'a>(points: impl IntoIterator<Item = &'a ChanPoint>) -> Strin
     keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1[..a.2].cmp(&b.1[..b.2])));
     keys.dedup();
     let mut h = Sha256::new();
-    let mut txid_hex = [0u8; 64];
     for (rev, digits, len) in &keys {
-        // 32 bytes always fit 64 hex digits.
-        let _ = hex::encode_to_slice(rev, &mut txid_hex);
-        h.update(txid_hex);
+        h.update(hex64(rev));
         h.update(b":");
         h.update(&digits[..*len]);
         h.update(b"\n");
@@ -243,5 +264,25 @@ mod tests {
         }
         assert_eq!(decimal(0), (*b"0\0\0\0\0\0\0\0\0\0", 1));
         assert_eq!(decimal(u32::MAX), (*b"4294967295", 10));
+    }
+
+    #[test]
+    fn the_records_text_of_a_point_is_what_display_writes_and_parses_back() {
+        let mut txid = [0u8; 32];
+        for (i, b) in txid.iter_mut().enumerate() {
+            *b = (i * 37 + 5) as u8;
+        }
+        for index in [0, 1, 9, 10, 12345, u32::MAX] {
+            let p = ChanPoint { txid, index };
+            let text = p.text();
+            assert_eq!(text, p.to_string());
+            assert_eq!(
+                text.len(),
+                text.capacity(),
+                "one allocation of the exact size"
+            );
+            assert_eq!(text.parse::<ChanPoint>().unwrap(), p);
+            assert_eq!(text.split_once(':').unwrap().0, p.txid_hex());
+        }
     }
 }
